@@ -1,0 +1,265 @@
+/*
+ * db.c
+ *		libpq connections: one per worker thread, opened lazily, dropped and
+ *		reopened when the server goes away.
+ *
+ * Each request is one statement (one implicit transaction), so a thread's
+ * connection is never shared and never left inside a transaction.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "provider.h"
+
+static const char *db_conninfo = NULL;
+static pthread_key_t conn_key;
+static pthread_once_t conn_key_once = PTHREAD_ONCE_INIT;
+
+#define RPC_SQL \
+	"SELECT status, response FROM provider.rpc($1, $2, $3::numeric, $4, $5::integer)"
+#define PAGE_SQL \
+	"SELECT provider.credit_page($1, $2, $3, $4)"
+
+/*
+ * conn_destroy
+ *		Thread-exit destructor: close the thread's connection, so that worker
+ *		threads ending at shutdown leave no session behind.
+ */
+static void
+conn_destroy(void *p)
+{
+	if (p != NULL)
+		PQfinish((PGconn *) p);
+}
+
+static void
+conn_key_create(void)
+{
+	pthread_key_create(&conn_key, conn_destroy);
+}
+
+/*
+ * db_setup
+ *		Remember the conninfo every worker thread connects with.
+ */
+void
+db_setup(const char *conninfo)
+{
+	db_conninfo = conninfo;
+	pthread_once(&conn_key_once, conn_key_create);
+}
+
+/*
+ * db_connect_checked
+ *		Open a connection; on failure return NULL and a malloc'd message.
+ */
+PGconn *
+db_connect_checked(const char *conninfo, char **errmsg)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		const char *m = PQerrorMessage(conn);
+		size_t		n = strlen(m);
+
+		*errmsg = strdup(m);
+		if (*errmsg != NULL && n > 0 && (*errmsg)[n - 1] == '\n')
+			(*errmsg)[n - 1] = '\0';
+		PQfinish(conn);
+		return NULL;
+	}
+	*errmsg = NULL;
+	return conn;
+}
+
+/*
+ * db_thread_conn
+ *		This thread's connection, (re)connecting and preparing the statements
+ *		when needed.  NULL if the database cannot be reached.
+ */
+PGconn *
+db_thread_conn(void)
+{
+	PGconn	   *conn = pthread_getspecific(conn_key);
+	char	   *err;
+	PGresult   *res;
+
+	if (conn != NULL && PQstatus(conn) == CONNECTION_OK)
+		return conn;
+	db_thread_drop();
+
+	conn = db_connect_checked(db_conninfo, &err);
+	if (conn == NULL)
+	{
+		log_error("database connection failed: %s", err ? err : "out of memory");
+		free(err);
+		return NULL;
+	}
+	res = PQexec(conn, "SET application_name = 'lead_provider'");
+	PQclear(res);
+	res = PQprepare(conn, "rpc", RPC_SQL, 5, NULL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		log_error("cannot prepare provider.rpc (was \"lead_provider init\" run?): %s",
+				  PQerrorMessage(conn));
+		PQclear(res);
+		PQfinish(conn);
+		return NULL;
+	}
+	PQclear(res);
+	res = PQprepare(conn, "page", PAGE_SQL, 4, NULL);
+	PQclear(res);
+	pthread_setspecific(conn_key, conn);
+	return conn;
+}
+
+/*
+ * db_thread_drop
+ *		Close this thread's connection (after an error that broke it).
+ */
+void
+db_thread_drop(void)
+{
+	PGconn	   *conn = pthread_getspecific(conn_key);
+
+	if (conn != NULL)
+	{
+		PQfinish(conn);
+		pthread_setspecific(conn_key, NULL);
+	}
+}
+
+/*
+ * exec_prepared
+ *		Run a prepared statement on this thread's connection; if the
+ *		connection turns out to be broken, reconnect and try once more (safe:
+ *		a charging call that did commit is answered from provider.reply the
+ *		second time).
+ */
+static PGresult *
+exec_prepared(const char *stmt, int nparams, const char *const *values)
+{
+	int			attempt;
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		PGconn	   *conn = db_thread_conn();
+		PGresult   *res;
+
+		if (conn == NULL)
+			return NULL;
+		res = PQexecPrepared(conn, stmt, nparams, values, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK || PQstatus(conn) == CONNECTION_OK)
+			return res;
+		PQclear(res);
+		db_thread_drop();
+	}
+	return NULL;
+}
+
+/*
+ * db_ping
+ *		Does the database answer?  (For /health.)
+ */
+bool
+db_ping(void)
+{
+	PGconn	   *conn = db_thread_conn();
+	PGresult   *res;
+	bool		ok;
+
+	if (conn == NULL)
+		return false;
+	res = PQexec(conn, "SELECT 1");
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	PQclear(res);
+	if (!ok && PQstatus(conn) != CONNECTION_OK)
+		db_thread_drop();
+	return ok;
+}
+
+/*
+ * db_rpc
+ *		Call provider.rpc() with the raw body; return the HTTP status and set
+ *		*response to a malloc'd JSON-RPC response.  Errors of the database
+ *		itself become JSON-RPC errors here: invalid UTF-8 (rejected by the
+ *		server before parsing) is a parse error, anything else is 500/503.
+ */
+int
+db_rpc(const char *endpoint, const char *body, size_t len,
+	   const ServeConfig *cfg, char **response)
+{
+	char		trial[32];
+	char		maxd[32];
+	const char *values[5];
+	PGresult   *res;
+	int			status;
+
+	(void) len;
+	snprintf(trial, sizeof(trial), "%ld", cfg->trial_credits);
+	snprintf(maxd, sizeof(maxd), "%d", cfg->max_domains);
+	values[0] = endpoint;
+	values[1] = body;
+	values[2] = trial;
+	values[3] = cfg->public_url;
+	values[4] = maxd;
+
+	res = exec_prepared("rpc", 5, values);
+	if (res == NULL)
+	{
+		*response = rpc_error_json(-32603, "ServiceUnavailable",
+								   "the provider's database is unavailable");
+		return 503;
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		if (state != NULL && (strcmp(state, "22021") == 0 ||
+							  strcmp(state, "22P05") == 0))
+		{
+			*response = rpc_error_json(-32700, "ParseError",
+									   "the request body is not valid UTF-8");
+			status = 400;
+		}
+		else
+		{
+			log_error("provider.rpc failed: %s", PQresultErrorMessage(res));
+			*response = rpc_error_json(-32603, "InternalError",
+									   "the provider failed to process the request");
+			status = 500;
+		}
+		PQclear(res);
+		return status;
+	}
+	status = atoi(PQgetvalue(res, 0, 0));
+	*response = strdup(PQgetvalue(res, 0, 1));
+	PQclear(res);
+	return status;
+}
+
+/*
+ * db_credit_page
+ *		The HTML credit page for the query arguments, malloc'd; NULL when the
+ *		database is unavailable.
+ */
+char *
+db_credit_page(const char *token, const char *dbuuid, const char *service,
+			   const char *credit)
+{
+	const char *values[4] = {token, dbuuid, service, credit};
+	PGresult   *res = exec_prepared("page", 4, values);
+	char	   *page = NULL;
+
+	if (res == NULL)
+		return NULL;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		page = strdup(PQgetvalue(res, 0, 0));
+	else
+		log_error("provider.credit_page failed: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	return page;
+}
