@@ -1,0 +1,182 @@
+# shellcheck shell=bash
+# Shared set-up for scripts/demo.sh, scripts/test.sh and bench/: install
+# what is missing, build, and run a throwaway cluster plus the reference
+# provider.  Everything lives under $LE_RUNDIR (default: <repo>/.run).
+
+set -euo pipefail
+
+LE_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LE_RUNDIR=${LE_RUNDIR:-$LE_REPO/.run}
+LE_PGPORT=${LE_PGPORT:-55432}
+LE_PROVIDER_PORT=${LE_PROVIDER_PORT:-57070}
+LE_FAULT_PORT=${LE_FAULT_PORT:-57071}
+LE_PGVERSION=${LE_PGVERSION:-15}
+LE_PACKAGES="make gcc postgresql-$LE_PGVERSION postgresql-server-dev-$LE_PGVERSION \
+libcurl4-openssl-dev libmicrohttpd-dev libpq-dev zlib1g-dev python3 iso-codes tzdata \
+publicsuffix ca-certificates"
+
+# PostgreSQL refuses to run as root: the cluster runs as this user.
+if [ "$(id -u)" = 0 ]; then
+	LE_RUN_USER=${LE_RUN_USER:-leadenrich}
+else
+	LE_RUN_USER=$(id -un)
+fi
+
+le_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# as_run_user CMD...: run a command as the cluster's owner.
+as_run_user() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u "$LE_RUN_USER" -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# le_deps [extra packages]: install the Debian packages that are missing.
+le_deps() {
+	local missing=() p
+	for p in $LE_PACKAGES "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		if [ "$(id -u)" != 0 ]; then
+			echo "missing packages: ${missing[*]}" >&2
+			echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+			exit 1
+		fi
+		le_log "installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q >/dev/null
+		apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	export PATH="/usr/lib/postgresql/$LE_PGVERSION/bin:$PATH"
+	LE_PGBIN=/usr/lib/postgresql/$LE_PGVERSION/bin
+	LE_PG_CONFIG=$LE_PGBIN/pg_config
+	[ -x "$LE_PG_CONFIG" ] || LE_PG_CONFIG=$(command -v pg_config)
+	if [ "$(id -u)" = 0 ] && ! id "$LE_RUN_USER" >/dev/null 2>&1; then
+		useradd --system --create-home --home-dir "/var/lib/$LE_RUN_USER" --shell /bin/bash "$LE_RUN_USER"
+	fi
+}
+
+# le_build: build and install the extension, build the provider.
+le_build() {
+	le_log "building the extension and the provider"
+	make -C "$LE_REPO" -s PG_CONFIG="$LE_PG_CONFIG" >/dev/null
+	if [ -w "$("$LE_PG_CONFIG" --pkglibdir)" ]; then
+		make -C "$LE_REPO" -s PG_CONFIG="$LE_PG_CONFIG" install >/dev/null
+	else
+		sudo make -C "$LE_REPO" -s PG_CONFIG="$LE_PG_CONFIG" install >/dev/null
+	fi
+	make -C "$LE_REPO/provider" -s >/dev/null
+}
+
+le_psql() {
+	psql -X -q -v ON_ERROR_STOP=1 -h "$LE_RUNDIR" -p "$LE_PGPORT" -U postgres "$@"
+}
+
+le_conninfo() {
+	echo "host=$LE_RUNDIR port=$LE_PGPORT user=postgres dbname=$1"
+}
+
+# le_cluster_start [extra postgresql.conf lines]: a throwaway cluster.
+le_cluster_start() {
+	mkdir -p "$LE_RUNDIR"
+	[ "$(id -u)" = 0 ] && chown "$LE_RUN_USER" "$LE_RUNDIR"
+	chmod 755 "$LE_RUNDIR"
+	local pgdata=$LE_RUNDIR/pgdata
+	if [ ! -f "$pgdata/PG_VERSION" ]; then
+		le_log "creating a cluster in $pgdata"
+		as_run_user "$LE_PGBIN/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+	fi
+	cat >"$LE_RUNDIR/cluster.conf" <<CONF
+port = $LE_PGPORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$LE_RUNDIR'
+shared_preload_libraries = 'lead_enrich'
+max_worker_processes = 32
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_line_prefix = '%m [%p] %q%a '
+lead_enrich.endpoint = 'http://127.0.0.1:$LE_PROVIDER_PORT'
+regress.fault_endpoint = 'http://127.0.0.1:$LE_FAULT_PORT'
+CONF
+	local extra
+	for extra in "$@"; do echo "$extra" >>"$LE_RUNDIR/cluster.conf"; done
+	chown "$LE_RUN_USER" "$LE_RUNDIR/cluster.conf" 2>/dev/null || true
+	grep -q "include 'cluster.conf'" "$pgdata/postgresql.conf" ||
+		echo "include '$LE_RUNDIR/cluster.conf'" >>"$pgdata/postgresql.conf"
+	if as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
+		as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" -w -m fast restart -l "$LE_RUNDIR/postgres.log" >/dev/null
+	else
+		le_log "starting PostgreSQL on port $LE_PGPORT"
+		as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" -w start -l "$LE_RUNDIR/postgres.log" >/dev/null
+	fi
+}
+
+# le_provider_start [serve flags]: load the directory and serve it.
+le_provider_start() {
+	le_provider_stop
+	le_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'lead_provider'" | grep -q 1 ||
+		le_psql -d postgres -c "CREATE DATABASE lead_provider"
+	if ! le_psql -d lead_provider -tAc "SELECT to_regclass('provider.organisation') IS NOT NULL" | grep -q t ||
+		[ "$LE_REPO/data/directory.csv.gz" -nt "$LE_RUNDIR/provider.loaded" ]; then
+		le_log "loading the directory into the provider's database"
+		"$LE_REPO/provider/lead_provider" init --db "$(le_conninfo lead_provider)" \
+			--data "$LE_REPO/data/directory.csv.gz" >"$LE_RUNDIR/provider-init.log" 2>&1 ||
+			{ cat "$LE_RUNDIR/provider-init.log" >&2; return 1; }
+		touch "$LE_RUNDIR/provider.loaded"
+	fi
+	le_log "starting the provider on port $LE_PROVIDER_PORT"
+	nohup "$LE_REPO/provider/lead_provider" serve --port "$LE_PROVIDER_PORT" \
+		--db "$(le_conninfo lead_provider)" --access-log "$LE_RUNDIR/provider-access.log" "$@" \
+		>>"$LE_RUNDIR/provider.log" 2>&1 &
+	echo $! >"$LE_RUNDIR/provider.pid"
+	le_wait_http "http://127.0.0.1:$LE_PROVIDER_PORT/health" ||
+		{ tail -20 "$LE_RUNDIR/provider.log" >&2; return 1; }
+}
+
+le_provider_stop() {
+	if [ -f "$LE_RUNDIR/provider.pid" ]; then
+		kill "$(cat "$LE_RUNDIR/provider.pid")" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$(cat "$LE_RUNDIR/provider.pid")" 2>/dev/null || break; sleep 0.1; done
+		rm -f "$LE_RUNDIR/provider.pid"
+	fi
+}
+
+le_fault_start() {
+	le_fault_stop
+	nohup python3 "$LE_REPO/test/fault_server.py" "$LE_FAULT_PORT" >>"$LE_RUNDIR/fault.log" 2>&1 &
+	echo $! >"$LE_RUNDIR/fault.pid"
+	le_wait_http "http://127.0.0.1:$LE_FAULT_PORT/"
+}
+
+le_fault_stop() {
+	if [ -f "$LE_RUNDIR/fault.pid" ]; then
+		kill "$(cat "$LE_RUNDIR/fault.pid")" 2>/dev/null || true
+		rm -f "$LE_RUNDIR/fault.pid"
+	fi
+}
+
+# le_wait_http URL: wait up to 15 s for a 200.
+le_wait_http() {
+	python3 - "$1" <<'PY'
+import sys, time, urllib.request
+for _ in range(150):
+    try:
+        if urllib.request.urlopen(sys.argv[1], timeout=1).status == 200:
+            sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+}
+
+le_stop_all() {
+	le_provider_stop
+	le_fault_stop
+	if [ -f "$LE_RUNDIR/pgdata/PG_VERSION" ]; then
+		as_run_user "$LE_PGBIN/pg_ctl" -D "$LE_RUNDIR/pgdata" -m fast stop >/dev/null 2>&1 || true
+	fi
+}

@@ -1,0 +1,56 @@
+/*-------------------------------------------------------------------------
+ *
+ * account.c
+ *	  The IAP account token: the superuser-only setting, else Odoo's own
+ *	  iap_account row for the reveal service.
+ *
+ * Unlike Odoo, no account is ever created silently: a database without a
+ * token gets a clear error saying where to put one.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+#include "lead_enrich.h"
+
+/*
+ * le_account_token_lookup: the token to send, or NULL (missing_ok).
+ * Needs SPI when the token comes from Odoo's table.
+ */
+char *
+le_account_token_lookup(LeadTable *lt, bool missing_ok)
+{
+	if (le_account_token != NULL && le_account_token[0] != '\0')
+		return pstrdup(le_account_token);
+
+	if (lt != NULL)
+	{
+		char	   *q;
+		int			ret;
+
+		q = psprintf("SELECT to_regclass(%s)::oid",
+					 quote_literal_cstr(psprintf("%s.iap_account", lt->nspname)));
+		ret = SPI_execute(q, true, 1);
+		if (ret == SPI_OK_SELECT && SPI_processed == 1 &&
+			SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) != NULL)
+		{
+			q = psprintf("SELECT account_token FROM %s.iap_account "
+						 "WHERE service_name = 'reveal' AND coalesce(account_token, '') <> '' "
+						 "ORDER BY id DESC LIMIT 1", lt->nspname);
+			ret = SPI_execute(q, true, 1);
+			if (ret == SPI_OK_SELECT && SPI_processed == 1)
+				return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		}
+	}
+	if (missing_ok)
+		return NULL;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("no IAP account token is configured"),
+			 errdetail("lead_enrich.account_token is empty and no iap_account row exists for service \"reveal\"."),
+			 errhint("As a superuser: ALTER SYSTEM SET lead_enrich.account_token = '...'; SELECT pg_reload_conf();")));
+	return NULL;				/* keep compiler quiet */
+}

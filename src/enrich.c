@@ -1,0 +1,878 @@
+/*-------------------------------------------------------------------------
+ *
+ * enrich.c
+ *	  Lead enrichment: pick the leads' e-mail domains, ask the provider in
+ *	  one request per batch, fill the empty columns, record the outcome.
+ *
+ * The work on a batch is split in three steps so that the background
+ * worker can run the network part outside any transaction:
+ *
+ *	enrich_prepare	 read and lock the leads, apply Odoo's skip rules,
+ *					 collect the distinct domains to send (SPI, in a
+ *					 transaction);
+ *	enrich_call		 build the JSON-RPC call (no database access); the
+ *					 caller performs it with http_perform;
+ *	enrich_apply	 write the answer: fill-only-empty UPDATE, done flag,
+ *					 lead_state row (SPI, in a transaction).
+ *
+ * The request id is derived from the database uuid and the (lead, domain)
+ * pairs, so a batch sent again after a failure is answered from the
+ * provider's replay store and not charged twice.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "enrich.h"
+#include "errcodes.h"
+#include "lead_enrich.h"
+
+PG_FUNCTION_INFO_V1(lead_enrich_enrich_lead);
+PG_FUNCTION_INFO_V1(lead_enrich_enrich_leads);
+
+/* Plans cached per process, rebuilt when the attached table changes. */
+typedef struct PlanCache
+{
+	char	   *key;			/* relid + columns of the LeadTable */
+	SPIPlanPtr	select_plan;
+	SPIPlanPtr	select_skip_plan;
+	SPIPlanPtr	update_plan;
+	SPIPlanPtr	done_plan;
+} PlanCache;
+
+static PlanCache plans = {0};
+
+#define UPDATE_NARGS 10
+
+/*
+ * keep_plan: prepare and keep a plan, or fail loudly.
+ */
+static SPIPlanPtr
+keep_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+	if (p == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(p);
+	return p;
+}
+
+/*
+ * text_set_expr: the new value of a text column under the fill-only-empty
+ * rule, or NULL (SQL) for "leave it".  The value is cast to the column's
+ * type, which truncates to a varchar's length instead of failing.
+ */
+static void
+text_set_expr(StringInfo s, LeadTable *lt, const char *key, int param)
+{
+	appendStringInfo(s,
+					 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce($%d, '') <> '' "
+					 "THEN $%d::%s END AS n_%s",
+					 lt_col(lt, key), param, param, lt_type(lt, key), key);
+}
+
+/*
+ * build_update_sql: the fill-only-empty UPDATE for this table.  Returns
+ * the array of column names it filled.
+ *
+ * $1 lead id, $2 name, $3 clearbit_id, $4 location, $5 city,
+ * $6 postal_code, $7 phone_numbers[0], $8 phone_numbers[1],
+ * $9 country_code, $10 state_code.
+ */
+static char *
+build_update_sql(LeadTable *lt)
+{
+	static const struct
+	{
+		const char *key;
+		int			param;
+	}			text_cols[] =
+	{
+		{"partner_name", 2},
+		{"reveal_id", 3},
+		{"street", 4},
+		{"city", 5},
+		{"zip", 6},
+		{"phone", 7},
+		{"mobile", 8},
+	};
+	StringInfoData s;
+	StringInfoData sets;
+	StringInfoData filled;
+	const char *id = lt_col(lt, "id");
+	const char *country = lt_col(lt, "country");
+	const char *state = lt_col(lt, "state");
+	int			i;
+
+	initStringInfo(&s);
+	initStringInfo(&sets);
+	initStringInfo(&filled);
+
+	appendStringInfo(&s, "WITH o AS (SELECT l.* FROM %s l WHERE l.%s = $1), ", lt->qualname, id);
+
+	/* step 1: the new country, needed to find the state */
+	appendStringInfoString(&s, "c AS (SELECT o.*");
+	if (country != NULL)
+	{
+		if (lt->country_fk)
+			appendStringInfo(&s,
+							 ", CASE WHEN o.%s IS NULL AND coalesce($9, '') <> '' THEN "
+							 "(SELECT rc.id FROM %s.res_country rc WHERE rc.code = upper($9) LIMIT 1) END AS n_country",
+							 country, lt->nspname);
+		else
+			appendStringInfo(&s,
+							 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce($9, '') <> '' "
+							 "THEN upper($9)::%s END AS n_country",
+							 country, lt_type(lt, "country"));
+	}
+	appendStringInfoString(&s, " FROM o), ");
+
+	/* step 2: every other new value */
+	appendStringInfoString(&s, "v AS (SELECT c.*");
+	for (i = 0; i < (int) lengthof(text_cols); i++)
+	{
+		if (lt_col(lt, text_cols[i].key) == NULL)
+			continue;
+		text_set_expr(&s, lt, text_cols[i].key, text_cols[i].param);
+		appendStringInfo(&sets, ", %s = coalesce(v.n_%s, t.%s)",
+						 lt_col(lt, text_cols[i].key), text_cols[i].key,
+						 lt_col(lt, text_cols[i].key));
+		appendStringInfo(&filled, ", CASE WHEN v.n_%s IS NOT NULL THEN %s END",
+						 text_cols[i].key,
+						 quote_literal_cstr(jb_get_text(&lt->columns->root, text_cols[i].key)));
+	}
+	if (country != NULL)
+	{
+		appendStringInfo(&sets, ", %s = coalesce(v.n_country, t.%s)", country, country);
+		appendStringInfo(&filled, ", CASE WHEN v.n_country IS NOT NULL THEN %s END",
+						 quote_literal_cstr(jb_get_text(&lt->columns->root, "country")));
+	}
+	if (state != NULL)
+	{
+		if (lt->state_fk && lt->country_fk && country != NULL)
+			appendStringInfo(&s,
+							 ", CASE WHEN o.%s IS NULL AND coalesce($10, '') <> '' THEN "
+							 "(SELECT s.id FROM %s.res_country_state s WHERE s.code = $10 "
+							 "AND s.country_id = coalesce(n_country, o.%s) LIMIT 1) END AS n_state",
+							 state, lt->nspname, country);
+		else if (lt->state_fk)
+			appendStringInfoString(&s, ", NULL::integer AS n_state");
+		else
+			appendStringInfo(&s,
+							 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce($10, '') <> '' "
+							 "THEN $10::%s END AS n_state",
+							 state, lt_type(lt, "state"));
+		appendStringInfo(&sets, ", %s = coalesce(v.n_state, t.%s)", state, state);
+		appendStringInfo(&filled, ", CASE WHEN v.n_state IS NOT NULL THEN %s END",
+						 quote_literal_cstr(jb_get_text(&lt->columns->root, "state")));
+	}
+	appendStringInfoString(&s, " FROM c o) ");
+
+	appendStringInfo(&s, "UPDATE %s t SET %s = t.%s", lt->qualname, id, id);
+	appendStringInfoString(&s, sets.data);
+	if (lt_col(lt, "enrich_done") != NULL)
+		appendStringInfo(&s, ", %s = true", lt_col(lt, "enrich_done"));
+	if (lt_col(lt, "write_date") != NULL)
+		appendStringInfo(&s, ", %s = now()%s", lt_col(lt, "write_date"),
+						 strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
+						 ? " AT TIME ZONE 'UTC'" : "");
+	appendStringInfo(&s, " FROM v WHERE t.%s = $1 RETURNING array_remove(ARRAY[NULL::text%s], NULL)",
+					 id, filled.data);
+	return s.data;
+}
+
+/*
+ * prepare_plans: the SELECT, UPDATE and done-marking plans of the
+ * attached table, rebuilt when attach() changed it.
+ */
+static void
+prepare_plans(LeadTable *lt)
+{
+	char	   *key;
+	StringInfoData s;
+	const char *id = lt_col(lt, "id");
+	const char *done = lt_col(lt, "enrich_done");
+	const char *reveal = lt_col(lt, "reveal_id");
+	const char *prob = lt_col(lt, "probability");
+	Oid			argtypes[UPDATE_NARGS];
+	int			i;
+	MemoryContext old;
+
+	key = psprintf("%u|%s|%d%d%d", lt->relid,
+				   JsonbToCString(NULL, &lt->columns->root, VARSIZE(lt->columns)),
+				   lt->odoo, lt->country_fk, lt->state_fk);
+	if (plans.key != NULL && strcmp(plans.key, key) == 0)
+		return;
+
+	if (plans.key != NULL)
+	{
+		SPI_freeplan(plans.select_plan);
+		SPI_freeplan(plans.select_skip_plan);
+		SPI_freeplan(plans.update_plan);
+		if (plans.done_plan)
+			SPI_freeplan(plans.done_plan);
+		pfree(plans.key);
+		memset(&plans, 0, sizeof(plans));
+	}
+
+	/* lead id, e-mail, done, reveal id set, won, last status, last e-mail */
+	initStringInfo(&s);
+	appendStringInfo(&s, "SELECT l.%s::bigint, l.%s::text, ", id, lt_col(lt, "email"));
+	if (done != NULL)
+		appendStringInfo(&s, "coalesce(l.%s, false), ", done);
+	else
+		appendStringInfoString(&s,
+							   "coalesce(s.status IN ('enriched', 'not_found', 'generic_domain', 'mined'), false), ");
+	if (reveal != NULL)
+		appendStringInfo(&s, "coalesce(l.%s::text, '') <> '', ", reveal);
+	else
+		appendStringInfoString(&s, "false, ");
+	if (prob != NULL)
+		appendStringInfo(&s, "coalesce(l.%s >= 100, false), ", prob);
+	else
+		appendStringInfoString(&s, "false, ");
+	appendStringInfo(&s,
+					 "s.status, s.email FROM %s l "
+					 "LEFT JOIN lead_enrich.lead_state s ON s.lead_id = l.%s "
+					 "WHERE l.%s = ANY ($1) ORDER BY l.%s FOR UPDATE OF l",
+					 lt->qualname, id, id, id);
+
+	argtypes[0] = INT8ARRAYOID;
+	plans.select_plan = keep_plan(s.data, 1, argtypes);
+	appendStringInfoString(&s, " SKIP LOCKED");
+	plans.select_skip_plan = keep_plan(s.data, 1, argtypes);
+
+	argtypes[0] = INT8OID;
+	for (i = 1; i < UPDATE_NARGS; i++)
+		argtypes[i] = TEXTOID;
+	plans.update_plan = keep_plan(build_update_sql(lt), UPDATE_NARGS, argtypes);
+
+	if (done != NULL)
+	{
+		resetStringInfo(&s);
+		appendStringInfo(&s, "UPDATE %s SET %s = true", lt->qualname, done);
+		if (lt_col(lt, "write_date") != NULL)
+			appendStringInfo(&s, ", %s = now()%s", lt_col(lt, "write_date"),
+							 strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
+							 ? " AT TIME ZONE 'UTC'" : "");
+		appendStringInfo(&s, " WHERE %s = $1", id);
+		plans.done_plan = keep_plan(s.data, 1, argtypes);
+	}
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	plans.key = pstrdup(key);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * le_record_state: upsert a lead's outcome.  attempts counts provider
+ * calls that concerned the lead.
+ */
+void
+le_record_state(int64 lead_id, const char *status, const char *email,
+				const char *domain, const char *company_json, const char *filled,
+				int credits, const char *error, const char *source)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[9];
+	char		nulls[9];
+	int			ret;
+
+	if (plan == NULL)
+	{
+		Oid			types[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		INT4OID, TEXTOID, TEXTOID};
+
+		plan = keep_plan(
+						 "INSERT INTO lead_enrich.lead_state AS s "
+						 "(lead_id, status, email, domain, company, filled, credits, attempts, error, source, "
+						 " next_attempt_at, updated_at) "
+						 "VALUES ($1, $2, $3, $4, $5::jsonb, coalesce($6::text[], '{}'), $7, "
+						 "        CASE WHEN $2 IN ('enriched', 'not_found', 'error', 'insufficient_credit') THEN 1 ELSE 0 END, "
+						 "        $8, $9, NULL, now()) "
+						 "ON CONFLICT (lead_id) DO UPDATE SET status = excluded.status, email = excluded.email, "
+						 "  domain = excluded.domain, company = coalesce(excluded.company, CASE WHEN excluded.status = 'error' "
+						 "  OR excluded.status = 'insufficient_credit' THEN s.company END), "
+						 "  filled = excluded.filled, credits = s.credits + excluded.credits, "
+						 "  attempts = s.attempts + excluded.attempts, error = excluded.error, "
+						 "  source = excluded.source, next_attempt_at = NULL, updated_at = now()",
+						 9, types);
+	}
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(lead_id);
+	values[1] = CStringGetTextDatum(status);
+#define OPT_TEXT(i, v) \
+	do { if ((v) != NULL) values[i] = CStringGetTextDatum(v); else nulls[i] = 'n'; } while (0)
+	OPT_TEXT(2, email);
+	OPT_TEXT(3, domain);
+	OPT_TEXT(4, company_json);
+	OPT_TEXT(5, filled);
+	values[6] = Int32GetDatum(credits);
+	OPT_TEXT(7, error);
+	values[8] = CStringGetTextDatum(source);
+#undef OPT_TEXT
+	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not record the outcome of lead " INT64_FORMAT ": %s",
+			 lead_id, SPI_result_code_string(ret));
+}
+
+/*
+ * mark_done: set the table's done flag (generic domain, not found).
+ */
+static void
+mark_done(int64 lead_id)
+{
+	Datum		arg = Int64GetDatum(lead_id);
+
+	if (plans.done_plan == NULL)
+		return;
+	if (SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not mark lead " INT64_FORMAT " enriched", lead_id);
+}
+
+/*
+ * enrich_prepare: read and lock the leads, classify them, collect the
+ * distinct domains.  With skip_locked, leads locked by someone else are
+ * left out (the worker); otherwise the call waits for them (manual).
+ * Leads in ids that do not exist end with status "missing".
+ */
+EnrichBatch *
+enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
+{
+	EnrichBatch *b = palloc0(sizeof(EnrichBatch));
+	Datum	   *d = palloc(sizeof(Datum) * nids);
+	Datum		arg;
+	int			ret;
+	int			i;
+	uint64		r;
+
+	prepare_plans(lt);
+	b->lt = lt;
+	b->rows = palloc0(sizeof(LeadRow) * nids);
+	b->domains = palloc0(sizeof(char *) * nids);
+	b->owner = palloc0(sizeof(int) * nids);
+
+	for (i = 0; i < nids; i++)
+		d[i] = Int64GetDatum(ids[i]);
+	arg = PointerGetDatum(construct_array(d, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	ret = SPI_execute_plan(skip_locked ? plans.select_skip_plan : plans.select_plan,
+						   &arg, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the leads: %s", SPI_result_code_string(ret));
+
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		LeadRow    *row = &b->rows[b->n++];
+		bool		isnull;
+		int			j;
+
+		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		row->email_raw = SPI_getvalue(tup, desc, 2);
+		row->credits = 0;
+		row->owner = -1;
+		if (DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
+			row->skip = "won";
+		else if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+			row->skip = "already_enriched";
+		else if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+			row->skip = "reveal_id_set";
+		if (row->skip != NULL)
+		{
+			row->status = "skipped";
+			continue;
+		}
+		if (row->email_raw == NULL || strspn(row->email_raw, " \t\r\n") == strlen(row->email_raw))
+		{
+			row->status = "no_email";
+			continue;
+		}
+		row->email = email_normalize_strict(row->email_raw);
+		if (row->email == NULL)
+		{
+			row->status = "invalid_email";
+			continue;
+		}
+		row->domain = email_domain(row->email);
+		if (is_webmail_domain(row->domain))
+		{
+			row->status = "generic_domain";
+			continue;
+		}
+		/* one request entry per distinct domain: the first lead owns it */
+		for (j = 0; j < b->ndomains; j++)
+			if (strcmp(b->domains[j], row->domain) == 0)
+				break;
+		if (j == b->ndomains)
+		{
+			b->domains[j] = pstrdup(row->domain);
+			b->owner[j] = b->n - 1;
+			b->ndomains++;
+		}
+		row->owner = j;
+		row->status = "pending";
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	/* ids that are not (or no longer) in the table, or locked elsewhere */
+	for (i = 0; i < nids && !skip_locked; i++)
+	{
+		int			j;
+
+		for (j = 0; j < b->n; j++)
+			if (b->rows[j].id == ids[i])
+				break;
+		if (j == b->n)
+		{
+			LeadRow    *row = &b->rows[b->n++];
+
+			row->id = ids[i];
+			row->status = "missing";
+			row->owner = -1;
+		}
+	}
+	return b;
+}
+
+/*
+ * enrich_call: the JSON-RPC call for the batch's domains, or NULL when
+ * nothing needs sending.  No database access.
+ */
+RpcCall *
+enrich_call(EnrichBatch *b, const char *token)
+{
+	RpcCall    *call;
+	StringInfoData seed;
+	StringInfo	body;
+	char		id[33];
+	int			j;
+
+	if (b->ndomains == 0)
+		return NULL;
+	initStringInfo(&seed);
+	appendStringInfoString(&seed, b->lt->dbuuid);
+	for (j = 0; j < b->ndomains; j++)
+		appendStringInfo(&seed, "|" INT64_FORMAT ":%s", b->rows[b->owner[j]].id, b->domains[j]);
+	rpc_make_id(id, seed.data);
+
+	call = palloc(sizeof(RpcCall));
+	rpc_init(call, LE_SERVICE_ENRICH, "/iap/clearbit/1/lead_enrichment_email", id);
+	rpc_params_begin(call);
+	body = &call->http.body;
+	appendStringInfoString(body, "{\"domains\": {");
+	for (j = 0; j < b->ndomains; j++)
+	{
+		appendStringInfo(body, "%s\"" INT64_FORMAT "\": ", j ? ", " : "", b->rows[b->owner[j]].id);
+		append_json_string(body, b->domains[j]);
+	}
+	appendStringInfoString(body, "}, \"account_token\": ");
+	append_json_string(body, token);
+	appendStringInfoString(body, ", \"dbuuid\": ");
+	append_json_string(body, b->lt->dbuuid);
+	appendStringInfoChar(body, '}');
+	rpc_params_end(call);
+	b->call = call;
+	return call;
+}
+
+/*
+ * apply_company: the fill-only-empty UPDATE for one lead; returns the
+ * filled columns as a text[] literal.
+ */
+static char *
+apply_company(LeadRow *row, JsonbContainer *company)
+{
+	Datum		values[UPDATE_NARGS];
+	char		nulls[UPDATE_NARGS];
+	char	   *v[UPDATE_NARGS];
+	char	   *filled;
+	int			ret;
+	int			i;
+
+	v[0] = NULL;
+	v[1] = jb_get_text(company, "name");
+	v[2] = jb_get_text(company, "clearbit_id");
+	v[3] = jb_get_text(company, "location");
+	v[4] = jb_get_text(company, "city");
+	v[5] = jb_get_text(company, "postal_code");
+	v[6] = jb_get_array_text(company, "phone_numbers", 0);
+	v[7] = jb_get_array_text(company, "phone_numbers", 1);
+	v[8] = jb_get_text(company, "country_code");
+	v[9] = jb_get_text(company, "state_code");
+
+	values[0] = Int64GetDatum(row->id);
+	nulls[0] = ' ';
+	for (i = 1; i < UPDATE_NARGS; i++)
+	{
+		nulls[i] = v[i] ? ' ' : 'n';
+		values[i] = v[i] ? CStringGetTextDatum(v[i]) : (Datum) 0;
+	}
+	ret = SPI_execute_plan(plans.update_plan, values, nulls, false, 0);
+	if (ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not update lead " INT64_FORMAT ": %s", row->id,
+			 SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		filled = NULL;
+	else
+		filled = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	SPI_freetuptable(SPI_tuptable);
+	return filled;
+}
+
+/*
+ * enrich_apply_local: record the outcomes decided without the provider
+ * (no e-mail, invalid e-mail, generic domain).
+ */
+void
+enrich_apply_local(EnrichBatch *b, const char *source)
+{
+	int			i;
+
+	for (i = 0; i < b->n; i++)
+	{
+		LeadRow    *row = &b->rows[i];
+
+		if (strcmp(row->status, "generic_domain") == 0)
+			mark_done(row->id);
+		if (strcmp(row->status, "generic_domain") == 0 ||
+			strcmp(row->status, "invalid_email") == 0 ||
+			strcmp(row->status, "no_email") == 0)
+			le_record_state(row->id, row->status, row->email ? row->email : row->email_raw,
+							row->domain, NULL, NULL, 0, NULL, source);
+	}
+}
+
+/*
+ * enrich_apply: write the provider's answer (or the failure) for every
+ * lead that was sent.  A failed call leaves the leads not done, with the
+ * failure recorded.
+ */
+void
+enrich_apply(EnrichBatch *b, const char *source)
+{
+	RpcCall    *call = b->call;
+	JsonbContainer *result = NULL;
+	bool	   *charged;
+	int			i;
+
+	if (call == NULL)
+		return;
+	if (call->status == RPC_OK)
+	{
+		result = &call->result->root;
+		if (!JsonContainerIsObject(result))
+		{
+			call->status = RPC_BAD_RESPONSE;
+			call->message = pstrdup("the result is not an object keyed by lead id");
+		}
+	}
+	charged = palloc0(sizeof(bool) * Max(b->ndomains, 1));
+
+	for (i = 0; i < b->n; i++)
+	{
+		LeadRow    *row = &b->rows[i];
+		JsonbValue	buf;
+		JsonbValue *val;
+		char		key[32];
+
+		if (row->owner < 0 || strcmp(row->status, "pending") != 0)
+			continue;
+		if (call->status != RPC_OK)
+		{
+			row->status = call->status == RPC_INSUFFICIENT_CREDIT ? "insufficient_credit" : "error";
+			row->error = call->message;
+			le_record_state(row->id, row->status, row->email, row->domain, NULL, NULL, 0,
+							psprintf("%s: %s", rpc_status_name(call->status), call->message), source);
+			continue;
+		}
+		snprintf(key, sizeof(key), INT64_FORMAT, b->rows[b->owner[row->owner]].id);
+		val = jb_get(result, key, &buf);
+		if (val != NULL && val->type == jbvBinary && JsonContainerIsObject(val->val.binary.data))
+		{
+			JsonbContainer *company = val->val.binary.data;
+
+			row->filled = apply_company(row, company);
+			if (row->filled == NULL)
+			{
+				row->status = "missing";	/* deleted meanwhile */
+				continue;
+			}
+			row->company = jsonb_container_to_cstring(company);
+			row->credits = charged[row->owner] ? 0 : 1;
+			charged[row->owner] = true;
+			row->status = "enriched";
+			le_record_state(row->id, "enriched", row->email, row->domain, row->company,
+							row->filled, row->credits, NULL, source);
+		}
+		else if (val == NULL || val->type == jbvNull ||
+				 (val->type == jbvBool && !val->val.boolean))
+		{
+			mark_done(row->id);
+			row->status = "not_found";
+			le_record_state(row->id, "not_found", row->email, row->domain, NULL, NULL, 0,
+							NULL, source);
+		}
+		else
+		{
+			row->status = "error";
+			row->error = psprintf("the provider's value for lead %s is neither a company nor false", key);
+			le_record_state(row->id, "error", row->email, row->domain, NULL, NULL, 0,
+							row->error, source);
+		}
+	}
+}
+
+/*
+ * append_filled_json: a text[] literal as a JSON array of strings.
+ */
+static void
+append_filled_json(StringInfo s, const char *literal)
+{
+	Datum		arr = DirectFunctionCall3(array_in, CStringGetDatum(literal),
+										  ObjectIdGetDatum(TEXTOID), Int32GetDatum(-1));
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	appendStringInfoChar(s, '[');
+	for (int i = 0; i < n; i++)
+	{
+		if (i)
+			appendStringInfoString(s, ", ");
+		append_json_string(s, TextDatumGetCString(elems[i]));
+	}
+	appendStringInfoChar(s, ']');
+}
+
+/*
+ * row_to_jsonb: enrich_lead's answer for one lead.
+ */
+static Datum
+row_to_jsonb(LeadRow *row)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "{\"lead_id\": " INT64_FORMAT ", \"status\": ", row->id);
+	append_json_string(&s, row->status);
+	if (row->skip)
+	{
+		appendStringInfoString(&s, ", \"reason\": ");
+		append_json_string(&s, row->skip);
+	}
+	if (row->domain)
+	{
+		appendStringInfoString(&s, ", \"domain\": ");
+		append_json_string(&s, row->domain);
+	}
+	appendStringInfo(&s, ", \"credits\": %d, \"filled\": ", row->credits);
+	append_filled_json(&s, row->filled ? row->filled : "{}");
+	if (row->company)
+		appendStringInfo(&s, ", \"company\": %s", row->company);
+	appendStringInfoChar(&s, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
+}
+
+/*
+ * cmp_int64: qsort comparator.
+ */
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * sort_unique_ids: sort ids and drop duplicates; returns the new count.
+ */
+int
+sort_unique_ids(int64 *ids, int n)
+{
+	int			m = 0;
+
+	qsort(ids, n, sizeof(int64), cmp_int64);
+	for (int i = 0; i < n; i++)
+		if (m == 0 || ids[i] != ids[m - 1])
+			ids[m++] = ids[i];
+	return m;
+}
+
+/*
+ * run_batch: prepare, call, apply one batch in the caller's transaction.
+ */
+static EnrichBatch *
+run_batch(LeadTable *lt, int64 *ids, int n, const char *token, bool stop_credit)
+{
+	EnrichBatch *b = enrich_prepare(lt, ids, n, false);
+	RpcCall    *call;
+
+	enrich_apply_local(b, "manual");
+	if (stop_credit)
+	{
+		for (int i = 0; i < b->n; i++)
+		{
+			if (strcmp(b->rows[i].status, "pending") == 0)
+			{
+				b->rows[i].status = "insufficient_credit";
+				b->rows[i].error = "not sent: credits ran out on an earlier batch";
+			}
+		}
+		return b;
+	}
+	call = enrich_call(b, token);
+	if (call != NULL)
+	{
+		HttpRequest *h = &call->http;
+
+		http_perform(&h, 1, 1);
+		rpc_finish(call);
+		enrich_apply(b, "manual");
+	}
+	return b;
+}
+
+/*
+ * lead_enrich.enrich_lead(id): enrich one lead now.  Failures of the
+ * provider are errors, and the transaction rolls back: the lead is not
+ * marked and nothing is half-written.
+ */
+Datum
+lead_enrich_enrich_lead(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	LeadTable  *lt;
+	EnrichBatch *b;
+	char	   *token;
+	Datum		result;
+	MemoryContext outer = CurrentMemoryContext;
+
+	SPI_connect();
+	lt = lead_table_load(false);
+	token = le_account_token_lookup(lt, false);
+	b = enrich_prepare(lt, &id, 1, false);
+	if (strcmp(b->rows[0].status, "missing") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("lead " INT64_FORMAT " does not exist in %s", id, lt->qualname)));
+	enrich_apply_local(b, "manual");
+	if (enrich_call(b, token) != NULL)
+	{
+		HttpRequest *h = &b->call->http;
+
+		http_perform(&h, 1, 1);
+		rpc_finish(b->call);
+		if (b->call->status != RPC_OK)
+			rpc_report(b->call, ERROR);
+		enrich_apply(b, "manual");
+	}
+	MemoryContextSwitchTo(outer);
+	result = row_to_jsonb(&b->rows[0]);
+	result = PointerGetDatum(DatumGetJsonbPCopy(result));
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * lead_enrich.enrich_leads(ids): bulk enrichment, batch by batch.  Unlike
+ * enrich_lead, a failed batch does not abort the call: its leads are
+ * reported (and recorded) with the error and the next batch goes on, as
+ * Odoo does; credits running out stops the remaining batches.
+ */
+Datum
+lead_enrich_enrich_leads(PG_FUNCTION_ARGS)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	int64	   *ids;
+	int			nids = 0;
+	LeadTable  *lt;
+	char	   *token;
+	bool		no_credit = false;
+	char	   *credit_url = NULL;
+	int			i;
+	MemoryContext batch_cxt;
+
+	InitMaterializedSRF(fcinfo, 0);
+	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &nulls, &nelems);
+	ids = palloc(sizeof(int64) * Max(nelems, 1));
+	for (i = 0; i < nelems; i++)
+		if (!nulls[i])
+			ids[nids++] = DatumGetInt64(elems[i]);
+	/* sorted: each lead once, and locks always taken in the same order */
+	nids = sort_unique_ids(ids, nids);
+
+	SPI_connect();
+	lt = lead_table_load(false);
+	token = le_account_token_lookup(lt, false);
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "lead_enrich batch",
+									  ALLOCSET_DEFAULT_SIZES);
+
+	for (i = 0; i < nids; i += le_batch_size)
+	{
+		int			n = Min(le_batch_size, nids - i);
+		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
+		EnrichBatch *b = run_batch(lt, ids + i, n, token, no_credit);
+
+		if (b->call != NULL && b->call->status == RPC_INSUFFICIENT_CREDIT)
+		{
+			no_credit = true;
+			MemoryContextSwitchTo(old);
+			credit_url = b->call->credit_url ? pstrdup(b->call->credit_url) : NULL;
+			MemoryContextSwitchTo(batch_cxt);
+		}
+		else if (b->call != NULL && b->call->status != RPC_OK)
+			rpc_report(b->call, WARNING);
+
+		for (int r = 0; r < b->n; r++)
+		{
+			LeadRow    *row = &b->rows[r];
+			Datum		values[5];
+			bool		isnull[5] = {false, false, false, false, false};
+
+			values[0] = Int64GetDatum(row->id);
+			values[1] = CStringGetTextDatum(row->status);
+			if (row->filled)
+				values[2] = DirectFunctionCall3(array_in, CStringGetDatum(row->filled),
+												ObjectIdGetDatum(TEXTOID), Int32GetDatum(-1));
+			else
+				isnull[2] = true;
+			values[3] = Int32GetDatum(row->credits);
+			if (row->skip || row->error)
+				values[4] = CStringGetTextDatum(row->skip ? row->skip : row->error);
+			else
+				isnull[4] = true;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch_cxt);
+	}
+	if (no_credit)
+		ereport(WARNING,
+				(errcode(ERRCODE_LE_INSUFFICIENT_CREDIT),
+				 errmsg("not enough credits for lead enrichment: remaining leads were not sent"),
+				 errhint("Buy credits at %s", credit_url ? credit_url : "the URL lead_enrich.iap_credit_url() returns")));
+	SPI_finish();
+	return (Datum) 0;
+}

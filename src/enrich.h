@@ -1,0 +1,46 @@
+/*-------------------------------------------------------------------------
+ *
+ * enrich.h
+ *	  The three steps of enriching a batch of leads (see enrich.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LEAD_ENRICH_ENRICH_H
+#define LEAD_ENRICH_ENRICH_H
+
+#include "lead_enrich.h"
+
+typedef struct LeadRow
+{
+	int64		id;
+	char	   *email_raw;
+	char	   *email;			/* normalised, NULL if invalid */
+	const char *domain;
+	const char *status;			/* pending, skipped, enriched, ... */
+	const char *skip;			/* why skipped */
+	int			owner;			/* index into EnrichBatch.domains, -1 */
+	char	   *filled;			/* text[] literal of filled columns */
+	char	   *company;		/* JSON text */
+	int			credits;
+	char	   *error;
+} LeadRow;
+
+typedef struct EnrichBatch
+{
+	LeadTable  *lt;
+	int			n;
+	LeadRow    *rows;
+	int			ndomains;
+	char	  **domains;
+	int		   *owner;			/* row index of the lead sent per domain */
+	RpcCall    *call;
+} EnrichBatch;
+
+extern EnrichBatch *enrich_prepare(LeadTable *lt, int64 *ids, int nids,
+								   bool skip_locked);
+extern RpcCall *enrich_call(EnrichBatch *b, const char *token);
+extern void enrich_apply_local(EnrichBatch *b, const char *source);
+extern void enrich_apply(EnrichBatch *b, const char *source);
+extern int	sort_unique_ids(int64 *ids, int n);
+
+#endif							/* LEAD_ENRICH_ENRICH_H */

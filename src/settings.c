@@ -1,0 +1,131 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.c
+ *	  The extension's GUCs.
+ *
+ * Where the extension connects and with which account are superuser-only:
+ * a role that could point the endpoint elsewhere could read the token off
+ * the wire.  Timeouts and the batch size are per-session tunables.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "lead_enrich.h"
+
+char	   *le_endpoint = NULL;
+char	   *le_enrich_endpoint = NULL;
+char	   *le_mining_endpoint = NULL;
+char	   *le_iap_endpoint = NULL;
+char	   *le_account_token = NULL;
+int			le_connect_timeout_ms = 2000;
+int			le_timeout_ms = 30000;
+int			le_batch_size = 50;
+int			le_max_response_kb = 8192;
+int			le_max_connections = 4;
+
+/*
+ * check_endpoint: only http:// and https:// URLs, no trailing garbage.
+ */
+static bool
+check_endpoint(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+
+	if (v == NULL || v[0] == '\0')
+		return true;
+	if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+	{
+		GUC_check_errdetail("The endpoint must start with http:// or https://.");
+		return false;
+	}
+	if (strpbrk(v, " \t\r\n") != NULL)
+	{
+		GUC_check_errdetail("The endpoint must not contain white space.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * le_define_settings: called from _PG_init.
+ */
+void
+le_define_settings(void)
+{
+	DefineCustomStringVariable("lead_enrich.endpoint",
+							   "Base URL of the enrichment provider (all services).",
+							   "Paths such as /iap/clearbit/1/lead_enrichment_email are appended.",
+							   &le_endpoint, "http://127.0.0.1:7070",
+							   PGC_SUSET, 0, check_endpoint, NULL, NULL);
+	DefineCustomStringVariable("lead_enrich.enrich_endpoint",
+							   "Base URL for lead enrichment; empty means lead_enrich.endpoint.",
+							   NULL, &le_enrich_endpoint, "",
+							   PGC_SUSET, 0, check_endpoint, NULL, NULL);
+	DefineCustomStringVariable("lead_enrich.mining_endpoint",
+							   "Base URL for lead mining; empty means lead_enrich.endpoint.",
+							   NULL, &le_mining_endpoint, "",
+							   PGC_SUSET, 0, check_endpoint, NULL, NULL);
+	DefineCustomStringVariable("lead_enrich.iap_endpoint",
+							   "Base URL for the balance and buy-credits page; empty means lead_enrich.endpoint.",
+							   NULL, &le_iap_endpoint, "",
+							   PGC_SUSET, 0, check_endpoint, NULL, NULL);
+	DefineCustomStringVariable("lead_enrich.account_token",
+							   "IAP account token of the reveal service.",
+							   "Empty: use Odoo's iap_account row for service reveal, if any.",
+							   &le_account_token, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("lead_enrich.connect_timeout",
+							"Time allowed to connect to the provider.",
+							NULL, &le_connect_timeout_ms, 2000, 1, 600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("lead_enrich.timeout",
+							"Time allowed for one request to the provider, connection included.",
+							NULL, &le_timeout_ms, 30000, 1, 3600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("lead_enrich.batch_size",
+							"Leads per enrichment request.",
+							NULL, &le_batch_size, 50, 1, 1000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("lead_enrich.max_response_size",
+							"Largest provider response accepted.",
+							NULL, &le_max_response_kb, 8192, 16, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("lead_enrich.max_connections",
+							"Requests in flight at once to the provider, per process.",
+							NULL, &le_max_connections, 4, 1, 64,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+/*
+ * le_service_url: the base URL of one service.
+ */
+const char *
+le_service_url(LeService service)
+{
+	const char *v = NULL;
+
+	switch (service)
+	{
+		case LE_SERVICE_ENRICH:
+			v = le_enrich_endpoint;
+			break;
+		case LE_SERVICE_MINING:
+			v = le_mining_endpoint;
+			break;
+		case LE_SERVICE_IAP:
+			v = le_iap_endpoint;
+			break;
+	}
+	if (v == NULL || v[0] == '\0')
+		v = le_endpoint;
+	if (v == NULL || v[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no provider endpoint is configured"),
+				 errhint("Set lead_enrich.endpoint, for example with ALTER SYSTEM.")));
+	return v;
+}
