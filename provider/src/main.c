@@ -8,7 +8,7 @@
  *	lead_provider accounts [--db CONNINFO]
  */
 #include <errno.h>
-#include <getopt.h>
+#include <getopt.h>		/* struct option */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,47 +142,64 @@ typedef struct Flags
 
 /*
  * parse_flags
- *		Collect flags and positional arguments after the subcommand; only
- *		the flags in "allowed" are accepted.
+ *		Collect "--name VALUE" / "--name=VALUE" flags and positional arguments
+ *		after the subcommand, in any order; only the flags in "allowed" are
+ *		accepted.  Hand-rolled rather than getopt so that negative numbers
+ *		("credits add TOKEN -20") stay positional.
  */
 static void
 parse_flags(int argc, char **argv, Flags *f, const int *allowed)
 {
-	int			c;
+	int			i;
 
 	memset(f, 0, sizeof(*f));
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1)
+	for (i = 1; i < argc; i++)
 	{
+		const char *a = argv[i];
+		const struct option *o;
+		const char *eq;
+		size_t		n;
 		bool		ok = false;
-		int			i;
+		int			j;
 
-		if (c == 'h' || c == OPT_HELP)
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
 		{
 			fputs(usage_text, stdout);
 			exit(0);
 		}
-		for (i = 0; allowed[i] != 0; i++)
-			if (allowed[i] == c)
+		if (strncmp(a, "--", 2) != 0)
+		{
+			if (f->npos >= 4)
+			{
+				log_error("too many arguments");
+				exit(2);
+			}
+			f->pos[f->npos++] = a;
+			continue;
+		}
+		eq = strchr(a, '=');
+		n = eq ? (size_t) (eq - a - 2) : strlen(a + 2);
+		for (o = long_opts; o->name != NULL; o++)
+			if (strlen(o->name) == n && strncmp(o->name, a + 2, n) == 0)
+				break;
+		for (j = 0; o->name != NULL && allowed[j] != 0; j++)
+			if (allowed[j] == o->val)
 				ok = true;
 		if (!ok)
 		{
-			if (c != '?')
-				log_error("option --%s is not valid for \"%s\"",
-						  long_opts[c - OPT_LISTEN].name, argv[0]);
+			log_error("unknown option %s for \"%s\"", a, argv[0]);
 			fputs("Try \"lead_provider --help\".\n", stderr);
 			exit(2);
 		}
-		f->v[c - OPT_LISTEN] = optarg;
-	}
-	for (; optind < argc; optind++)
-	{
-		if (f->npos >= 4)
+		if (eq != NULL)
+			f->v[o->val - OPT_LISTEN] = eq + 1;
+		else if (i + 1 < argc)
+			f->v[o->val - OPT_LISTEN] = argv[++i];
+		else
 		{
-			log_error("too many arguments");
+			log_error("option %s needs a value", a);
 			exit(2);
 		}
-		f->pos[f->npos++] = argv[optind];
 	}
 }
 
