@@ -29,6 +29,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
@@ -139,7 +140,7 @@ build_update_sql(LeadTable *lt)
 	appendStringInfoString(&s, " FROM o), ");
 
 	/* step 2: every other new value */
-	appendStringInfoString(&s, "v AS (SELECT c.*");
+	appendStringInfoString(&s, "v AS (SELECT o.*");
 	for (i = 0; i < (int) lengthof(text_cols); i++)
 	{
 		if (lt_col(lt, text_cols[i].key) == NULL)
@@ -164,7 +165,7 @@ build_update_sql(LeadTable *lt)
 			appendStringInfo(&s,
 							 ", CASE WHEN o.%s IS NULL AND coalesce($10, '') <> '' THEN "
 							 "(SELECT s.id FROM %s.res_country_state s WHERE s.code = $10 "
-							 "AND s.country_id = coalesce(n_country, o.%s) LIMIT 1) END AS n_state",
+							 "AND s.country_id = coalesce(o.n_country, o.%s) LIMIT 1) END AS n_state",
 							 state, lt->nspname, country);
 		else if (lt->state_fk)
 			appendStringInfoString(&s, ", NULL::integer AS n_state");
@@ -357,6 +358,8 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 	int			ret;
 	int			i;
 	uint64		r;
+	uint64		nrows;
+	SPITupleTable *tt;
 
 	prepare_plans(lt);
 	b->lt = lt;
@@ -372,10 +375,13 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the leads: %s", SPI_result_code_string(ret));
 
-	for (r = 0; r < SPI_processed; r++)
+	/* is_webmail_domain runs SPI too: keep this result set aside */
+	tt = SPI_tuptable;
+	nrows = SPI_processed;
+	for (r = 0; r < nrows; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		HeapTuple	tup = tt->vals[r];
+		TupleDesc	desc = tt->tupdesc;
 		LeadRow    *row = &b->rows[b->n++];
 		bool		isnull;
 		int			j;
@@ -425,7 +431,7 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 		row->owner = j;
 		row->status = "pending";
 	}
-	SPI_freetuptable(SPI_tuptable);
+	SPI_freetuptable(tt);
 
 	/* ids that are not (or no longer) in the table, or locked elsewhere */
 	for (i = 0; i < nids && !skip_locked; i++)
@@ -641,8 +647,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 static void
 append_filled_json(StringInfo s, const char *literal)
 {
-	Datum		arr = DirectFunctionCall3(array_in, CStringGetDatum(literal),
-										  ObjectIdGetDatum(TEXTOID), Int32GetDatum(-1));
+	Datum		arr = OidInputFunctionCall(F_ARRAY_IN, (char *) literal, TEXTOID, -1);
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
@@ -782,6 +787,14 @@ lead_enrich_enrich_lead(PG_FUNCTION_ARGS)
 		if (b->call->status != RPC_OK)
 			rpc_report(b->call, ERROR);
 		enrich_apply(b, "manual");
+		/* a malformed answer is an error here, not a recorded outcome */
+		if (b->call->status != RPC_OK)
+			rpc_report(b->call, ERROR);
+		if (strcmp(b->rows[0].status, "error") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("the enrichment provider sent an invalid response"),
+					 errdetail("%s", b->rows[0].error)));
 	}
 	MemoryContextSwitchTo(outer);
 	result = row_to_jsonb(&b->rows[0]);
@@ -854,8 +867,7 @@ lead_enrich_enrich_leads(PG_FUNCTION_ARGS)
 			values[0] = Int64GetDatum(row->id);
 			values[1] = CStringGetTextDatum(row->status);
 			if (row->filled)
-				values[2] = DirectFunctionCall3(array_in, CStringGetDatum(row->filled),
-												ObjectIdGetDatum(TEXTOID), Int32GetDatum(-1));
+				values[2] = OidInputFunctionCall(F_ARRAY_IN, row->filled, TEXTOID, -1);
 			else
 				isnull[2] = true;
 			values[3] = Int32GetDatum(row->credits);

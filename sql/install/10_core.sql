@@ -1,6 +1,8 @@
-/* lead_enrich 1.0: CRM lead enrichment and lead mining over Odoo's IAP protocol */
-
-\echo Use "CREATE EXTENSION lead_enrich" to load this file. \quit
+/*
+ * Core objects: the role, the attached table, lead outcomes, enrichment
+ * functions.  The files of sql/install are concatenated in name order into
+ * lead_enrich--<version>.sql by the Makefile.
+ */
 
 /*
  * The role that may enrich leads and read outcomes.  PUBLIC gets nothing:
@@ -146,6 +148,7 @@ DECLARE
 	explicit	boolean;
 	is_odoo		boolean;
 	uuid		text;
+	n_removed	bigint;
 BEGIN
 	IF columns IS NOT NULL AND jsonb_typeof(columns) <> 'object' THEN
 		RAISE EXCEPTION 'columns must be a JSON object'
@@ -239,6 +242,14 @@ BEGIN
 		SELECT c.dbuuid INTO uuid FROM lead_enrich.config c;
 	END IF;
 	uuid := coalesce(uuid, gen_random_uuid()::text);
+
+	IF EXISTS (SELECT 1 FROM lead_enrich.config c WHERE c.lead_table <> attach.lead_table) THEN
+		DELETE FROM lead_enrich.lead_state;
+		GET DIAGNOSTICS n_removed = ROW_COUNT;
+		IF n_removed > 0 THEN
+			RAISE NOTICE 'removed % lead outcomes of the previously attached table', n_removed;
+		END IF;
+	END IF;
 
 	INSERT INTO lead_enrich.config AS c (lead_table, columns, kinds, layout, dbuuid)
 	VALUES (lead_table, mapping, kinds, CASE WHEN is_odoo THEN 'odoo' ELSE 'plain' END, uuid)
