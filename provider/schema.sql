@@ -200,6 +200,11 @@ CREATE OR REPLACE FUNCTION provider.h(t text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
 $$ SELECT ('x' || substr(md5(t), 1, 7))::bit(28)::integer $$;
 
+-- 28 bits of a hex digest m from position i, as a non-negative integer.
+CREATE OR REPLACE FUNCTION provider.hx(m text, i integer) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT ('x' || substr(m, i, 7))::bit(28)::integer $$;
+
 -- Parse a PostgreSQL array literal from the CSV into text[], empty = NULL.
 CREATE OR REPLACE FUNCTION provider.csv_array(t text) RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
@@ -639,14 +644,15 @@ $$
 		SELECT ro.*, k,
 			CASE WHEN ro.always_executive THEN 'executive'
 				ELSE (ARRAY['executive','director','director','manager','manager','manager'])
-					[1 + provider.h(p_cid || '/s/' || ro.reveal_id || '/' || k) % 6]
+					[1 + provider.hx(m, 1) % 6]
 			END AS seniority,
-			provider.h(p_cid || '/g/' || ro.reveal_id || '/' || k) AS hg,
-			provider.h(p_cid || '/f/' || ro.reveal_id || '/' || k) AS hf
+			provider.hx(m, 9) AS hg,
+			provider.hx(m, 17) AS hf
 		FROM roles ro
 		CROSS JOIN LATERAL generate_series(0,
 			CASE WHEN ro.always_executive THEN 0
 				ELSE provider.h(p_cid || '/n/' || ro.reveal_id) % 3 END) AS k
+		CROSS JOIN LATERAL md5(p_cid || '/p/' || ro.reveal_id || '/' || k) AS m
 	),
 	picked AS (
 		SELECT p.*, g.a[1 + p.hg % cardinality(g.a)] AS first_name,
@@ -684,7 +690,9 @@ $$;
 -- never the same company twice to one dbuuid.
 CREATE OR REPLACE FUNCTION provider.rpc_mine(params jsonb, rpc_id text,
 	trial numeric, base_url text DEFAULT 'http://127.0.0.1:7070')
-RETURNS jsonb LANGUAGE plpgsql AS
+RETURNS jsonb LANGUAGE plpgsql
+-- plan the mining query for the filters actually given, every time
+SET plan_cache_mode = force_custom_plan SET jit = off AS
 $$
 DECLARE
 	tok text := params->>'account_token';
@@ -695,6 +703,7 @@ DECLARE
 	people boolean;
 	cc text[];
 	cs text[];
+	all_cc text[] := '{}';
 	all_countries boolean := true;
 	rids text[];
 	smin integer;
@@ -763,6 +772,7 @@ BEGIN
 					END IF;
 					cs := cs || (upper(el->>'code') || '/' || x);
 				END LOOP;
+				all_cc := all_cc || upper(el->>'code');
 			END IF;
 		END LOOP;
 	END IF;
@@ -855,13 +865,17 @@ BEGIN
 	WITH pick AS (
 		SELECT o.clearbit_id, o.domain, o.company, o.mine_rank
 		FROM provider.org o
-		WHERE (all_countries OR o.country_code = ANY (cc)
-			   OR (o.country_code || '/' || o.state_code) = ANY (cs))
+		WHERE (all_countries OR (o.country_code = ANY (cc || all_cc)
+			   AND (o.country_code = ANY (cc)
+					OR (o.country_code || '/' || o.state_code) = ANY (cs))))
 		AND (rids IS NULL OR o.industry_reveal_id = ANY (rids))
 		AND (smin IS NULL OR o.employees >= smin)
 		AND (smax IS NULL OR o.employees <= smax)
+		-- OFFSET 0 keeps this a per-row primary-key probe, whatever the
+		-- statistics of provider.mined say
 		AND NOT EXISTS (SELECT 1 FROM provider.mined m
-						WHERE m.dbuuid = db AND m.clearbit_id = o.clearbit_id)
+						WHERE m.dbuuid = db AND m.clearbit_id = o.clearbit_id
+						OFFSET 0)
 		ORDER BY o.mine_rank, o.clearbit_id
 		LIMIT lead_number
 	),

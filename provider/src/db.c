@@ -98,7 +98,8 @@ db_thread_conn(void)
 		free(err);
 		return NULL;
 	}
-	res = PQexec(conn, "SET application_name = 'lead_provider'");
+	/* short statements: JIT compilation would cost more than it saves */
+	res = PQexec(conn, "SET application_name = 'lead_provider'; SET jit = off");
 	PQclear(res);
 	res = PQprepare(conn, "rpc", RPC_SQL, 5, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
