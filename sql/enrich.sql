@@ -95,5 +95,6 @@ FROM lead_enrich.enrichment WHERE lead_id IN (101, 113) ORDER BY lead_id;
 
 -- balance and credit URL
 SELECT lead_enrich.iap_balance() = 1000 - provider_spent(current_setting('lead_enrich.account_token')) AS balance_matches_ledger;
-SELECT regexp_replace(lead_enrich.iap_credit_url(), 'account_token=[^&]+', 'account_token=XXX') AS credit_url;
+SELECT regexp_replace(regexp_replace(lead_enrich.iap_credit_url(), 'account_token=[^&]+', 'account_token=XXX'),
+					  '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT') AS credit_url;
 RESET search_path;
