@@ -50,6 +50,15 @@ CREATE TABLE IF NOT EXISTS provider.reply
 	PRIMARY KEY (token, service, rpc_id)
 );
 CREATE INDEX IF NOT EXISTS reply_created_idx ON provider.reply (created_at);
+-- Replies are written once and rarely read: compress them cheaply if lz4 is
+-- available in this build.
+DO $$
+BEGIN
+	ALTER TABLE provider.reply ALTER COLUMN response SET COMPRESSION lz4;
+EXCEPTION WHEN others THEN
+	NULL;
+END
+$$;
 
 -- Companies already delivered by mining to a database (dbuuid).
 CREATE TABLE IF NOT EXISTS provider.mined
@@ -559,7 +568,9 @@ $$;
 CREATE OR REPLACE FUNCTION provider.rpc_enrich(params jsonb, rpc_id text,
 	trial numeric, base_url text DEFAULT 'http://127.0.0.1:7070',
 	max_domains integer DEFAULT 1000)
-RETURNS jsonb LANGUAGE plpgsql AS
+RETURNS jsonb LANGUAGE plpgsql
+-- a few dozen index probes: never hash the whole domain table
+SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS
 $$
 DECLARE
 	tok text := params->>'account_token';
@@ -591,13 +602,33 @@ BEGIN
 		END IF;
 	END IF;
 
+	-- All candidate names of all domains in one set-based look-up: the
+	-- domain itself, then its parents (labels stripped from the left); the
+	-- longest known one that is not a public suffix wins.
+	WITH q AS (
+		SELECT e.key, provider.norm_domain(e.value #>> '{}') AS d
+		FROM jsonb_each(doms) e
+	),
+	cand AS (
+		SELECT q.key, i, array_to_string(l[i:cardinality(l)], '.') AS name
+		FROM q
+		CROSS JOIN LATERAL string_to_array(q.d, '.') AS l
+		CROSS JOIN LATERAL generate_series(1, cardinality(l) - 1) AS i
+	),
+	hit AS (
+		SELECT DISTINCT ON (c.key) c.key, od.org_id
+		FROM cand c
+		JOIN provider.org_domain od ON od.domain = c.name
+		WHERE NOT provider.is_public_suffix(c.name)
+		ORDER BY c.key, c.i
+	)
 	SELECT coalesce(jsonb_object_agg(q.key, coalesce(o.company, 'false'::jsonb)), '{}'::jsonb),
 		count(DISTINCT q.d) FILTER (WHERE o.id IS NOT NULL),
 		array_agg(DISTINCT q.d) FILTER (WHERE o.id IS NOT NULL)
 	INTO res, cost, found_domains
-	FROM (SELECT e.key, provider.norm_domain(e.value #>> '{}') AS d
-		  FROM jsonb_each(doms) e) q
-	LEFT JOIN provider.org o ON o.id = provider.find_org(q.d);
+	FROM q
+	LEFT JOIN hit ON hit.key = q.key
+	LEFT JOIN provider.org o ON o.id = hit.org_id;
 
 	RETURN provider.charge(tok, 'enrich', rpc_id, cost,
 		jsonb_build_object('result', res),

@@ -190,8 +190,9 @@ copy_psl(PGconn *conn, const char *path)
 int
 admin_init(const char *conninfo, const char *data_path, const char *psl_path)
 {
-	char		buf[4096];
-	const char *path = resolve_data_path(data_path, buf, sizeof(buf));
+	char		pathbuf[4096];
+	char		buf[256];
+	const char *path = resolve_data_path(data_path, pathbuf, sizeof(pathbuf));
 	PGconn	   *conn;
 	PGresult   *res;
 	struct timespec t0,
