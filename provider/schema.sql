@@ -545,7 +545,9 @@ BEGIN
 		END IF;
 		r := p_answer;
 	END IF;
-	IF p_id IS NOT NULL THEN
+	-- Store answers only: a refusal charged nothing, so the same request
+	-- sent again after credits are added must be evaluated again.
+	IF p_id IS NOT NULL AND NOT r ? 'error' THEN
 		INSERT INTO provider.reply (token, service, rpc_id, response)
 		VALUES (p_token, p_service, p_id, r)
 		ON CONFLICT (token, service, rpc_id)
@@ -564,7 +566,8 @@ $$;
 -- ---------------------------------------------------------------------------
 
 -- Lead enrichment: {domains: {lead_id: domain}} -> {lead_id: company|false}.
--- 1 credit per distinct (normalised) domain that returned data.
+-- 1 credit per distinct organisation found: acme.com and mail.acme.com in
+-- one request are one company and cost one credit.
 CREATE OR REPLACE FUNCTION provider.rpc_enrich(params jsonb, rpc_id text,
 	trial numeric, base_url text DEFAULT 'http://127.0.0.1:7070',
 	max_domains integer DEFAULT 1000)
@@ -623,7 +626,7 @@ BEGIN
 		ORDER BY c.key, c.i
 	)
 	SELECT coalesce(jsonb_object_agg(q.key, coalesce(o.company, 'false'::jsonb)), '{}'::jsonb),
-		count(DISTINCT q.d) FILTER (WHERE o.id IS NOT NULL),
+		count(DISTINCT o.id),
 		array_agg(DISTINCT q.d) FILTER (WHERE o.id IS NOT NULL)
 	INTO res, cost, found_domains
 	FROM q

@@ -89,7 +89,8 @@ le_cluster_start() {
 		le_log "creating a cluster in $pgdata"
 		as_run_user "$LE_PGBIN/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
 	fi
-	cat >"$LE_RUNDIR/cluster.conf" <<CONF
+	local conf=$LE_RUNDIR/cluster.conf.new
+	cat >"$conf" <<CONF
 port = $LE_PGPORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$LE_RUNDIR'
@@ -103,12 +104,19 @@ lead_enrich.endpoint = 'http://127.0.0.1:$LE_PROVIDER_PORT'
 regress.fault_endpoint = 'http://127.0.0.1:$LE_FAULT_PORT'
 CONF
 	local extra
-	for extra in "$@"; do echo "$extra" >>"$LE_RUNDIR/cluster.conf"; done
+	for extra in "$@"; do echo "$extra" >>"$conf"; done
+	local changed=1
+	if cmp -s "$conf" "$LE_RUNDIR/cluster.conf"; then changed=0; fi
+	mv "$conf" "$LE_RUNDIR/cluster.conf"
 	chown "$LE_RUN_USER" "$LE_RUNDIR/cluster.conf" 2>/dev/null || true
 	grep -q "include 'cluster.conf'" "$pgdata/postgresql.conf" ||
 		echo "include '$LE_RUNDIR/cluster.conf'" >>"$pgdata/postgresql.conf"
 	if as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
-		as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" -w -m fast restart -l "$LE_RUNDIR/postgres.log" >/dev/null
+		# restart only when the settings or the preloaded library changed
+		if [ "$changed" = 1 ] || [ "$("$LE_PG_CONFIG" --pkglibdir)/lead_enrich.so" -nt "$pgdata/postmaster.pid" ]; then
+			le_log "restarting PostgreSQL"
+			as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" -w -m fast restart -l "$LE_RUNDIR/postgres.log" >/dev/null
+		fi
 	else
 		le_log "starting PostgreSQL on port $LE_PGPORT"
 		as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" -w start -l "$LE_RUNDIR/postgres.log" >/dev/null
@@ -121,7 +129,8 @@ le_provider_start() {
 	le_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'lead_provider'" | grep -q 1 ||
 		le_psql -d postgres -c "CREATE DATABASE lead_provider"
 	if ! le_psql -d lead_provider -tAc "SELECT to_regclass('provider.organisation') IS NOT NULL" | grep -q t ||
-		[ "$LE_REPO/data/directory.csv.gz" -nt "$LE_RUNDIR/provider.loaded" ]; then
+		[ "$LE_REPO/data/directory.csv.gz" -nt "$LE_RUNDIR/provider.loaded" ] ||
+		[ "$LE_REPO/provider/lead_provider" -nt "$LE_RUNDIR/provider.loaded" ]; then
 		le_log "loading the directory into the provider's database"
 		"$LE_REPO/provider/lead_provider" init --db "$(le_conninfo lead_provider)" \
 			--data "$LE_REPO/data/directory.csv.gz" >"$LE_RUNDIR/provider-init.log" 2>&1 ||

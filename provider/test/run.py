@@ -302,11 +302,16 @@ def t_enrich_charging_distinct():
     d = sample_domains(2)
     st, r = enrich(tok, {"1": d[0], "2": d[0], "3": d[1], "4": missing_domain(), "5": missing_domain()})
     check(st == 200, "status")
-    check(balance(tok) == 998, "expected 2 credits (distinct found domains), spent %r" % (1000 - balance(tok)))
+    check(balance(tok) == 998, "expected 2 credits (distinct companies found), spent %r" % (1000 - balance(tok)))
+    # a sub-domain of a company already in the request is the same company: no second credit
+    st, r = enrich(tok, {"1": d[0], "2": "mail." + d[0], "3": "eu." + d[0]})
+    check(all(isinstance(r["result"][k], dict) for k in "123"), "sub-domains found")
+    check(balance(tok) == 997, "one company, several domains: expected 1 credit, spent %r" % (998 - balance(tok)))
+    tok = new_token()
     st, r = enrich(tok, {"1": missing_domain()})
-    check(r["result"]["1"] is False and balance(tok) == 998, "not found must be free")
+    check(r["result"]["1"] is False and balance(tok) == 1000, "not found must be free")
     spent = float(sql1("SELECT provider.spent(%s)" % q(tok)))
-    check(spent == 2, "provider.spent = %r" % spent)
+    check(spent == 0, "provider.spent = %r" % spent)
 
 
 def t_replay():
@@ -353,6 +358,10 @@ def t_insufficient_credit():
     check("error" in resp and resp["error"]["data"]["name"].endswith("InsufficientCreditError"), "mining error")
     check(balance(tok) == 1, "mining charged despite error")
     check(sql1("SELECT count(*) FROM provider.mined WHERE dbuuid = 'icdb'") == "0", "mined recorded without charge")
+    # a refusal is not stored for replay: the same request, once credits are added, goes through
+    admin("credits", "add", tok, "10")
+    st, resp = enrich(tok, {"1": d[0], "2": d[1]}, rid="ic1")
+    check("result" in resp and balance(tok) == 9, "retry after adding credits: %r, balance %r" % (resp.get("error"), balance(tok)))
 
 
 def t_admin_commands():
@@ -805,7 +814,7 @@ TESTS = [
     ("enrich: subdomains and normalisation", t_enrich_subdomains),
     ("enrich: never a bare public suffix", t_enrich_public_suffix_never),
     ("enrich: alias look-up", t_enrich_alias),
-    ("enrich: 1 credit per distinct found domain, 0 for not found", t_enrich_charging_distinct),
+    ("enrich: 1 credit per distinct company found, 0 for not found", t_enrich_charging_distinct),
     ("replay: same id, same answer, no second charge", t_replay),
     ("InsufficientCreditError shape, nothing charged", t_insufficient_credit),
     ("admin commands: credits add, accounts", t_admin_commands),
