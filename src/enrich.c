@@ -19,6 +19,13 @@
  * pairs, so a batch sent again after a failure is answered from the
  * provider's replay store and not charged twice.
  *
+ * The worker holds no row lock while its request is in flight.  What keeps
+ * a manual enrichment from sending the same lead at the same time is a
+ * per-lead advisory lock (le_lock_lead): the worker takes it, without
+ * waiting, for every lead it claims and keeps it until the answer is
+ * written; a manual enrichment takes it, waiting, before it locks the
+ * rows, and then finds the lead done.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,6 +34,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -344,10 +352,51 @@ mark_done(int64 lead_id)
 }
 
 /*
+ * set_lead_locktag: the advisory lock of one lead.  Advisory locks taken
+ * from SQL use 1 or 2 in the last field; 0x4c45 ("LE") keeps ours apart.
+ */
+static void
+set_lead_locktag(LOCKTAG *tag, int64 lead_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) lead_id >> 32),
+						 (uint32) lead_id, 0x4c45);
+}
+
+/*
+ * le_lock_lead: take a lead's advisory lock, for the transaction or the
+ * session (the worker, across the transactions of a claim).  Returns false
+ * when !wait and someone else holds it.
+ */
+bool
+le_lock_lead(int64 lead_id, bool session, bool wait)
+{
+	LOCKTAG		tag;
+
+	set_lead_locktag(&tag, lead_id);
+	return LockAcquire(&tag, ExclusiveLock, session, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * le_unlock_lead: release a session-level lead lock.
+ */
+void
+le_unlock_lead(int64 lead_id)
+{
+	LOCKTAG		tag;
+
+	set_lead_locktag(&tag, lead_id);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/*
  * enrich_prepare: read and lock the leads, classify them, collect the
  * distinct domains.  With skip_locked, leads locked by someone else are
  * left out (the worker); otherwise the call waits for them (manual).
  * Leads in ids that do not exist end with status "missing".
+ *
+ * Without skip_locked, the leads' advisory locks are taken first, so that
+ * a lead the worker is enriching right now is seen done once its answer
+ * is written, not sent a second time.
  */
 EnrichBatch *
 enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
@@ -368,7 +417,11 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 	b->owner = palloc0(sizeof(int) * nids);
 
 	for (i = 0; i < nids; i++)
+	{
 		d[i] = Int64GetDatum(ids[i]);
+		if (!skip_locked)
+			(void) le_lock_lead(ids[i], false, true);
+	}
 	arg = PointerGetDatum(construct_array(d, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	ret = SPI_execute_plan(skip_locked ? plans.select_skip_plan : plans.select_plan,
 						   &arg, NULL, false, 0);
@@ -451,6 +504,103 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 		}
 	}
 	return b;
+}
+
+/*
+ * enrich_recheck: in the transaction that writes a batch's answer, which
+ * is not the one that prepared it (the worker), lock the leads again and
+ * leave out those that no longer need the answer: done meanwhile, won,
+ * deleted, or whose e-mail domain changed.  They end with status "stale"
+ * and enrich_apply does not touch them.
+ */
+void
+enrich_recheck(EnrichBatch *b)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(b->n, 1));
+	int			n = 0;
+	EnrichBatch *fresh;
+
+	for (int i = 0; i < b->n; i++)
+		if (b->rows[i].owner >= 0 && strcmp(b->rows[i].status, "pending") == 0)
+			ids[n++] = b->rows[i].id;
+	if (n == 0)
+		return;
+	fresh = enrich_prepare(b->lt, ids, n, false);
+	for (int i = 0; i < b->n; i++)
+	{
+		LeadRow    *row = &b->rows[i];
+		LeadRow    *f = NULL;
+
+		if (row->owner < 0 || strcmp(row->status, "pending") != 0)
+			continue;
+		for (int j = 0; j < fresh->n; j++)
+			if (fresh->rows[j].id == row->id)
+				f = &fresh->rows[j];
+		if (f == NULL || strcmp(f->status, "pending") != 0 ||
+			f->domain == NULL || strcmp(f->domain, row->domain) != 0)
+		{
+			row->status = "stale";
+			row->skip = f == NULL ? "missing" : f->skip ? f->skip : f->status;
+		}
+	}
+}
+
+/*
+ * copy_str: pstrdup that keeps NULL.
+ */
+static char *
+copy_str(const char *s)
+{
+	return s ? pstrdup(s) : NULL;
+}
+
+/*
+ * enrich_batch_copy: a deep copy of a prepared batch (and of its lead
+ * table) in cxt, before its call is built.  SPI allocates in a context it
+ * deletes at SPI_finish, and the worker keeps a batch across the
+ * transactions of a claim and of its apply.
+ */
+EnrichBatch *
+enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	EnrichBatch *c = palloc0(sizeof(EnrichBatch));
+	LeadTable  *lt = palloc(sizeof(LeadTable));
+
+	Assert(b->call == NULL);
+	memcpy(lt, b->lt, sizeof(LeadTable));
+	lt->qualname = copy_str(b->lt->qualname);
+	lt->nspname = copy_str(b->lt->nspname);
+	lt->dbuuid = copy_str(b->lt->dbuuid);
+	lt->mode = copy_str(b->lt->mode);
+	lt->columns = (Jsonb *) palloc(VARSIZE(b->lt->columns));
+	memcpy(lt->columns, b->lt->columns, VARSIZE(b->lt->columns));
+	c->lt = lt;
+	c->n = b->n;
+	c->rows = palloc0(sizeof(LeadRow) * Max(b->n, 1));
+	for (int i = 0; i < b->n; i++)
+	{
+		LeadRow    *r = &c->rows[i];
+
+		*r = b->rows[i];
+		r->email_raw = copy_str(r->email_raw);
+		r->email = copy_str(r->email);
+		r->domain = copy_str(r->domain);
+		r->filled = copy_str(r->filled);
+		r->company = copy_str(r->company);
+		r->error = copy_str(r->error);
+		/* status and skip point to constant strings */
+	}
+	c->ndomains = b->ndomains;
+	c->domains = palloc0(sizeof(char *) * Max(b->ndomains, 1));
+	c->owner = palloc0(sizeof(int) * Max(b->ndomains, 1));
+	for (int j = 0; j < b->ndomains; j++)
+	{
+		c->domains[j] = pstrdup(b->domains[j]);
+		c->owner[j] = b->owner[j];
+	}
+	MemoryContextSwitchTo(old);
+	return c;
 }
 
 /*
@@ -562,6 +712,23 @@ enrich_apply_local(EnrichBatch *b, const char *source)
 }
 
 /*
+ * first_charge: 1 for the first lead of a company in a batch, 0 after.
+ * The provider charges one credit per company found in a request, so
+ * acme.com and mail.acme.com leads cost one credit together.
+ */
+static int
+first_charge(char **charged, int *ncharged, const char *company_id, const char *domain)
+{
+	const char *key = company_id ? company_id : domain;
+
+	for (int i = 0; i < *ncharged; i++)
+		if (strcmp(charged[i], key) == 0)
+			return 0;
+	charged[(*ncharged)++] = pstrdup(key);
+	return 1;
+}
+
+/*
  * enrich_apply: write the provider's answer (or the failure) for every
  * lead that was sent.  A failed call leaves the leads not done, with the
  * failure recorded.
@@ -571,7 +738,8 @@ enrich_apply(EnrichBatch *b, const char *source)
 {
 	RpcCall    *call = b->call;
 	JsonbContainer *result = NULL;
-	bool	   *charged;
+	char	  **charged;
+	int			ncharged = 0;
 	int			i;
 
 	if (call == NULL)
@@ -585,7 +753,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 			call->message = pstrdup("the result is not an object keyed by lead id");
 		}
 	}
-	charged = palloc0(sizeof(bool) * Max(b->ndomains, 1));
+	charged = palloc0(sizeof(char *) * Max(b->ndomains, 1));
 
 	for (i = 0; i < b->n; i++)
 	{
@@ -617,8 +785,8 @@ enrich_apply(EnrichBatch *b, const char *source)
 				continue;
 			}
 			row->company = jsonb_container_to_cstring(company);
-			row->credits = charged[row->owner] ? 0 : 1;
-			charged[row->owner] = true;
+			row->credits = first_charge(charged, &ncharged, jb_get_text(company, "clearbit_id"),
+										row->domain);
 			row->status = "enriched";
 			le_record_state(row->id, "enriched", row->email, row->domain, row->company,
 							row->filled, row->credits, NULL, source);

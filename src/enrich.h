@@ -43,4 +43,10 @@ extern void enrich_apply_local(EnrichBatch *b, const char *source);
 extern void enrich_apply(EnrichBatch *b, const char *source);
 extern int	sort_unique_ids(int64 *ids, int n);
 
+/* for the background worker (worker.c) */
+extern void enrich_recheck(EnrichBatch *b);
+extern EnrichBatch *enrich_batch_copy(EnrichBatch *b, MemoryContext cxt);
+extern bool le_lock_lead(int64 lead_id, bool session, bool wait);
+extern void le_unlock_lead(int64 lead_id);
+
 #endif							/* LEAD_ENRICH_ENRICH_H */

@@ -12,18 +12,25 @@
 #include "utils/guc.h"
 
 #include "lead_enrich.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
 /*
- * _PG_init: define the settings.  The background worker, when loaded from
- * shared_preload_libraries, is registered by worker.c.
+ * _PG_init: define the settings.  Loaded from shared_preload_libraries, also
+ * reserve the workers' shared memory and register the launcher (worker.c);
+ * loaded later, the extension works without automatic enrichment.
  */
 void
 _PG_init(void)
 {
 	le_define_settings();
 	MarkGUCPrefixReserved("lead_enrich");
+	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
+	{
+		le_shmem_init();
+		le_register_launcher();
+	}
 }

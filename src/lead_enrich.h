@@ -24,6 +24,12 @@ extern int	le_timeout_ms;
 extern int	le_batch_size;
 extern int	le_max_response_kb;
 extern int	le_max_connections;
+extern int	le_interval_min;
+extern int	le_max_attempts;
+extern int	le_retry_delay_s;
+extern char *le_databases;
+
+extern bool le_database_served(const char *dbname);
 
 extern void le_define_settings(void);
 

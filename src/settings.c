@@ -11,7 +11,9 @@
  */
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "lead_enrich.h"
 
@@ -25,6 +27,10 @@ int			le_timeout_ms = 30000;
 int			le_batch_size = 50;
 int			le_max_response_kb = 8192;
 int			le_max_connections = 4;
+int			le_interval_min = 60;
+int			le_max_attempts = 5;
+int			le_retry_delay_s = 10;
+char	   *le_databases = NULL;
 
 /*
  * check_endpoint: only http:// and https:// URLs, no trailing garbage.
@@ -47,6 +53,54 @@ check_endpoint(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * check_databases: a list of names, as SplitIdentifierString reads it.
+ */
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	List	   *names;
+	bool		ok;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	copy = pstrdup(*newval);
+	ok = SplitIdentifierString(copy, ',', &names);
+	list_free(names);
+	pfree(copy);
+	if (!ok)
+		GUC_check_errdetail("The list of databases is not valid: use names separated by commas.");
+	return ok;
+}
+
+/*
+ * le_database_served: whether the worker serves the database, according to
+ * lead_enrich.databases.
+ */
+bool
+le_database_served(const char *dbname)
+{
+	char	   *copy;
+	List	   *names;
+	ListCell   *lc;
+	bool		found = false;
+
+	if (le_databases == NULL || le_databases[0] == '\0')
+		return true;
+	copy = pstrdup(le_databases);
+	if (!SplitIdentifierString(copy, ',', &names))
+		return false;
+	foreach(lc, names)
+	{
+		if (strcmp((char *) lfirst(lc), dbname) == 0)
+			found = true;
+	}
+	list_free(names);
+	pfree(copy);
+	return found;
 }
 
 /*
@@ -98,6 +152,29 @@ le_define_settings(void)
 							"Requests in flight at once to the provider, per process.",
 							NULL, &le_max_connections, 4, 1, 64,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	/* the background worker (worker.c) */
+	DefineCustomIntVariable("lead_enrich.interval",
+							"Time between two periodic passes of the background worker.",
+							"Each pass picks up every pending lead that is due, and checks "
+							"the balance while enrichment is paused for lack of credits.",
+							&le_interval_min, 60, 5, 7 * 24 * 60,
+							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+	DefineCustomIntVariable("lead_enrich.max_attempts",
+							"Attempts of a lead the worker makes before marking it failed.",
+							"Counts transient failures: connection refused, timeout, HTTP error.",
+							&le_max_attempts, 5, 1, 100,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("lead_enrich.retry_delay",
+							"Delay before the worker retries a lead after its first transient failure.",
+							"Doubles with each further attempt, up to lead_enrich.interval.",
+							&le_retry_delay_s, 10, 1, 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("lead_enrich.databases",
+							   "Databases the background worker serves (comma-separated); empty means all.",
+							   "Databases without the extension are skipped either way.",
+							   &le_databases, "",
+							   PGC_SIGHUP, GUC_LIST_INPUT, check_databases, NULL, NULL);
 }
 
 /*

@@ -257,6 +257,9 @@ BEGIN
 		SET lead_table = excluded.lead_table, columns = excluded.columns, kinds = excluded.kinds,
 			layout = excluded.layout, dbuuid = excluded.dbuuid, attached_at = now();
 
+	-- automatic mode: the enqueue triggers follow the attached table
+	PERFORM lead_enrich.sync_triggers();
+
 	RETURN jsonb_build_object('lead_table', lead_table::text,
 							  'layout', CASE WHEN is_odoo THEN 'odoo' ELSE 'plain' END,
 							  'dbuuid', uuid,
@@ -267,10 +270,17 @@ END
 $$;
 REVOKE ALL ON FUNCTION lead_enrich.attach(regclass, jsonb) FROM PUBLIC;
 
+/* Forget the attached table; its enqueue triggers (automatic mode) go too. */
 CREATE FUNCTION lead_enrich.detach()
 RETURNS void
-LANGUAGE sql
-AS $$ DELETE FROM lead_enrich.config $$;
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM lead_enrich.config;
+	PERFORM lead_enrich.sync_triggers();
+END
+$$;
 REVOKE ALL ON FUNCTION lead_enrich.detach() FROM PUBLIC;
 
 /* Enrich one lead now (Odoo's Enrich button). */

@@ -1,0 +1,207 @@
+/*
+ * Automatic enrichment: the enqueue triggers, the mode, the background
+ * worker's controls and the status view (src/trigger.c, src/worker.c,
+ * src/shmem.c).
+ */
+
+/* The worker's queue: pending leads, read in lead id order. */
+CREATE INDEX lead_state_pending_idx ON lead_enrich.lead_state (lead_id)
+	WHERE status = 'pending';
+
+/*
+ * The trigger function; its arguments are the attached table's id, e-mail,
+ * done, reveal_id and probability columns ('' when unmapped).  SECURITY
+ * DEFINER: the roles that insert leads need no rights on lead_state.  Its
+ * statement uses only schema-qualified names and is prepared once per
+ * process, so it sets no search_path (which would cost a GUC save and
+ * restore on every INSERT).
+ */
+CREATE FUNCTION lead_enrich.enqueue()
+RETURNS trigger
+LANGUAGE C SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'lead_enrich_enqueue';
+REVOKE ALL ON FUNCTION lead_enrich.enqueue() FROM PUBLIC;
+
+/*
+ * sync_triggers(): remove the enqueue triggers wherever they are, and
+ * install them on the attached table when the mode is 'auto'.  Called by
+ * attach(), detach() and set_mode().
+ */
+CREATE FUNCTION lead_enrich.sync_triggers()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t			record;
+	c			record;
+	email		text;
+	args		text;
+BEGIN
+	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
+			 FROM pg_trigger tg
+			 WHERE tg.tgfoid = 'lead_enrich.enqueue()'::regprocedure LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+	END LOOP;
+
+	SELECT * INTO c FROM lead_enrich.config;
+	IF NOT FOUND OR c.mode <> 'auto' THEN
+		RETURN;
+	END IF;
+	email := c.columns ->> 'email';
+	args := format('%L, %L, %L, %L, %L', c.columns ->> 'id', email,
+				   coalesce(c.columns ->> 'enrich_done', ''),
+				   coalesce(c.columns ->> 'reveal_id', ''),
+				   coalesce(c.columns ->> 'probability', ''));
+	EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_insert AFTER INSERT ON %s '
+				   'REFERENCING NEW TABLE AS lead_enrich_new '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION lead_enrich.enqueue(%s)',
+				   c.lead_table, args);
+	EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_update AFTER UPDATE OF %I ON %s '
+				   'FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) '
+				   'EXECUTE FUNCTION lead_enrich.enqueue(%s)',
+				   email, c.lead_table, email, email, args);
+END
+$$;
+REVOKE ALL ON FUNCTION lead_enrich.sync_triggers() FROM PUBLIC;
+
+/*
+ * set_mode('manual' | 'auto'): enrich on demand only, or automatically
+ * (Odoo's two settings).  For a superuser or the attached table's owner.
+ * Returns the previous mode.
+ */
+CREATE FUNCTION lead_enrich.set_mode(mode text)
+RETURNS text
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_set_mode';
+
+/*
+ * Enqueue leads for the worker: the given ones, or (NULL) every lead that
+ * needs enriching and has no outcome yet or a retryable one (error,
+ * insufficient_credit).  Leads created before automatic mode was switched
+ * on are not enqueued otherwise.  Returns the number enqueued.
+ */
+CREATE FUNCTION lead_enrich.enqueue_leads(lead_ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c			record;
+	cond		text := '';
+	n			bigint;
+BEGIN
+	SELECT * INTO c FROM lead_enrich.config;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no lead table is attached'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Attach the CRM table first, for example SELECT lead_enrich.attach(''crm_lead'');';
+	END IF;
+	IF c.columns ? 'enrich_done' THEN
+		cond := cond || format(' AND NOT coalesce(l.%I, false)', c.columns ->> 'enrich_done');
+	END IF;
+	IF c.columns ? 'reveal_id' THEN
+		cond := cond || format(' AND coalesce(l.%I::text, '''') = ''''', c.columns ->> 'reveal_id');
+	END IF;
+	IF c.columns ? 'probability' THEN
+		cond := cond || format(' AND coalesce(l.%I < 100, true)', c.columns ->> 'probability');
+	END IF;
+	EXECUTE format(
+		'INSERT INTO lead_enrich.lead_state AS s (lead_id, status, email, source, attempts, updated_at) '
+		'SELECT l.%1$I, ''pending'', l.%2$I, ''worker'', 0, now() FROM %3$s l '
+		'WHERE btrim(coalesce(l.%2$I::text, '''')) <> '''' %4$s AND ($1 IS NULL OR l.%1$I = ANY ($1)) '
+		'ON CONFLICT (lead_id) DO UPDATE SET status = ''pending'', email = excluded.email, '
+		'  source = ''worker'', attempts = 0, next_attempt_at = NULL, error = NULL, updated_at = now() '
+		'WHERE s.status IN (''error'', ''insufficient_credit'', ''invalid_email'', ''no_email'') '
+		'   OR ($1 IS NOT NULL AND s.status = ''pending'')',
+		c.columns ->> 'id', c.columns ->> 'email', c.lead_table, cond)
+		USING lead_ids;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM lead_enrich.wake_at_commit();
+	END IF;
+	RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION lead_enrich.enqueue_leads(bigint[]) FROM PUBLIC;
+
+/* Wake this database's worker when the current transaction commits. */
+CREATE FUNCTION lead_enrich.wake_at_commit()
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_wake_at_commit';
+REVOKE ALL ON FUNCTION lead_enrich.wake_at_commit() FROM PUBLIC;
+
+/* Run a pass now (also ends a pause for lack of credits when possible). */
+CREATE FUNCTION lead_enrich.wake()
+RETURNS boolean
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_wake';
+
+/* Start / stop this database's worker without a restart. */
+CREATE FUNCTION lead_enrich.worker_start()
+RETURNS integer
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_worker_start';
+
+CREATE FUNCTION lead_enrich.worker_stop()
+RETURNS boolean
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_worker_stop';
+
+/* This database's worker as shared memory knows it. */
+CREATE FUNCTION lead_enrich.worker_info(
+	OUT launcher_running boolean, OUT pid integer, OUT activity text,
+	OUT started_at timestamptz, OUT last_run timestamptz, OUT runs bigint,
+	OUT requests bigint, OUT last_error text, OUT last_error_at timestamptz,
+	OUT paused_since timestamptz, OUT pause_reason text, OUT stopped boolean)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_worker_info';
+
+/*
+ * The status of automatic enrichment in this database: the mode, the
+ * worker, the queue, the outcomes and the credits spent.
+ */
+CREATE VIEW lead_enrich.status AS
+SELECT
+	c.mode,
+	c.lead_table,
+	w.pid AS worker_pid,
+	w.activity AS worker_activity,
+	q.pending,
+	q.pending_due,
+	q.retrying,
+	w.last_run,
+	w.last_error,
+	w.last_error_at,
+	w.paused_since,
+	w.pause_reason,
+	o.outcomes,
+	q.credits_spent,
+	w.runs,
+	w.requests,
+	w.started_at AS worker_started_at,
+	w.launcher_running
+FROM lead_enrich.worker_info() w
+LEFT JOIN lead_enrich.config c ON true
+CROSS JOIN LATERAL (
+	SELECT count(*) FILTER (WHERE s.status = 'pending') AS pending,
+		   count(*) FILTER (WHERE s.status = 'pending'
+							AND coalesce(s.next_attempt_at <= now(), true)) AS pending_due,
+		   count(*) FILTER (WHERE s.status = 'pending' AND s.attempts > 0) AS retrying,
+		   coalesce(sum(s.credits), 0) AS credits_spent
+	FROM lead_enrich.lead_state s) q
+CROSS JOIN LATERAL (
+	SELECT coalesce(jsonb_object_agg(x.status, x.n), '{}') AS outcomes
+	FROM (SELECT s.status, count(*) AS n FROM lead_enrich.lead_state s GROUP BY s.status) x) o;
+
+REVOKE ALL ON FUNCTION lead_enrich.set_mode(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lead_enrich.wake() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lead_enrich.worker_start() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lead_enrich.worker_stop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION lead_enrich.worker_info() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lead_enrich.set_mode(text) TO lead_enrich_user;
+GRANT EXECUTE ON FUNCTION lead_enrich.wake() TO lead_enrich_user;
+GRANT EXECUTE ON FUNCTION lead_enrich.worker_info() TO lead_enrich_user;
+GRANT SELECT ON lead_enrich.status TO lead_enrich_user;

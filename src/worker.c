@@ -1,0 +1,1245 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  Automatic enrichment: a launcher and one worker per database.
+ *
+ * The launcher is a static background worker (shared_preload_libraries)
+ * connected to no database, as the logical replication launcher is.  It
+ * reads pg_database and starts one dynamic worker per database (those in
+ * lead_enrich.databases, or all), as autoprewarm and pg_cron do; a worker
+ * that finds no extension says so and leaves, and its database is probed
+ * again after lead_enrich.interval or as soon as a backend asks (attach,
+ * set_mode, wake, worker_start).  A worker that exits for any other
+ * reason is started again ten seconds later.
+ *
+ * A database's worker sleeps on its latch.  It is woken when a transaction
+ * that enqueued leads commits (shmem.c), by lead_enrich.wake(), when the
+ * next retry is due, and every lead_enrich.interval for the periodic pass.
+ * A pass repeats rounds until nothing due is left:
+ *
+ *	claim	 a short transaction: up to max_connections batches of
+ *			 batch_size pending leads, each lead's advisory lock taken
+ *			 without waiting, the rows locked FOR UPDATE SKIP LOCKED by
+ *			 enrich_prepare; outcomes that need no provider (no e-mail,
+ *			 invalid e-mail, webmail domain) are written; commit;
+ *	call	 every batch's request at once, at most max_connections in
+ *			 flight, outside any transaction;
+ *	apply	 one short transaction per batch: the leads are locked and
+ *			 checked again (enrich_recheck), the answer written, commit;
+ *			 then the advisory locks are released.
+ *
+ * Failures are isolated per batch: an error while applying a batch is
+ * logged, the transaction aborted (as autovacuum does per table), the
+ * batch's leads scheduled for a retry, and the worker goes on; an error
+ * while claiming a batch is retried lead by lead in subtransactions so
+ * that one bad lead cannot hold back the others.  Transient failures
+ * (connection refused, timeout, HTTP error) keep the leads pending with
+ * an exponential backoff, up to lead_enrich.max_attempts.  Insufficient
+ * credit pauses the worker without touching the leads; the balance is
+ * checked every interval (or on wake()) and the worker resumes by itself.
+ *
+ * The worker leaves promptly on SIGTERM, even with requests in flight
+ * (http_perform checks for interrupts every 100 ms); its leads stay
+ * pending and the same batch, sent again, is answered from the provider's
+ * replay store.  It also leaves when a DROP DATABASE (or CREATE DATABASE
+ * ... TEMPLATE) waits for it: it probes the database's lock every second.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "enrich.h"
+#include "lead_enrich.h"
+#include "worker.h"
+
+/* How long a worker that exited waits before the launcher starts it again. */
+#define RESTART_DELAY_MS	10000
+/* How often an idle worker looks for due retries and DROP DATABASE. */
+#define TICK_MS				1000
+
+/* A batch between claim and apply. */
+typedef struct WorkBatch
+{
+	EnrichBatch *b;
+	int64	   *locked;			/* advisory locks held */
+	int			nlocked;
+} WorkBatch;
+
+/* the database's worker: its slot and pass state */
+static LeDbSlot *my_slot = NULL;
+static char *my_dbname = NULL;
+static MemoryContext pass_cxt = NULL;
+static ResourceOwner worker_owner = NULL;	/* between transactions */
+static bool paused = false;
+static TimestampTz pause_check_at = 0;
+static int64 *skip_ids = NULL;	/* leads locked by others in this pass */
+static int	nskip = 0;
+static int	skip_cap = 0;
+
+/*
+ * le_register_launcher: the static launcher worker; from _PG_init.
+ */
+void
+le_register_launcher(void)
+{
+	BackgroundWorker w;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = 5;
+	strlcpy(w.bgw_library_name, "lead_enrich", BGW_MAXLEN);
+	strlcpy(w.bgw_function_name, "le_launcher_main", BGW_MAXLEN);
+	strlcpy(w.bgw_name, "lead_enrich launcher", BGW_MAXLEN);
+	strlcpy(w.bgw_type, "lead_enrich launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&w);
+}
+
+/* ------------------------------------------------------------------------
+ * The launcher
+ * ------------------------------------------------------------------------
+ */
+
+static BackgroundWorkerHandle *handles[LE_MAX_DATABASES];
+
+/*
+ * launcher_detach: forget the launcher's latch when it exits.
+ */
+static void
+launcher_detach(int code, Datum arg)
+{
+	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+	if (le_shared->launcher_pid == MyProcPid)
+	{
+		le_shared->launcher_pid = 0;
+		le_shared->launcher_latch = NULL;
+	}
+	LWLockRelease(le_shared->lock);
+}
+
+typedef struct DbEntry
+{
+	Oid			oid;
+	char		name[NAMEDATALEN];
+} DbEntry;
+
+/*
+ * list_databases: the connectable, non-template databases to serve.
+ */
+static DbEntry *
+list_databases(int *n)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	int			cap = 16;
+	DbEntry    *dbs = palloc(sizeof(DbEntry) * cap);
+	MemoryContext cxt = CurrentMemoryContext;
+
+	*n = 0;
+	StartTransactionCommand();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext old;
+
+		/* an interrupted DROP DATABASE leaves an invalid database */
+		if (!db->datallowconn || db->datistemplate || database_is_invalid_form(db))
+			continue;
+		if (!le_database_served(NameStr(db->datname)))
+			continue;
+		old = MemoryContextSwitchTo(cxt);
+		if (*n == cap)
+		{
+			cap *= 2;
+			dbs = repalloc(dbs, sizeof(DbEntry) * cap);
+		}
+		dbs[*n].oid = db->oid;
+		strlcpy(dbs[*n].name, NameStr(db->datname), NAMEDATALEN);
+		(*n)++;
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	return dbs;
+}
+
+/*
+ * worker_alive: whether the slot's worker runs, as the launcher sees it.
+ */
+static bool
+worker_alive(int i)
+{
+	LeDbSlot   *slot = &le_shared->slots[i];
+	pid_t		pid;
+
+	if (handles[i] != NULL)
+	{
+		BgwHandleStatus st = GetBackgroundWorkerPid(handles[i], &pid);
+
+		if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
+			return true;
+		if (st == BGWH_POSTMASTER_DIED)
+			proc_exit(1);
+		pfree(handles[i]);
+		handles[i] = NULL;
+	}
+	/* a worker started by a previous launcher */
+	return slot->pid != 0 && kill(slot->pid, 0) == 0;
+}
+
+/*
+ * start_worker: register the dynamic worker of one database.
+ */
+static bool
+start_worker(int i, DbEntry *db)
+{
+	BackgroundWorker w;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(w.bgw_library_name, "lead_enrich", BGW_MAXLEN);
+	strlcpy(w.bgw_function_name, "le_worker_main", BGW_MAXLEN);
+	snprintf(w.bgw_name, BGW_MAXLEN, "lead_enrich worker for database %s", db->name);
+	strlcpy(w.bgw_type, "lead_enrich worker", BGW_MAXLEN);
+	w.bgw_main_arg = ObjectIdGetDatum(db->oid);
+	w.bgw_notify_pid = MyProcPid;
+	return RegisterDynamicBackgroundWorker(&w, &handles[i]);
+}
+
+/*
+ * launcher_scan: start the workers that should run; returns how long the
+ * launcher may sleep (ms) before something is due.
+ */
+static long
+launcher_scan(void)
+{
+	static bool warned_full = false;
+	static bool warned_slots = false;
+	int			ndbs;
+	DbEntry    *dbs = list_databases(&ndbs);
+	TimestampTz now = GetCurrentTimestamp();
+	long		wait = 60 * 1000L;
+
+	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+
+	/* databases dropped (or no longer served): free their slots */
+	for (int i = 0; i < LE_MAX_DATABASES; i++)
+	{
+		LeDbSlot   *slot = &le_shared->slots[i];
+		bool		listed = false;
+
+		if (slot->dboid == InvalidOid)
+			continue;
+		for (int j = 0; j < ndbs && !listed; j++)
+			listed = dbs[j].oid == slot->dboid;
+		if (!listed && !worker_alive(i))
+		{
+			memset(slot, 0, sizeof(LeDbSlot));
+			pg_atomic_init_u32(&slot->wake, 0);
+		}
+	}
+
+	for (int j = 0; j < ndbs; j++)
+	{
+		LeDbSlot   *slot = le_slot_find(dbs[j].oid, true);
+		int			i;
+
+		if (slot == NULL)
+		{
+			if (!warned_full)
+				ereport(WARNING,
+						(errmsg("lead_enrich serves at most %d databases; database \"%s\" is not served",
+								LE_MAX_DATABASES, dbs[j].name),
+						 errhint("List the databases to serve in lead_enrich.databases.")));
+			warned_full = true;
+			continue;
+		}
+		i = slot - le_shared->slots;
+		if (worker_alive(i))
+			continue;
+		slot->pid = 0;
+		slot->latch = NULL;
+		if (slot->stopped)
+		{
+			slot->requested = false;
+			continue;
+		}
+		if (!slot->requested && slot->started_at != 0)
+		{
+			long		delay = slot->no_extension ? le_interval_min * 60 * 1000L : RESTART_DELAY_MS;
+			TimestampTz due = TimestampTzPlusMilliseconds(slot->started_at, delay);
+
+			if (now < due)
+			{
+				wait = Min(wait, (long) ((due - now) / 1000) + 1);
+				continue;
+			}
+		}
+		if (!start_worker(i, &dbs[j]))
+		{
+			if (!warned_slots)
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("could not start the lead_enrich worker for database \"%s\"", dbs[j].name),
+						 errdetail("No background worker slot is free."),
+						 errhint("Raise max_worker_processes.")));
+			warned_slots = true;
+			wait = Min(wait, RESTART_DELAY_MS);
+			continue;
+		}
+		warned_slots = false;
+		slot->requested = false;
+		slot->no_extension = false;
+		slot->started_at = now;
+		strlcpy(slot->activity, "starting", sizeof(slot->activity));
+	}
+	LWLockRelease(le_shared->lock);
+	pfree(dbs);
+	return wait;
+}
+
+/*
+ * le_launcher_main: the launcher's loop.
+ */
+void
+le_launcher_main(Datum arg)
+{
+	MemoryContext cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("lead_enrich launcher");
+
+	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+	le_shared->launcher_pid = MyProcPid;
+	le_shared->launcher_latch = MyLatch;
+	LWLockRelease(le_shared->lock);
+	before_shmem_exit(launcher_detach, 0);
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "lead_enrich launcher",
+								ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		long		wait;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextSwitchTo(cxt);
+		wait = launcher_scan();
+		MemoryContextReset(cxt);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(wait, 100), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The database's worker: slot and status
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * worker_detach: clear the slot's pid when the worker exits, however.
+ */
+static void
+worker_detach(int code, Datum arg)
+{
+	Latch	   *launcher;
+
+	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+	if (my_slot->pid == MyProcPid)
+	{
+		my_slot->pid = 0;
+		my_slot->latch = NULL;
+		strlcpy(my_slot->activity, "exited", sizeof(my_slot->activity));
+	}
+	launcher = le_shared->launcher_latch;
+	LWLockRelease(le_shared->lock);
+	if (launcher != NULL)
+		SetLatch(launcher);
+}
+
+/*
+ * set_activity: the slot's activity and pg_stat_activity's query.
+ */
+static void
+set_activity(const char *activity)
+{
+	le_slot_set_activity(my_slot, activity);
+	if (strcmp(activity, "idle") == 0 || strcmp(activity, "paused") == 0)
+		pgstat_report_activity(STATE_IDLE, activity);
+	else
+		pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/*
+ * set_error: remember the last error for the status view.
+ */
+static void
+set_error(const char *msg)
+{
+	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+	strlcpy(my_slot->last_error, msg ? msg : "", LE_TEXT_LEN);
+	my_slot->last_error_at = GetCurrentTimestamp();
+	LWLockRelease(le_shared->lock);
+}
+
+/*
+ * set_pause: pause (reason != NULL) or resume; logged once per change.
+ */
+static void
+set_pause(const char *reason, const char *hint)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (reason != NULL)
+	{
+		if (!paused)
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("lead enrichment paused in database \"%s\": %s",
+							my_dbname, reason),
+					 errdetail("Pending leads stay pending; the worker checks again every %d minutes.",
+							   le_interval_min),
+					 hint ? errhint("%s", hint) : 0));
+		paused = true;
+		pause_check_at = TimestampTzPlusMilliseconds(now, le_interval_min * 60 * 1000L);
+		LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+		if (my_slot->paused_since == 0)
+			my_slot->paused_since = now;
+		strlcpy(my_slot->pause_reason, reason, LE_TEXT_LEN);
+		LWLockRelease(le_shared->lock);
+	}
+	else if (paused)
+	{
+		ereport(LOG,
+				(errmsg("lead enrichment resumed in database \"%s\"", my_dbname)));
+		paused = false;
+		LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+		my_slot->paused_since = 0;
+		my_slot->pause_reason[0] = '\0';
+		LWLockRelease(le_shared->lock);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The database's worker: transactions and queue updates
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * out_of_xact: between transactions, allocate in the pass's context, and
+ * give resources (the MD5 of a request id, for one) an owner: a committed
+ * or aborted transaction leaves CurrentResourceOwner NULL.
+ */
+static void
+out_of_xact(void)
+{
+	MemoryContextSwitchTo(pass_cxt);
+	CurrentResourceOwner = worker_owner;
+}
+
+/*
+ * begin_xact / end_xact: a short transaction with SPI, allocating in the
+ * pass's memory context so that batches outlive it.
+ */
+static void
+begin_xact(const char *activity)
+{
+	set_activity(activity);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(pass_cxt);
+}
+
+static void
+end_xact(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	out_of_xact();
+	pgstat_report_stat(false);
+}
+
+/*
+ * extension_present: whether lead_enrich exists here (in a transaction).
+ */
+static bool
+extension_present(void)
+{
+	return OidIsValid(get_extension_oid("lead_enrich", true));
+}
+
+/*
+ * ids_datum: an int8[] of ids.
+ */
+static Datum
+ids_datum(int64 *ids, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * record_failure: a failed attempt for leads still pending: retried after
+ * retry_delay * 2^attempts (at most the interval), or marked "error" once
+ * max_attempts is reached.
+ */
+static void
+record_failure(int64 *ids, int n, const char *msg)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[5];
+	int			ret;
+
+	if (n == 0)
+		return;
+	if (plan == NULL)
+	{
+		Oid			types[5] = {INT8ARRAYOID, INT4OID, FLOAT8OID, FLOAT8OID, TEXTOID};
+
+		plan = SPI_prepare("UPDATE lead_enrich.lead_state SET attempts = attempts + 1, "
+						   "status = CASE WHEN attempts + 1 >= $2 THEN 'error' ELSE 'pending' END, "
+						   "next_attempt_at = CASE WHEN attempts + 1 >= $2 THEN NULL "
+						   "  ELSE now() + make_interval(secs => least($3 * power(2, least(attempts, 30)), $4)) END, "
+						   "error = $5, source = 'worker', updated_at = now() "
+						   "WHERE lead_id = ANY ($1) AND status = 'pending'",
+						   5, types);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	values[0] = ids_datum(ids, n);
+	values[1] = Int32GetDatum(le_max_attempts);
+	values[2] = Float8GetDatum((double) le_retry_delay_s);
+	values[3] = Float8GetDatum((double) le_interval_min * 60.0);
+	values[4] = CStringGetTextDatum(msg);
+	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not record a failed attempt: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * forget_pending: leads that no longer need enriching (won, done by other
+ * means, reveal id set, deleted) leave the queue.
+ */
+static void
+forget_pending(int64 *ids, int n)
+{
+	Datum		arg;
+	Oid			type = INT8ARRAYOID;
+
+	if (n == 0)
+		return;
+	arg = ids_datum(ids, n);
+	if (SPI_execute_with_args("DELETE FROM lead_enrich.lead_state "
+							  "WHERE lead_id = ANY ($1) AND status = 'pending'",
+							  1, &type, &arg, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not remove leads from the queue");
+}
+
+/*
+ * add_skip: remember a lead locked elsewhere, not to claim it again in this
+ * pass.
+ */
+static void
+add_skip(int64 id)
+{
+	if (nskip == skip_cap)
+	{
+		skip_cap = Max(64, skip_cap * 2);
+		skip_ids = skip_ids ? repalloc(skip_ids, sizeof(int64) * skip_cap)
+			: MemoryContextAlloc(pass_cxt, sizeof(int64) * skip_cap);
+	}
+	skip_ids[nskip++] = id;
+}
+
+/*
+ * release_locks: the advisory locks of a batch.
+ */
+static void
+release_locks(WorkBatch *wb)
+{
+	for (int i = 0; i < wb->nlocked; i++)
+		le_unlock_lead(wb->locked[i]);
+	wb->nlocked = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The database's worker: claim, call, apply
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * claim_chunk: lock and prepare one batch (in the claim transaction).
+ */
+static void
+claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
+{
+	EnrichBatch *b;
+	int64	   *gone = palloc(sizeof(int64) * n);
+	int			ngone = 0;
+
+	wb->locked = MemoryContextAlloc(pass_cxt, sizeof(int64) * n);
+	wb->nlocked = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (le_lock_lead(ids[i], true, false))
+			wb->locked[wb->nlocked++] = ids[i];
+		else
+			add_skip(ids[i]);	/* a manual enrichment has it */
+	}
+	if (wb->nlocked == 0)
+		return;
+	b = enrich_prepare(lt, wb->locked, wb->nlocked, true);
+
+	/* leads not returned: row-locked elsewhere, or deleted */
+	if (b->n < wb->nlocked)
+	{
+		int64	   *absent = palloc(sizeof(int64) * wb->nlocked);
+		int			nabsent = 0;
+		Datum		arg;
+		Oid			type = INT8ARRAYOID;
+
+		for (int i = 0; i < wb->nlocked; i++)
+		{
+			bool		found = false;
+
+			for (int j = 0; j < b->n && !found; j++)
+				found = b->rows[j].id == wb->locked[i];
+			if (!found)
+				absent[nabsent++] = wb->locked[i];
+		}
+		arg = ids_datum(absent, nabsent);
+		if (SPI_execute_with_args(psprintf("SELECT l.%s::bigint FROM %s l WHERE l.%s = ANY ($1)",
+										   lt_col(lt, "id"), lt->qualname, lt_col(lt, "id")),
+								  1, &type, &arg, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not look for leads");
+		for (int i = 0; i < nabsent; i++)
+		{
+			bool		exists = false;
+
+			for (uint64 r = 0; r < SPI_processed && !exists; r++)
+			{
+				bool		isnull;
+
+				exists = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+													 SPI_tuptable->tupdesc, 1, &isnull)) == absent[i];
+			}
+			if (exists)
+				add_skip(absent[i]);
+			else
+				gone[ngone++] = absent[i];
+		}
+	}
+	for (int i = 0; i < b->n; i++)
+		if (strcmp(b->rows[i].status, "skipped") == 0)
+			gone[ngone++] = b->rows[i].id;
+	forget_pending(gone, ngone);
+	enrich_apply_local(b, "worker");
+	/* the call is built after the claim commits, from the copy */
+	if (b->ndomains > 0)
+		wb->b = enrich_batch_copy(b, pass_cxt);
+}
+
+/*
+ * claim_chunk_guarded: claim_chunk in a subtransaction; on error, returns
+ * false with the message, and the chunk's locks released.
+ */
+static bool
+claim_chunk_guarded(LeadTable *lt, const char *token, int64 *ids, int n,
+					WorkBatch *wb, char **msg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	memset(wb, 0, sizeof(WorkBatch));
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		claim_chunk(lt, token, ids, n, wb);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(oldcxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		release_locks(wb);
+		wb->b = NULL;
+		*msg = ed->message;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * claim_round: claim up to maxb batches of due pending leads.  Returns the
+ * number of leads looked at; *stop when the worker has nothing to do here
+ * (manual mode, nothing attached, paused).
+ */
+static int
+claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
+{
+	static SPIPlanPtr plan = NULL;
+	LeadTable  *lt;
+	char	   *token;
+	Datum		values[2];
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	int64	   *ids;
+	int			nids;
+	int			limit = maxb * le_batch_size;
+
+	*nout = 0;
+	begin_xact("claiming pending leads");
+	if (!extension_present())
+	{
+		end_xact();
+		LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+		my_slot->no_extension = true;
+		LWLockRelease(le_shared->lock);
+		ereport(LOG, (errmsg("lead_enrich worker exiting: the extension was dropped")));
+		proc_exit(0);
+	}
+	lt = lead_table_load(true);
+	if (lt == NULL || strcmp(lt->mode, "auto") != 0)
+	{
+		end_xact();
+		*stop = true;
+		return 0;
+	}
+	token = le_account_token_lookup(lt, true);
+	if (token == NULL)
+	{
+		end_xact();
+		set_pause("no IAP account token is configured",
+				  "Set lead_enrich.account_token (ALTER SYSTEM or ALTER DATABASE), then call lead_enrich.wake().");
+		*stop = true;
+		return 0;
+	}
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT lead_id FROM lead_enrich.lead_state "
+						   "WHERE status = 'pending' AND coalesce(next_attempt_at <= now(), true) "
+						   "AND lead_id <> ALL ($1) ORDER BY lead_id LIMIT $2",
+						   2, types);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	values[0] = ids_datum(skip_ids, nskip);
+	values[1] = Int32GetDatum(limit);
+	if (SPI_execute_plan(plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the queue");
+	nids = (int) SPI_processed;
+	ids = palloc(sizeof(int64) * Max(nids, 1));
+	for (int i = 0; i < nids; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	for (int i = 0; i < nids; i += le_batch_size)
+	{
+		int			n = Min(le_batch_size, nids - i);
+		WorkBatch  *wb = &out[*nout];
+		char	   *msg = NULL;
+
+		if (claim_chunk_guarded(lt, token, ids + i, n, wb, &msg))
+		{
+			if (wb->b != NULL)
+				(*nout)++;
+			else
+				release_locks(wb);	/* nothing to send: done */
+			continue;
+		}
+		ereport(WARNING,
+				(errmsg("lead_enrich worker: could not prepare a batch of leads, retrying them one by one"),
+				 errdetail("%s", msg)));
+		set_error(msg);
+		/* one lead at a time, so that a bad one holds back no other */
+		for (int k = 0; k < n; k++)
+		{
+			wb = &out[*nout];
+			if (claim_chunk_guarded(lt, token, ids + i + k, 1, wb, &msg))
+			{
+				if (wb->b != NULL)
+					(*nout)++;
+				else
+					release_locks(wb);
+				continue;
+			}
+			ereport(WARNING,
+					(errmsg("lead_enrich worker: could not prepare lead " INT64_FORMAT, ids[i + k]),
+					 errdetail("%s", msg)));
+			record_failure(ids + i + k, 1, msg);
+		}
+	}
+	token = MemoryContextStrdup(pass_cxt, token);
+	end_xact();
+
+	/* the requests, outside the transaction, in the pass's context */
+	for (int i = 0; i < *nout; i++)
+		(void) enrich_call(out[i].b, token);
+	return nids;
+}
+
+/*
+ * sent_ids: the leads of a batch that went to the provider and are still
+ * waiting for its answer.
+ */
+static int
+sent_ids(EnrichBatch *b, int64 *ids)
+{
+	int			n = 0;
+
+	for (int i = 0; i < b->n; i++)
+		if (b->rows[i].owner >= 0 && strcmp(b->rows[i].status, "pending") == 0)
+			ids[n++] = b->rows[i].id;
+	return n;
+}
+
+/*
+ * apply_batch: write one batch's answer in its own transaction.  Returns
+ * false when the provider refused for lack of credits.
+ */
+static bool
+apply_batch(WorkBatch *wb)
+{
+	EnrichBatch *b = wb->b;
+	RpcCall    *call = b->call;
+	int64	   *ids = palloc(sizeof(int64) * Max(b->n, 1));
+	int			nids = sent_ids(b, ids);
+	volatile bool credit_ok = true;
+
+	PG_TRY();
+	{
+		begin_xact("writing enrichment results");
+		if (call->status == RPC_OK)
+		{
+			enrich_recheck(b);
+			enrich_apply(b, "worker");
+			/* a malformed answer is recorded per lead by enrich_apply */
+			if (call->status != RPC_OK)
+				set_error(psprintf("%s: %s", rpc_status_name(call->status), call->message));
+		}
+		else if (call->status == RPC_INSUFFICIENT_CREDIT)
+			credit_ok = false;	/* leads untouched: they stay pending */
+		else if (rpc_is_transient(call->status))
+		{
+			char	   *msg = psprintf("%s: %s", rpc_status_name(call->status), call->message);
+
+			record_failure(ids, nids, msg);
+			set_error(msg);
+		}
+		else
+		{
+			enrich_apply(b, "worker");
+			set_error(psprintf("%s: %s", rpc_status_name(call->status), call->message));
+		}
+		end_xact();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		/* as autovacuum does for a table: report, clean up, go on */
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(pass_cxt);
+		ed = CopyErrorData();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		out_of_xact();
+		RESUME_INTERRUPTS();
+		ereport(WARNING,
+				(errmsg("lead_enrich worker: could not write the results of a batch of %d leads; they will be retried", nids)));
+		set_error(ed->message);
+		begin_xact("recording a failed batch");
+		record_failure(ids, nids, ed->message);
+		end_xact();
+	}
+	PG_END_TRY();
+	return credit_ok;
+}
+
+/*
+ * fetch_balance: the reveal service's balance, outside any transaction;
+ * -1 (and *msg) when the provider cannot say.
+ */
+static double
+fetch_balance(const char *dbuuid, const char *token, char **msg)
+{
+	RpcCall		call;
+	HttpRequest *h = &call.http;
+	char		id[33];
+	JsonbValue	v;
+
+	rpc_make_id(id, NULL);
+	rpc_init(&call, LE_SERVICE_IAP, "/iap/1/balance", id);
+	rpc_params_begin(&call);
+	appendStringInfoString(&h->body, "{\"dbuuid\": ");
+	append_json_string(&h->body, dbuuid);
+	appendStringInfoString(&h->body, ", \"account_token\": ");
+	append_json_string(&h->body, token);
+	appendStringInfoString(&h->body, ", \"service_name\": \"reveal\"}");
+	rpc_params_end(&call);
+	http_perform(&h, 1, 1);
+	rpc_finish(&call);
+	if (call.status != RPC_OK)
+	{
+		*msg = psprintf("%s: %s", rpc_status_name(call.status), call.message);
+		return -1;
+	}
+	if (!JsonbExtractScalar(&call.result->root, &v) || v.type != jbvNumeric)
+	{
+		*msg = pstrdup("the balance is not a number");
+		return -1;
+	}
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v.val.numeric)));
+}
+
+/*
+ * resume_check: while paused, whether enrichment can go on: a token, and
+ * credits on the provider.
+ */
+static bool
+resume_check(void)
+{
+	LeadTable  *lt;
+	char	   *token = NULL;
+	char	   *msg = NULL;
+	double		balance;
+	char	   *dbuuid = NULL;
+
+	begin_xact("checking the balance");
+	lt = lead_table_load(true);
+	if (lt != NULL)
+	{
+		token = le_account_token_lookup(lt, true);
+		dbuuid = MemoryContextStrdup(pass_cxt, lt->dbuuid);
+		if (token != NULL)
+			token = MemoryContextStrdup(pass_cxt, token);
+	}
+	end_xact();
+	if (dbuuid == NULL || token == NULL)
+	{
+		set_pause(dbuuid == NULL ? "no lead table is attached" : "no IAP account token is configured", NULL);
+		return false;
+	}
+	set_activity("checking the balance");
+	balance = fetch_balance(dbuuid, token, &msg);
+	if (balance > 0)
+	{
+		set_pause(NULL, NULL);
+		return true;
+	}
+	if (balance < 0)
+		set_error(msg);
+	pause_check_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), le_interval_min * 60 * 1000L);
+	return false;
+}
+
+/*
+ * next_due: when the next pending lead is due; leads due now but locked
+ * elsewhere are tried again after retry_delay.
+ */
+static TimestampTz
+next_due(void)
+{
+	TimestampTz due = 0;
+	bool		isnull = true;
+	Datum		d;
+
+	begin_xact("looking for retries");
+	if (SPI_execute_with_args("SELECT min(CASE WHEN next_attempt_at > now() THEN next_attempt_at "
+							  "ELSE now() + make_interval(secs => $1) END) "
+							  "FROM lead_enrich.lead_state WHERE status = 'pending'",
+							  1, (Oid[]) {FLOAT8OID},
+							  (Datum[]) {Float8GetDatum((double) le_retry_delay_s)},
+							  NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			due = DatumGetTimestampTz(d);
+	}
+	end_xact();
+	return due;
+}
+
+/*
+ * run_pass: enrich what is due; returns when the next pass is due.
+ */
+static TimestampTz
+run_pass(uint32 bits)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next = TimestampTzPlusMilliseconds(now, le_interval_min * 60 * 1000L);
+	int			maxb = Max(le_max_connections, 1);
+	WorkBatch  *batches;
+
+	MemoryContextReset(pass_cxt);
+	out_of_xact();
+	skip_ids = NULL;
+	nskip = skip_cap = 0;
+	batches = palloc0(sizeof(WorkBatch) * (maxb * le_batch_size + maxb));
+
+	if (paused && !(bits & LE_WAKE_EXPLICIT) && now < pause_check_at)
+		return pause_check_at;
+
+	PG_TRY();
+	{
+		bool		stop = false;
+
+		if (paused && !resume_check())
+			stop = true;
+		while (!stop)
+		{
+			int			nb;
+			int			nclaimed = claim_round(batches, maxb, &nb, &stop);
+			bool		credit_ok = true;
+
+			if (nb > 0)
+			{
+				HttpRequest **reqs = palloc(sizeof(HttpRequest *) * nb);
+
+				for (int i = 0; i < nb; i++)
+					reqs[i] = &batches[i].b->call->http;
+				set_activity(psprintf("calling the provider: %d requests", nb));
+				http_perform(reqs, nb, le_max_connections);
+				LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+				my_slot->requests += nb;
+				LWLockRelease(le_shared->lock);
+				for (int i = 0; i < nb; i++)
+					rpc_finish(batches[i].b->call);
+				for (int i = 0; i < nb; i++)
+				{
+					if (!apply_batch(&batches[i]))
+					{
+						RpcCall    *c = batches[i].b->call;
+
+						credit_ok = false;
+						set_pause(psprintf("insufficient credit: %s", c->message),
+								  c->credit_url ? psprintf("Buy credits at %s, then call lead_enrich.wake().", c->credit_url)
+								  : "Buy credits, then call lead_enrich.wake().");
+					}
+					release_locks(&batches[i]);
+				}
+			}
+			if (!credit_ok || nclaimed < maxb * le_batch_size)
+				break;
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (paused)
+			next = pause_check_at;
+		else
+		{
+			TimestampTz due = next_due();
+
+			if (due != 0 && due < next)
+				next = due;
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(pass_cxt);
+		ed = CopyErrorData();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		out_of_xact();
+		for (int i = 0; i < maxb * le_batch_size + maxb; i++)
+			if (batches[i].nlocked > 0)
+				release_locks(&batches[i]);
+		set_error(ed->message);
+		next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), le_retry_delay_s * 1000L);
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+
+	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+	my_slot->runs++;
+	my_slot->last_run = GetCurrentTimestamp();
+	LWLockRelease(le_shared->lock);
+	pgstat_report_stat(true);
+	return next;
+}
+
+/*
+ * drop_pending: whether DROP DATABASE, ALTER DATABASE RENAME or CREATE
+ * DATABASE ... TEMPLATE waits for this database's sessions to leave.
+ * They lock the database in a mode that conflicts with RowExclusiveLock,
+ * the mode a new connection takes.
+ */
+static bool
+drop_pending(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
+	if (LockAcquire(&tag, RowExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	LockRelease(&tag, RowExclusiveLock, true);
+	return false;
+}
+
+/*
+ * le_worker_main: a database's worker.
+ */
+void
+le_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	TimestampTz due;
+	char	   *dbname;
+	bool		present;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	LWLockAcquire(le_shared->lock, LW_SHARED);
+	my_slot = le_slot_find(dboid, false);
+	LWLockRelease(le_shared->lock);
+	if (my_slot == NULL)
+		proc_exit(0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("lead_enrich worker");
+
+	/* one worker per database */
+	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+	if (my_slot->dboid != dboid ||
+		(my_slot->pid != 0 && my_slot->pid != MyProcPid && kill(my_slot->pid, 0) == 0))
+	{
+		LWLockRelease(le_shared->lock);
+		proc_exit(0);
+	}
+	my_slot->pid = MyProcPid;
+	my_slot->latch = MyLatch;
+	LWLockRelease(le_shared->lock);
+	before_shmem_exit(worker_detach, 0);
+
+	pass_cxt = AllocSetContextCreate(TopMemoryContext, "lead_enrich pass",
+									 ALLOCSET_DEFAULT_SIZES);
+	worker_owner = ResourceOwnerCreate(NULL, "lead_enrich worker");
+
+	set_activity("starting");
+	StartTransactionCommand();
+	present = extension_present();
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	my_dbname = dbname;
+	CommitTransactionCommand();
+	if (!present || !le_database_served(dbname))
+	{
+		LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+		my_slot->no_extension = !present;
+		LWLockRelease(le_shared->lock);
+		proc_exit(0);
+	}
+	ereport(LOG, (errmsg("lead_enrich worker started for database \"%s\"", dbname)));
+
+	/* leads left pending while no worker ran are due now */
+	due = 0;
+	for (;;)
+	{
+		uint32		bits;
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (!le_database_served(dbname))
+			{
+				ereport(LOG, (errmsg("lead_enrich worker exiting: database \"%s\" is no longer in lead_enrich.databases", dbname)));
+				proc_exit(0);
+			}
+			/* a shorter interval applies now */
+			due = Min(due, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), le_interval_min * 60 * 1000L));
+		}
+		if (drop_pending())
+		{
+			ereport(LOG, (errmsg("lead_enrich worker leaving database \"%s\" for a DROP, RENAME or copy of it", dbname)));
+			proc_exit(0);
+		}
+		if (my_slot->stopped)
+			proc_exit(0);
+
+		bits = pg_atomic_exchange_u32(&my_slot->wake, 0);
+		if (bits != 0 || GetCurrentTimestamp() >= due)
+			due = run_pass(bits);
+		set_activity(paused ? "paused" : "idle");
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 TICK_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
