@@ -34,6 +34,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "errcodes.h"
 #include "lead_enrich.h"
@@ -512,6 +513,8 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	char	  **seen_cid;
 	char	  **seen_dom;
 	int			i;
+	TimestampTz t0 = GetCurrentTimestamp();
+	TimestampTz t1;
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
@@ -520,6 +523,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	req = prepare_request(criteria, lt);
 
 	/* the call: Odoo's _perform_request */
+	t1 = GetCurrentTimestamp();
 	rpc_make_id(rpc_id, NULL);
 	rpc_init(&call, LE_SERVICE_MINING, "/iap/clearbit/2/lead_mining_request", rpc_id);
 	rpc_params_begin(&call);
@@ -532,6 +536,10 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	h = &call.http;
 	http_perform(&h, 1, 1);
 	rpc_finish(&call);
+	elog(DEBUG1, "lead mining request %s: checked in %.1f ms, provider answered in %.1f ms (%s)",
+		 req->name, (double) (t1 - t0) / 1000.0, h->total_time * 1000.0,
+		 rpc_status_name(call.status));
+	t1 = GetCurrentTimestamp();
 
 	result = call.status == RPC_OK ? &call.result->root : NULL;
 	data = result ? jb_get(result, "data", &buf) : NULL;
@@ -646,9 +654,10 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		seen_dom[i] = dom;
 		if (dup[i] || again)
 		{
-			nskipped++;
-			appendStringInfo(&skipped, "%s%s", skipped.len ? ", " : "",
-							 dom ? dom : (cid ? cid : "?"));
+			/* name the first ten in the NOTICE */
+			if (++nskipped <= 10)
+				appendStringInfo(&skipped, "%s%s", skipped.len ? ", " : "",
+								 dom ? dom : (cid ? cid : "?"));
 			continue;
 		}
 
@@ -740,11 +749,14 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 													 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))
 				   : empty_ids(),
 				   n, ncontacts, nskipped);
+	elog(DEBUG1, "lead mining request %s: %d leads created in %.1f ms",
+		 req->name, nleads, (double) (GetCurrentTimestamp() - t1) / 1000.0);
 	if (nskipped > 0)
 		ereport(NOTICE,
 				(errmsg("request %s: skipped %d of %d companies already in %s",
 						req->name, nskipped, n, lt->qualname),
-				 errdetail("Already there (same reveal id, website or e-mail domain): %s.", skipped.data)));
+				 errdetail("Already there (same reveal id, website or e-mail domain): %s%s.", skipped.data,
+						   nskipped > 10 ? psprintf(" and %d more", nskipped - 10) : "")));
 	SPI_finish();
 	return (Datum) 0;
 }
