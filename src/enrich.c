@@ -961,7 +961,7 @@ lead_enrich_enrich_lead(PG_FUNCTION_ARGS)
 		if (strcmp(b->rows[0].status, "error") == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("the enrichment provider sent an invalid response"),
+					 errmsg("the IAP provider sent an invalid response"),
 					 errdetail("%s", b->rows[0].error)));
 	}
 	MemoryContextSwitchTo(outer);

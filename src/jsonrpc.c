@@ -298,41 +298,41 @@ rpc_report(RpcCall *call, int elevel)
 		case RPC_UNREACHABLE:
 			ereport(elevel,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not reach the enrichment provider"),
+					 errmsg("could not reach the IAP provider"),
 					 errdetail("POST %s failed: %s", url, call->message),
 					 errhint("Check that the provider is running and that lead_enrich.endpoint points to it.")));
 			break;
 		case RPC_TIMEOUT:
 			ereport(elevel,
 					(errcode(ERRCODE_CONNECTION_EXCEPTION),
-					 errmsg("the enrichment provider did not answer in time"),
+					 errmsg("the IAP provider did not answer in time"),
 					 errdetail("POST %s: %s", url, call->message),
 					 errhint("Raise lead_enrich.timeout, or check the provider's load.")));
 			break;
 		case RPC_HTTP_ERROR:
 			ereport(elevel,
 					(errcode(ERRCODE_CONNECTION_EXCEPTION),
-					 errmsg("the enrichment provider returned an HTTP error"),
+					 errmsg("the IAP provider returned an HTTP error"),
 					 errdetail("POST %s: %s", url, call->message)));
 			break;
 		case RPC_BAD_RESPONSE:
 			ereport(elevel,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("the enrichment provider sent an invalid response"),
+					 errmsg("the IAP provider sent an invalid response"),
 					 errdetail("POST %s: %s", url, call->message),
 					 errhint("Check that lead_enrich.endpoint points to an IAP-compatible provider.")));
 			break;
 		case RPC_INSUFFICIENT_CREDIT:
 			ereport(elevel,
 					(errcode(ERRCODE_LE_INSUFFICIENT_CREDIT),
-					 errmsg("not enough credits for lead enrichment"),
+					 errmsg("not enough IAP credits"),
 					 errdetail("%s", call->message),
 					 errhint("Buy credits at %s", call->credit_url ? call->credit_url : "the URL lead_enrich.iap_credit_url() returns")));
 			break;
 		case RPC_SERVER_ERROR:
 			ereport(elevel,
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("the enrichment provider returned an error"),
+					 errmsg("the IAP provider returned an error"),
 					 errdetail("POST %s: %s", url, call->message)));
 			break;
 	}
