@@ -229,6 +229,8 @@ static bool
 start_worker(int i, DbEntry *db)
 {
 	BackgroundWorker w;
+	MemoryContext old;
+	bool		started;
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -240,7 +242,11 @@ start_worker(int i, DbEntry *db)
 	strlcpy(w.bgw_type, "lead_enrich worker", BGW_MAXLEN);
 	w.bgw_main_arg = ObjectIdGetDatum(db->oid);
 	w.bgw_notify_pid = MyProcPid;
-	return RegisterDynamicBackgroundWorker(&w, &handles[i]);
+	/* the handle outlives the scan's memory context */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	started = RegisterDynamicBackgroundWorker(&w, &handles[i]);
+	MemoryContextSwitchTo(old);
+	return started;
 }
 
 /*
