@@ -21,8 +21,8 @@
 static PGconn *
 connect_or_die(const char *conninfo)
 {
-	char	   *err;
-	PGconn	   *conn = db_connect_checked(conninfo, &err);
+	char   *err;
+	PGconn *conn = db_connect_checked(conninfo, &err);
 
 	if (conn == NULL)
 	{
@@ -40,9 +40,9 @@ connect_or_die(const char *conninfo)
 static bool
 exec_ok(PGconn *conn, const char *sql, const char *what)
 {
-	PGresult   *res = PQexec(conn, sql);
+	PGresult	  *res = PQexec(conn, sql);
 	ExecStatusType st = PQresultStatus(res);
-	bool		ok = (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+	bool		   ok = (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
 
 	if (!ok)
 		log_error("%s failed: %s", what, PQerrorMessage(conn));
@@ -86,11 +86,11 @@ resolve_data_path(const char *given, char *buf, size_t size)
 static bool
 copy_gzip(PGconn *conn, const char *path)
 {
-	gzFile		gz = gzopen(path, "rb");
-	char		buf[65536];
-	int			n;
-	bool		ok = true;
-	PGresult   *res;
+	gzFile	  gz = gzopen(path, "rb");
+	char	  buf[65536];
+	int		  n;
+	bool	  ok = true;
+	PGresult *res;
 
 	if (gz == NULL)
 	{
@@ -109,7 +109,7 @@ copy_gzip(PGconn *conn, const char *path)
 	}
 	if (n < 0)
 	{
-		int			errnum;
+		int errnum;
 
 		log_error("cannot read %s: %s", path, gzerror(gz, &errnum));
 		ok = false;
@@ -136,15 +136,16 @@ copy_gzip(PGconn *conn, const char *path)
 static bool
 copy_psl(PGconn *conn, const char *path)
 {
-	FILE	   *f = fopen(path, "r");
-	char		line[1024];
-	PGresult   *res;
-	bool		ok = true;
+	FILE	 *f = fopen(path, "r");
+	char	  line[1024];
+	PGresult *res;
+	bool	  ok = true;
 
 	if (f == NULL)
 	{
 		fprintf(stderr, "lead_provider: warning: no Public Suffix List at %s; "
-				"look-ups still never match a single label\n", path);
+						"look-ups still never match a single label\n",
+				path);
 		return true;
 	}
 	res = PQexec(conn, "COPY provider.psl_stage (line) FROM STDIN");
@@ -190,13 +191,13 @@ copy_psl(PGconn *conn, const char *path)
 int
 admin_init(const char *conninfo, const char *data_path, const char *psl_path)
 {
-	char		pathbuf[4096];
-	char		buf[256];
-	const char *path = resolve_data_path(data_path, pathbuf, sizeof(pathbuf));
-	PGconn	   *conn;
-	PGresult   *res;
+	char			pathbuf[4096];
+	char			buf[256];
+	const char	   *path = resolve_data_path(data_path, pathbuf, sizeof(pathbuf));
+	PGconn		   *conn;
+	PGresult	   *res;
 	struct timespec t0,
-				t1;
+		t1;
 	const char *loaded;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -231,7 +232,7 @@ admin_init(const char *conninfo, const char *data_path, const char *psl_path)
 		/* a new statement, to see the rows finish_load() inserted */
 		PQclear(res);
 		res = PQexec(conn, "SELECT (SELECT count(*) FROM provider.org), "
-					 "(SELECT count(*) FROM provider.org_domain)");
+						   "(SELECT count(*) FROM provider.org_domain)");
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
@@ -245,7 +246,7 @@ admin_init(const char *conninfo, const char *data_path, const char *psl_path)
 	PQclear(res);
 	if (!exec_ok(conn, "COMMIT", "COMMIT") ||
 		!exec_ok(conn, "ANALYZE provider.org; ANALYZE provider.org_domain; "
-				 "ANALYZE provider.public_suffix; ANALYZE provider.mined",
+					   "ANALYZE provider.public_suffix; ANALYZE provider.mined",
 				 "ANALYZE"))
 		goto fail;
 	PQfinish(conn);
@@ -294,16 +295,16 @@ admin_credits_add(const char *conninfo, const char *token, const char *credits)
 int
 admin_accounts(const char *conninfo)
 {
-	PGconn	   *conn = connect_or_die(conninfo);
-	PGresult   *res;
-	int			i;
-	int			w = 5;
+	PGconn	 *conn = connect_or_die(conninfo);
+	PGresult *res;
+	int		  i;
+	int		  w = 5;
 
 	if (conn == NULL)
 		return 1;
 	res = PQexec(conn, "SELECT token, balance, spent, "
-				 "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
-				 "FROM provider.accounts()");
+					   "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
+					   "FROM provider.accounts()");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		log_error("listing accounts failed: %s", PQerrorMessage(conn));

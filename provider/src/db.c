@@ -13,8 +13,8 @@
 
 #include "provider.h"
 
-static const char *db_conninfo = NULL;
-static pthread_key_t conn_key;
+static const char	 *db_conninfo = NULL;
+static pthread_key_t  conn_key;
 static pthread_once_t conn_key_once = PTHREAD_ONCE_INIT;
 
 #define RPC_SQL \
@@ -58,7 +58,7 @@ db_setup(const char *conninfo)
 PGconn *
 db_connect_checked(const char *conninfo, char **errmsg)
 {
-	PGconn	   *conn = PQconnectdb(conninfo);
+	PGconn *conn = PQconnectdb(conninfo);
 
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
@@ -83,9 +83,9 @@ db_connect_checked(const char *conninfo, char **errmsg)
 PGconn *
 db_thread_conn(void)
 {
-	PGconn	   *conn = pthread_getspecific(conn_key);
-	char	   *err;
-	PGresult   *res;
+	PGconn	 *conn = pthread_getspecific(conn_key);
+	char	 *err;
+	PGresult *res;
 
 	if (conn != NULL && PQstatus(conn) == CONNECTION_OK)
 		return conn;
@@ -124,7 +124,7 @@ db_thread_conn(void)
 void
 db_thread_drop(void)
 {
-	PGconn	   *conn = pthread_getspecific(conn_key);
+	PGconn *conn = pthread_getspecific(conn_key);
 
 	if (conn != NULL)
 	{
@@ -143,12 +143,12 @@ db_thread_drop(void)
 static PGresult *
 exec_prepared(const char *stmt, int nparams, const char *const *values)
 {
-	int			attempt;
+	int attempt;
 
 	for (attempt = 0; attempt < 2; attempt++)
 	{
-		PGconn	   *conn = db_thread_conn();
-		PGresult   *res;
+		PGconn	 *conn = db_thread_conn();
+		PGresult *res;
 
 		if (conn == NULL)
 			return NULL;
@@ -168,9 +168,9 @@ exec_prepared(const char *stmt, int nparams, const char *const *values)
 bool
 db_ping(void)
 {
-	PGconn	   *conn = db_thread_conn();
-	PGresult   *res;
-	bool		ok;
+	PGconn	 *conn = db_thread_conn();
+	PGresult *res;
+	bool	  ok;
 
 	if (conn == NULL)
 		return false;

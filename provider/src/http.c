@@ -26,16 +26,16 @@
 typedef enum RouteKind
 {
 	ROUTE_NONE,
-	ROUTE_RPC,					/* POST, JSON-RPC, endpoint in Route.endpoint */
-	ROUTE_CREDIT,				/* GET, HTML credit page */
-	ROUTE_HEALTH				/* GET, readiness */
+	ROUTE_RPC,	  /* POST, JSON-RPC, endpoint in Route.endpoint */
+	ROUTE_CREDIT, /* GET, HTML credit page */
+	ROUTE_HEALTH  /* GET, readiness */
 } RouteKind;
 
 typedef struct Route
 {
 	const char *path;
 	RouteKind	kind;
-	const char *endpoint;		/* provider.rpc() endpoint name */
+	const char *endpoint; /* provider.rpc() endpoint name */
 } Route;
 
 static const Route routes[] = {
@@ -46,27 +46,27 @@ static const Route routes[] = {
 	{"/iap/1/credit", ROUTE_CREDIT, NULL},
 	{"/iap/1/credit/", ROUTE_CREDIT, NULL},
 	{"/health", ROUTE_HEALTH, NULL},
-	{NULL, ROUTE_NONE, NULL}
+	{NULL, ROUTE_NONE, NULL},
 };
 
 /* Per-request state, kept in MHD's con_cls from first call to completion. */
 typedef struct Request
 {
 	struct timespec start;
-	const Route *route;
-	char	   *body;
-	size_t		len;
-	size_t		cap;
-	bool		too_large;
-	bool		answered;
-	unsigned int status;
-	size_t		bytes;
-	char		method[16];
-	char		path[256];
+	const Route	   *route;
+	char		   *body;
+	size_t			len;
+	size_t			cap;
+	bool			too_large;
+	bool			answered;
+	unsigned int	status;
+	size_t			bytes;
+	char			method[16];
+	char			path[256];
 } Request;
 
 static const ServeConfig *config;
-static atomic_int inflight = 0;
+static atomic_int		  inflight = 0;
 
 /*
  * elapsed_ms
@@ -91,8 +91,8 @@ reply(struct MHD_Connection *conn, Request *req, unsigned int status,
 	  char *body, const char *content_type, const char *hname, const char *hvalue)
 {
 	struct MHD_Response *resp;
-	enum MHD_Result ret;
-	size_t		len;
+	enum MHD_Result		 ret;
+	size_t				 len;
 
 	if (body == NULL)
 	{
@@ -161,8 +161,8 @@ check_early(struct MHD_Connection *conn, Request *req, const char *method,
 			enum MHD_Result *ret)
 {
 	const Route *r = req->route;
-	const char *cl;
-	char		msg[512];
+	const char	*cl;
+	char		 msg[512];
 
 	if (r == NULL)
 	{
@@ -218,8 +218,8 @@ append_body(Request *req, const char *data, size_t size)
 	}
 	if (req->len + size + 1 > req->cap)
 	{
-		size_t		cap = req->cap ? req->cap : 4096;
-		char	   *nb;
+		size_t cap = req->cap ? req->cap : 4096;
+		char  *nb;
 
 		while (cap < req->len + size + 1)
 			cap *= 2;
@@ -260,7 +260,7 @@ answer_get(struct MHD_Connection *conn, Request *req)
 		const char *svc = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "service_name");
 		const char *cr = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "credit");
 		char	   *page = db_credit_page(tok ? tok : "", db ? db : "", svc ? svc : "",
-										  cr ? cr : "");
+									  cr ? cr : "");
 
 		if (page == NULL)
 			return reply(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -277,12 +277,13 @@ answer_get(struct MHD_Connection *conn, Request *req)
 static enum MHD_Result
 answer_rpc(struct MHD_Connection *conn, Request *req)
 {
-	char	   *response = NULL;
-	int			status;
-	char		msg[128];
+	char *response = NULL;
+	int	  status;
 
 	if (req->too_large)
 	{
+		char msg[128];
+
 		snprintf(msg, sizeof(msg), "the request body is larger than %zu bytes",
 				 config->max_body);
 		return reply_error(conn, req, 413, -32600,
@@ -291,7 +292,8 @@ answer_rpc(struct MHD_Connection *conn, Request *req)
 	if (req->len == 0 || memchr(req->body, '\0', req->len) != NULL)
 		return reply_error(conn, req, MHD_HTTP_BAD_REQUEST, -32700, "ParseError",
 						   req->len == 0 ? "the request body is empty"
-						   : "the request body contains a NUL byte", NULL, NULL);
+										 : "the request body contains a NUL byte",
+						   NULL, NULL);
 	status = db_rpc(req->route->endpoint, req->body, req->len, config, &response);
 	return reply(conn, req, (unsigned int) status, response, "application/json",
 				 NULL, NULL);
@@ -307,7 +309,7 @@ handle(void *cls, struct MHD_Connection *conn, const char *url,
 	   const char *method, const char *version, const char *upload_data,
 	   size_t *upload_data_size, void **con_cls)
 {
-	Request    *req = *con_cls;
+	Request		   *req = *con_cls;
 	enum MHD_Result ret;
 
 	(void) cls;
@@ -353,9 +355,9 @@ static void
 completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		  enum MHD_RequestTerminationCode toe)
 {
-	Request    *req = *con_cls;
+	Request						   *req = *con_cls;
 	const union MHD_ConnectionInfo *ci;
-	char		remote[INET6_ADDRSTRLEN] = "-";
+	char							remote[INET6_ADDRSTRLEN] = "-";
 
 	(void) cls;
 	(void) toe;
@@ -392,13 +394,14 @@ int
 http_serve(const ServeConfig *cfg)
 {
 	struct sockaddr_storage ss;
-	socklen_t	sslen;
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-	struct MHD_Daemon *d;
-	sigset_t	sigs;
-	int			sig = 0;
-	int			waited;
-	bool		v6 = strchr(cfg->listen, ':') != NULL;
+	socklen_t				sslen;
+	unsigned int			flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	struct MHD_Daemon	   *d;
+	sigset_t				sigs;
+	int						sig = 0;
+	int						waited;
+	const struct timespec	tick = {0, 10 * 1000 * 1000}; /* 10 ms */
+	bool					v6 = strchr(cfg->listen, ':') != NULL;
 
 	config = cfg;
 	memset(&ss, 0, sizeof(ss));
@@ -465,7 +468,7 @@ http_serve(const ServeConfig *cfg)
 			sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	MHD_quiesce_daemon(d);
 	for (waited = 0; waited < 1000 && atomic_load(&inflight) > 0; waited++)
-		usleep(10000);
+		nanosleep(&tick, NULL);
 	MHD_stop_daemon(d);
 	log_close();
 	fprintf(stderr, "lead_provider: stopped\n");

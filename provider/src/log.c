@@ -11,8 +11,8 @@
 
 #include "provider.h"
 
-static FILE *access_fp = NULL;
-static bool access_owned = false;
+static FILE			  *access_fp = NULL;
+static bool			   access_owned = false;
 static pthread_mutex_t access_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /*
@@ -65,19 +65,17 @@ void
 log_access(const char *remote, const char *method, const char *path,
 		   unsigned int status, size_t bytes, double ms)
 {
-	struct timeval tv;
-	struct tm	tm;
-	char		ts[32];
-
-	if (access_fp == NULL)
-		return;
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-
+	/* access_fp is read under the lock only: log_close() may clear it */
 	pthread_mutex_lock(&access_lock);
 	if (access_fp != NULL)
 	{
+		struct timeval tv;
+		struct tm	   tm;
+		char		   ts[32];
+
+		gettimeofday(&tv, NULL);
+		gmtime_r(&tv.tv_sec, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(access_fp, "%s.%03dZ %s %s %s %u %zu %.3fms\n",
 				ts, (int) (tv.tv_usec / 1000), remote, method, path,
 				status, bytes, ms);
@@ -91,10 +89,10 @@ log_access(const char *remote, const char *method, const char *path,
  *		An operational message on stderr, prefixed with the program name.
  */
 void
-log_error(const char *fmt,...)
+log_error(const char *fmt, ...)
 {
-	va_list		ap;
-	char		buf[2048];
+	va_list ap;
+	char	buf[2048];
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);

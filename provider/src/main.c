@@ -8,7 +8,7 @@
  *	lead_provider accounts [--db CONNINFO]
  */
 #include <errno.h>
-#include <getopt.h>		/* struct option */
+#include <getopt.h> /* struct option */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,37 +17,37 @@
 
 #include "provider.h"
 
-#define DEFAULT_DB		"dbname=lead_provider"
-#define DEFAULT_PSL		"/usr/share/publicsuffix/public_suffix_list.dat"
+#define DEFAULT_DB	"dbname=lead_provider"
+#define DEFAULT_PSL "/usr/share/publicsuffix/public_suffix_list.dat"
 
 static char exe_dir_buf[PATH_MAX] = ".";
 
 static const char *usage_text =
-"lead_provider: a self-hostable IAP-compatible lead enrichment and mining service\n"
-"\n"
-"Usage:\n"
-"  lead_provider init [--db CONNINFO] [--data PATH] [--psl PATH]\n"
-"      Create or update schema \"provider\" and (re)load the company directory\n"
-"      (default data/directory.csv.gz, or ../data/directory.csv.gz next to the\n"
-"      binary).  Accounts, ledger, replies and mined companies are kept.\n"
-"  lead_provider serve [options]\n"
-"      --listen ADDR        address to bind (LEAD_PROVIDER_LISTEN, 127.0.0.1)\n"
-"      --port N             TCP port (LEAD_PROVIDER_PORT, 7070)\n"
-"      --db CONNINFO        libpq conninfo (LEAD_PROVIDER_DB, \"" DEFAULT_DB "\")\n"
-"      --threads N          worker threads = DB connections (LEAD_PROVIDER_THREADS, 4)\n"
-"      --trial-credits N    credits of a new account (LEAD_PROVIDER_TRIAL_CREDITS, 1000)\n"
-"      --max-body BYTES     largest request body (LEAD_PROVIDER_MAX_BODY, 1048576)\n"
-"      --max-domains N      most domains per enrichment call (LEAD_PROVIDER_MAX_DOMAINS, 1000)\n"
-"      --public-url URL     public base URL, for the credit page link\n"
-"                           (LEAD_PROVIDER_PUBLIC_URL, http://ADDR:PORT)\n"
-"      --access-log FILE|-  one line per request (LEAD_PROVIDER_ACCESS_LOG, none)\n"
-"  lead_provider credits add TOKEN N [--db CONNINFO]\n"
-"      Add N credits to an account (created if needed); N < 0 removes credits,\n"
-"      never below zero.\n"
-"  lead_provider accounts [--db CONNINFO]\n"
-"      List accounts: token, balance, spent, created.\n"
-"\n"
-"Flags win over environment variables.  --help shows this text.\n";
+	"lead_provider: a self-hostable IAP-compatible lead enrichment and mining service\n"
+	"\n"
+	"Usage:\n"
+	"  lead_provider init [--db CONNINFO] [--data PATH] [--psl PATH]\n"
+	"      Create or update schema \"provider\" and (re)load the company directory\n"
+	"      (default data/directory.csv.gz, or ../data/directory.csv.gz next to the\n"
+	"      binary).  Accounts, ledger, replies and mined companies are kept.\n"
+	"  lead_provider serve [options]\n"
+	"      --listen ADDR        address to bind (LEAD_PROVIDER_LISTEN, 127.0.0.1)\n"
+	"      --port N             TCP port (LEAD_PROVIDER_PORT, 7070)\n"
+	"      --db CONNINFO        libpq conninfo (LEAD_PROVIDER_DB, \"" DEFAULT_DB "\")\n"
+	"      --threads N          worker threads = DB connections (LEAD_PROVIDER_THREADS, 4)\n"
+	"      --trial-credits N    credits of a new account (LEAD_PROVIDER_TRIAL_CREDITS, 1000)\n"
+	"      --max-body BYTES     largest request body (LEAD_PROVIDER_MAX_BODY, 1048576)\n"
+	"      --max-domains N      most domains per enrichment call (LEAD_PROVIDER_MAX_DOMAINS, 1000)\n"
+	"      --public-url URL     public base URL, for the credit page link\n"
+	"                           (LEAD_PROVIDER_PUBLIC_URL, http://ADDR:PORT)\n"
+	"      --access-log FILE|-  one line per request (LEAD_PROVIDER_ACCESS_LOG, none)\n"
+	"  lead_provider credits add TOKEN N [--db CONNINFO]\n"
+	"      Add N credits to an account (created if needed); N < 0 removes credits,\n"
+	"      never below zero.\n"
+	"  lead_provider accounts [--db CONNINFO]\n"
+	"      List accounts: token, balance, spent, created.\n"
+	"\n"
+	"Flags win over environment variables.  --help shows this text.\n";
 
 /*
  * exe_dir
@@ -62,9 +62,9 @@ exe_dir(void)
 static void
 find_exe_dir(void)
 {
-	char		buf[PATH_MAX];
-	ssize_t		n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-	char	   *slash;
+	char	buf[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	char   *slash;
 
 	if (n <= 0)
 		return;
@@ -85,8 +85,8 @@ find_exe_dir(void)
 static long
 parse_long(const char *s, const char *what, long min, long max)
 {
-	char	   *end;
-	long		v;
+	char *end;
+	long  v;
 
 	errno = 0;
 	v = strtol(s, &end, 10);
@@ -112,8 +112,18 @@ env_or(const char *name, const char *dflt)
 
 enum
 {
-	OPT_LISTEN = 1000, OPT_PORT, OPT_DB, OPT_THREADS, OPT_TRIAL, OPT_MAXBODY,
-	OPT_MAXDOM, OPT_PUBURL, OPT_ACCESSLOG, OPT_DATA, OPT_PSL, OPT_HELP
+	OPT_LISTEN = 1000,
+	OPT_PORT,
+	OPT_DB,
+	OPT_THREADS,
+	OPT_TRIAL,
+	OPT_MAXBODY,
+	OPT_MAXDOM,
+	OPT_PUBURL,
+	OPT_ACCESSLOG,
+	OPT_DATA,
+	OPT_PSL,
+	OPT_HELP
 };
 
 static const struct option long_opts[] = {
@@ -129,14 +139,14 @@ static const struct option long_opts[] = {
 	{"data", required_argument, NULL, OPT_DATA},
 	{"psl", required_argument, NULL, OPT_PSL},
 	{"help", no_argument, NULL, OPT_HELP},
-	{NULL, 0, NULL, 0}
+	{NULL, 0, NULL, 0},
 };
 
 /* Raw option values as given on the command line (NULL = not given). */
 typedef struct Flags
 {
 	const char *v[OPT_HELP - OPT_LISTEN + 1];
-	const char *pos[4];			/* positional arguments */
+	const char *pos[4]; /* positional arguments */
 	int			npos;
 } Flags;
 
@@ -150,17 +160,17 @@ typedef struct Flags
 static void
 parse_flags(int argc, char **argv, Flags *f, const int *allowed)
 {
-	int			i;
+	int i;
 
 	memset(f, 0, sizeof(*f));
 	for (i = 1; i < argc; i++)
 	{
-		const char *a = argv[i];
+		const char			*a = argv[i];
 		const struct option *o;
-		const char *eq;
-		size_t		n;
-		bool		ok = false;
-		int			j;
+		const char			*eq;
+		size_t				 n;
+		bool				 ok = false;
+		int					 j;
 
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
 		{
@@ -224,14 +234,14 @@ static int
 cmd_serve(int argc, char **argv)
 {
 	static const int allowed[] = {OPT_LISTEN, OPT_PORT, OPT_DB, OPT_THREADS,
-		OPT_TRIAL, OPT_MAXBODY, OPT_MAXDOM, OPT_PUBURL, OPT_ACCESSLOG, 0};
-	static char public_url[512];
-	ServeConfig cfg;
-	Flags		f;
-	char	   *err;
-	PGconn	   *conn;
-	PGresult   *res;
-	bool		ready;
+								  OPT_TRIAL, OPT_MAXBODY, OPT_MAXDOM, OPT_PUBURL, OPT_ACCESSLOG, 0};
+	static char		 public_url[512];
+	ServeConfig		 cfg;
+	Flags			 f;
+	char			*err;
+	PGconn			*conn;
+	PGresult		*res;
+	bool			 ready;
 
 	parse_flags(argc, argv, &f, allowed);
 	if (f.npos > 0)
@@ -259,7 +269,7 @@ cmd_serve(int argc, char **argv)
 	cfg.public_url = flag(&f, OPT_PUBURL, "LEAD_PROVIDER_PUBLIC_URL", public_url);
 	{
 		/* no trailing slash: "/iap/1/credit" is appended */
-		size_t		n = strlen(cfg.public_url);
+		size_t n = strlen(cfg.public_url);
 
 		if (n > 0 && cfg.public_url[n - 1] == '/')
 		{
@@ -276,7 +286,7 @@ cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	res = PQexec(conn, "SELECT to_regprocedure('provider.rpc(text,text,numeric,text,integer)') "
-				 "IS NOT NULL AND to_regclass('provider.org') IS NOT NULL");
+					   "IS NOT NULL AND to_regclass('provider.org') IS NOT NULL");
 	ready = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
 	PQfinish(conn);
@@ -303,7 +313,7 @@ static int
 cmd_init(int argc, char **argv)
 {
 	static const int allowed[] = {OPT_DB, OPT_DATA, OPT_PSL, 0};
-	Flags		f;
+	Flags			 f;
 
 	parse_flags(argc, argv, &f, allowed);
 	if (f.npos > 0)
@@ -324,7 +334,7 @@ static int
 cmd_credits(int argc, char **argv)
 {
 	static const int allowed[] = {OPT_DB, 0};
-	Flags		f;
+	Flags			 f;
 
 	parse_flags(argc, argv, &f, allowed);
 	if (f.npos != 3 || strcmp(f.pos[0], "add") != 0)
@@ -344,7 +354,7 @@ static int
 cmd_accounts(int argc, char **argv)
 {
 	static const int allowed[] = {OPT_DB, 0};
-	Flags		f;
+	Flags			 f;
 
 	parse_flags(argc, argv, &f, allowed);
 	if (f.npos != 0)

@@ -74,7 +74,8 @@ rpc_error_json(int code, const char *kind, const char *detail)
 	}
 	pos = snprintf(buf, size,
 				   "{\"jsonrpc\": \"2.0\", \"id\": null, \"error\": {\"code\": %d, "
-				   "\"message\": \"%s\", \"data\": {\"name\": \"", code, message);
+				   "\"message\": \"%s\", \"data\": {\"name\": \"",
+				   code, message);
 	pos = json_escape_into(buf, size, pos, kind);
 	pos += snprintf(buf + pos, size - pos, "\", \"message\": \"");
 	pos = json_escape_into(buf, size, pos, detail);

@@ -532,7 +532,9 @@ def t_mine_performance():
         ms = (time.time() - t0) * 1000
         check(st == 200 and len(r["result"]["data"]) == 200, "200 leads: %d" % len(r["result"]["data"]))
         worst = max(worst, ms)
-    check(worst < 250, "200-lead request took %.0f ms" % worst)
+    # a sanitized or valgrind build may ask for more time (check_provider_asan.sh)
+    limit = 250 * float(os.environ.get("LEAD_PROVIDER_TEST_TIME_FACTOR", "1"))
+    check(worst < limit, "200-lead request took %.0f ms (limit %.0f)" % (worst, limit))
     return "worst %.0f ms" % worst
 
 
