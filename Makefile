@@ -39,3 +39,62 @@ test:
 # The regression tests, for scripts/test.sh.
 print-regress:
 	@echo $(REGRESS)
+
+# Formatting and static analysis (docs/developing.md): `make format` fixes
+# the layout, `make format-check` prints the drift and fails, `make lint`
+# runs format-check, cppcheck and clang-tidy over src/ and provider/src/.
+CLANG_FORMAT ?= clang-format
+CLANG_TIDY ?= clang-tidy
+CPPCHECK ?= cppcheck
+LINT_PG_INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
+LINT_PG_INCLUDEDIR := $(shell $(PG_CONFIG) --includedir 2>/dev/null)
+LINT_EXT_SRCS = $(sort $(wildcard src/*.c))
+LINT_PROVIDER_SRCS = $(sort $(wildcard provider/src/*.c))
+# provider/src/schema_sql.h is generated from provider/schema.sql.
+FORMAT_FILES = $(sort $(wildcard src/*.c src/*.h) \
+	$(filter-out provider/src/schema_sql.h,$(wildcard provider/src/*.c provider/src/*.h)))
+LINT_EXT_FLAGS = -std=gnu11 -Isrc -I$(LINT_PG_INCLUDEDIR_SERVER) -I$(LINT_PG_INCLUDEDIR) \
+	$(shell $(CURL_CONFIG) --cflags 2>/dev/null)
+LINT_PROVIDER_FLAGS = -std=gnu11 -pthread -Iprovider/src -I$(LINT_PG_INCLUDEDIR)
+# cppcheck reads the project's and PostgreSQL's headers, not the C library's
+# (--library=posix describes those); one preprocessor configuration is
+# enough and keeps it to seconds.
+CPPCHECK_FLAGS = -q -j2 --max-configs=1 --std=c11 --library=posix \
+	--enable=warning,style,performance,portability --inline-suppr \
+	--suppressions-list=.cppcheck-suppressions --error-exitcode=1
+
+.PHONY: format format-check lint lint-cppcheck lint-tidy
+format:
+	$(CLANG_FORMAT) -i --style=file $(FORMAT_FILES)
+
+format-check:
+	@rc=0; for f in $(FORMAT_FILES); do \
+		$(CLANG_FORMAT) --style=file "$$f" | diff -u --label "$$f" --label "$$f (clang-format)" "$$f" - || rc=1; \
+	done; \
+	if [ $$rc = 0 ]; then echo "format-check: ok"; else echo "format-check: FAILED, run 'make format'" >&2; fi; \
+	exit $$rc
+
+provider/src/schema_sql.h: provider/schema.sql
+	$(MAKE) -C provider src/schema_sql.h
+
+lint-cppcheck: provider/src/schema_sql.h
+	@rc=0; \
+	$(CPPCHECK) $(CPPCHECK_FLAGS) -Isrc -I$(LINT_PG_INCLUDEDIR_SERVER) -I$(LINT_PG_INCLUDEDIR) $(LINT_EXT_SRCS) || rc=1; \
+	$(CPPCHECK) $(CPPCHECK_FLAGS) -Iprovider/src -I$(LINT_PG_INCLUDEDIR) $(LINT_PROVIDER_SRCS) || rc=1; \
+	if [ $$rc = 0 ]; then echo "cppcheck: ok"; else echo "cppcheck: FAILED" >&2; fi; \
+	exit $$rc
+
+lint-tidy: provider/src/schema_sql.h
+	@rc=0; \
+	for f in $(LINT_EXT_SRCS); do \
+		$(CLANG_TIDY) --quiet "$$f" -- $(LINT_EXT_FLAGS) 2>/dev/null || rc=1; \
+	done; \
+	for f in $(LINT_PROVIDER_SRCS); do \
+		$(CLANG_TIDY) --quiet "$$f" -- $(LINT_PROVIDER_FLAGS) 2>/dev/null || rc=1; \
+	done; \
+	if [ $$rc = 0 ]; then echo "clang-tidy: ok"; else echo "clang-tidy: FAILED" >&2; fi; \
+	exit $$rc
+
+# All three, each run even when another fails.
+lint:
+	@$(MAKE) --no-print-directory -k format-check lint-cppcheck lint-tidy

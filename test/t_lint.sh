@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Engineering checks, run by scripts/test.sh with the other test/t_*.sh:
+#   format-check   clang-format drift in src/ and provider/src/ (make format-check)
+#   cppcheck       make lint-cppcheck
+#   clang-tidy     make lint-tidy
+#   provider-asan  the provider's tests under ASan/LSan/UBSan
+#                  (scripts/check_provider_asan.sh, about 20 s)
+# One "ok - name" / "not ok - name" line per check, then "N passed, N
+# failed"; exits non-zero on any failure.  Installs clang-format,
+# clang-tidy and cppcheck when they are missing and it runs as root.
+set -uo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="/usr/lib/postgresql/${LE_PGVERSION:-15}/bin:$PATH"
+pg_config=${LE_PG_CONFIG:-$(command -v pg_config)}
+
+need=()
+command -v clang-format >/dev/null || need+=(clang-format)
+command -v clang-tidy >/dev/null || need+=(clang-tidy)
+command -v cppcheck >/dev/null || need+=(cppcheck)
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" = 0 ]; then
+		echo "installing ${need[*]}" >&2
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q >/dev/null
+		apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+	else
+		echo "missing: ${need[*]} (sudo apt-get install -y ${need[*]})" >&2
+	fi
+fi
+
+passed=0
+failed=0
+logdir=${LE_RUNDIR:-$repo/.run}/lint
+mkdir -p "$logdir"
+
+# check NAME CMD...: run one check, its output in $logdir/NAME.log,
+# shown (the first 200 lines) when it fails.
+check() {
+	local name=$1 start rc
+	shift
+	start=$(date +%s)
+	"$@" >"$logdir/$name.log" 2>&1
+	rc=$?
+	if [ "$rc" = 0 ]; then
+		echo "ok - $name ($(($(date +%s) - start)) s)"
+		passed=$((passed + 1))
+	else
+		head -200 "$logdir/$name.log"
+		echo "not ok - $name (exit $rc, full output in $logdir/$name.log)"
+		failed=$((failed + 1))
+	fi
+}
+
+check format-check make -s -C "$repo" PG_CONFIG="$pg_config" format-check
+check cppcheck make -s -C "$repo" PG_CONFIG="$pg_config" lint-cppcheck
+check clang-tidy make -s -C "$repo" PG_CONFIG="$pg_config" lint-tidy
+# Its own cluster, reached by a socket in its own directory (no TCP port),
+# so it cannot collide with the suite's cluster.
+check provider-asan env LE_RUNDIR="${LE_RUNDIR:-$repo/.run}/asan" \
+	bash "$repo/scripts/check_provider_asan.sh"
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
