@@ -189,7 +189,6 @@ static char *
 build_insert_sql(LeadTable *lt)
 {
 	InsertBuild b;
-	const char *now_utc = "(now() AT TIME ZONE 'UTC')";
 	StringInfoData s;
 
 	memset(&b, 0, sizeof(b));
@@ -239,7 +238,7 @@ build_insert_sql(LeadTable *lt)
 	if (lt_col(lt, "write_date") != NULL)
 		add_mapped(&b, lt, "write_date",
 				   strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
-				   ? now_utc : "now()");
+				   ? "(now() AT TIME ZONE 'UTC')" : "now()");
 
 	/* what Odoo's ORM sets on create and the database has no default for */
 	if (lt->odoo)

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# lead_enrich benchmarks: end-to-end enrichment throughput (automatic and
+# bulk), the machine's limits for the same work (local updates with no
+# network; the provider alone under wrk), insert overhead (pgbench), latency
+# from INSERT commit to enriched, the worker's memory, and lead mining.
+#
+# Sets up its own cluster and provider (under $LE_RUNDIR, default
+# /tmp/lead_enrich-bench, on their own ports) and prints one table; the
+# same figures go to bench/results/latest.csv and .json.
+#
+# Usage: bench/run.sh [--leads N] [--latency-seconds S] [--pgbench-seconds S]
+#   --leads N            leads per throughput run (default 100000)
+#   --latency-seconds S  length of the 10 inserts/s latency run (default 30)
+#   --pgbench-seconds S  length of each pgbench run (default 15)
+set -euo pipefail
+
+LE_RUNDIR=${LE_RUNDIR:-/tmp/lead_enrich-bench}
+LE_PGPORT=${LE_PGPORT:-55700}
+LE_PROVIDER_PORT=${LE_PROVIDER_PORT:-57700}
+LE_FAULT_PORT=${LE_FAULT_PORT:-57701}
+source "$(dirname "$0")/../scripts/common.sh"
+
+leads=100000
+latency_s=30
+pgbench_s=15
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--leads) leads=$2; shift 2 ;;
+		--latency-seconds) latency_s=$2; shift 2 ;;
+		--pgbench-seconds) pgbench_s=$2; shift 2 ;;
+		-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+		*) echo "unknown option $1" >&2; exit 2 ;;
+	esac
+done
+
+results=$LE_REPO/bench/results
+mkdir -p "$results"
+csv=$results/latest.csv
+echo "metric,value,unit,note" >"$csv"
+
+# record NAME VALUE UNIT NOTE: one figure, printed and kept.
+record() {
+	printf '%-46s %14s %-8s %s\n' "$1" "$2" "$3" "$4"
+	printf '%s,%s,%s,"%s"\n' "$1" "$2" "$3" "$4" >>"$csv"
+}
+
+now() { date +%s.%N; }
+calc() { python3 -c "print(round($1, 3))"; }
+
+le_deps wrk
+le_build
+le_cluster_start "lead_enrich.account_token = 'bench-token'" \
+	"lead_enrich.interval = '5min'" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
+	"checkpoint_timeout = '30min'" "autovacuum = off"
+le_provider_start --trial-credits 0 --threads 4
+
+PSQL() { le_psql -d bench -X -q -t -A "$@"; }
+
+le_log "preparing database bench ($leads leads per run)"
+le_psql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" >/dev/null
+le_psql -d bench -f "$LE_REPO/test/fixtures/odoo17_crm.sql" >/dev/null
+python3 "$LE_REPO/scripts/gen_res_country.py" odoo | le_psql -d bench >/dev/null
+# a fresh database uuid, so nothing is answered from the provider's replay store
+PSQL -c "UPDATE odoo.ir_config_parameter SET value = gen_random_uuid()::text WHERE key = 'database.uuid'"
+PSQL -c "CREATE EXTENSION lead_enrich; CREATE EXTENSION pg_prewarm" >/dev/null
+PSQL -c "SELECT lead_enrich.attach('odoo.crm_lead')" >/dev/null
+le_psql -d lead_provider -tAc "SELECT provider.add_credits('bench-token', 1000000000)" >/dev/null
+
+# The directory's domains (shuffled), and the lead mix: 60% distinct
+# companies, 20% repeats of those, 10% webmail, 10% unknown domains.
+le_psql -d lead_provider -c "\copy (SELECT domain FROM provider.org ORDER BY md5(domain)) TO STDOUT" >"$LE_RUNDIR/domains.txt"
+PSQL -c "CREATE TABLE bench_domain (n serial, domain text)"
+le_psql -d bench -c "\copy bench_domain (domain) FROM '$LE_RUNDIR/domains.txt'"
+PSQL -c "
+CREATE FUNCTION bench_email(i bigint, run int) RETURNS text LANGUAGE sql IMMUTABLE AS \$\$
+	SELECT 'lead' || i || '@' || CASE
+		WHEN i % 10 < 6 THEN (SELECT domain FROM bench_domain
+							  WHERE n = 1 + ((i / 10 * 6 + i % 10) + run * 7919) % (SELECT count(*) FROM bench_domain))
+		WHEN i % 10 < 8 THEN (SELECT domain FROM bench_domain WHERE n = 1 + (i * 31 + run) % 2000)
+		WHEN i % 10 = 8 THEN (ARRAY['gmail.com', 'yahoo.fr', 'outlook.com', 'web.de', 'qq.com'])[1 + i % 5]
+		ELSE 'unknown-' || run || '-' || i || '.example.net' END \$\$;
+CREATE TABLE bench_lead AS SELECT i, bench_email(i, 0) AS e0, bench_email(i, 1) AS e1, bench_email(i, 2) AS e2
+	FROM generate_series(1, $leads) i;"
+
+# wait_enriched FIRST LAST: until no lead of the range is pending.
+wait_enriched() {
+	local first=$1 last=$2 total=$(($2 - $1 + 1)) done_n
+	for _ in $(seq 6000); do
+		done_n=$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state
+			WHERE lead_id BETWEEN $first AND $last AND status NOT IN ('pending')")
+		[ "$done_n" -ge "$total" ] && return 0
+		sleep 0.05
+	done
+	echo "timed out waiting for leads $first..$last ($done_n of $total done)" >&2
+	return 1
+}
+
+echo
+printf '%-46s %14s %-8s %s\n' "metric" "value" "unit" "note"
+printf '%-46s %14s %-8s %s\n' "------" "-----" "----" "----"
+
+# 1. end to end, automatic mode: from the first INSERT to the last lead enriched
+PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
+sleep 1
+worker_pid=$(PSQL -c "SELECT worker_pid FROM lead_enrich.status")
+rss_start=$(awk '/VmRSS/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
+t0=$(now)
+PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
+	SELECT i, 'auto ' || i, 'lead', true, e0, false, now() AT TIME ZONE 'UTC' FROM bench_lead ORDER BY i"
+wait_enriched 1 "$leads"
+t1=$(now)
+auto_rate=$(calc "$leads / ($t1 - $t0)")
+record "e2e_auto_leads_per_s" "$auto_rate" "leads/s" "$leads leads inserted in one statement, auto mode, until the worker enriched the last"
+PSQL -c "SELECT status, count(*) FROM lead_enrich.lead_state WHERE lead_id <= $leads GROUP BY 1 ORDER BY 1" >"$LE_RUNDIR/auto_outcomes.txt"
+
+# 1b. bulk manual enrichment of the same kind of set
+PSQL -c "SELECT lead_enrich.set_mode('manual')" >/dev/null
+base=$((leads + 1))
+PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
+	SELECT $leads + i, 'bulk ' || i, 'lead', true, e1, false FROM bench_lead ORDER BY i"
+t0=$(now)
+PSQL -c "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT generate_series($base, $((2 * leads)))::bigint))" >/dev/null
+t1=$(now)
+bulk_rate=$(calc "$leads / ($t1 - $t0)")
+record "e2e_bulk_leads_per_s" "$bulk_rate" "leads/s" "one enrich_leads() call over $leads leads, batches of 50"
+
+# 2a. limit: the same column updates from a local table, no network
+le_psql -d lead_provider -c "\copy (SELECT d.domain, o.company FROM provider.org_domain d JOIN provider.org o ON o.id = d.org_id) TO STDOUT" >"$LE_RUNDIR/companies.tsv"
+PSQL -c "DROP TABLE IF EXISTS local_company; CREATE TABLE local_company (domain text PRIMARY KEY, company jsonb)"
+le_psql -d bench -c "\copy local_company FROM '$LE_RUNDIR/companies.tsv'"
+PSQL -c "ANALYZE local_company"
+base=$((2 * leads + 1))
+PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
+	SELECT 2 * $leads + i, 'local ' || i, 'lead', true, e2, false FROM bench_lead ORDER BY i"
+t0=$(now)
+PSQL -c "
+WITH m AS (
+	SELECT l.id, c.company
+	FROM odoo.crm_lead l JOIN local_company c ON c.domain = split_part(l.email_from, '@', 2)
+	WHERE l.id >= $base),
+u AS (
+	UPDATE odoo.crm_lead l SET
+		partner_name = coalesce(nullif(l.partner_name, ''), m.company ->> 'name'),
+		reveal_id = coalesce(nullif(l.reveal_id, ''), m.company ->> 'clearbit_id'),
+		street = coalesce(nullif(l.street, ''), m.company ->> 'location'),
+		city = coalesce(nullif(l.city, ''), m.company ->> 'city'),
+		zip = coalesce(nullif(l.zip, ''), m.company ->> 'postal_code'),
+		phone = coalesce(nullif(l.phone, ''), m.company #>> '{phone_numbers,0}'),
+		country_id = coalesce(l.country_id, (SELECT id FROM odoo.res_country WHERE code = upper(m.company ->> 'country_code'))),
+		iap_enrich_done = true, write_date = now() AT TIME ZONE 'UTC'
+	FROM m WHERE l.id = m.id RETURNING l.id, m.company)
+INSERT INTO lead_enrich.lead_state (lead_id, status, company, credits, source)
+SELECT id, 'enriched', company, 1, 'manual' FROM u"
+t1=$(now)
+local_rate=$(calc "$leads / ($t1 - $t0)")
+record "limit_local_updates_leads_per_s" "$local_rate" "leads/s" "same updates + outcome rows from a local table, one statement"
+
+# 2b. limit: the provider alone, 50-domain batches under wrk
+prov=$(DURATION=10s "$LE_REPO/bench/provider.sh" --db "$(le_conninfo lead_provider)" "http://127.0.0.1:$LE_PROVIDER_PORT" 2>&1 | grep '^enrich')
+prov_rps=$(grep -oE '[0-9.]+ req/s' <<<"$prov" | awk '{print $1}')
+prov_rate=$(calc "$prov_rps * 50")
+record "limit_provider_domains_per_s" "$prov_rate" "domains/s" "wrk -c16 -d10s, 50-domain batches ($prov_rps req/s)"
+record "ratio_auto_to_local_limit" "$(calc "$auto_rate / $local_rate")" "" "target >= 0.5"
+record "ratio_auto_to_provider_limit" "$(calc "$auto_rate / $prov_rate")" "" ""
+record "ratio_bulk_to_local_limit" "$(calc "$bulk_rate / $local_rate")" "" ""
+
+# 3. insert overhead: pgbench single-row INSERTs, attached + automatic vs not attached
+PSQL -c "CREATE TABLE odoo.crm_lead_plain (LIKE odoo.crm_lead INCLUDING ALL)"
+PSQL -c "CREATE SEQUENCE bench_seq START $((3 * leads + 1))"
+cat >"$LE_RUNDIR/insert_auto.sql" <<EOF
+INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
+VALUES (nextval('bench_seq'), 'pgbench', 'lead', true, 'p' || :client_id || '-' || random() || '@unknown-pgbench.example.net', false);
+EOF
+sed 's/odoo.crm_lead /odoo.crm_lead_plain /' "$LE_RUNDIR/insert_auto.sql" >"$LE_RUNDIR/insert_plain.sql"
+PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
+pgb() {
+	"$LE_PGBIN/pgbench" -n -h "$LE_RUNDIR" -p "$LE_PGPORT" -U postgres -c 4 -j 2 -T "$pgbench_s" -f "$1" bench 2>/dev/null |
+		awk '/^tps/ {print $3; exit}'
+}
+tps_plain=$(pgb "$LE_RUNDIR/insert_plain.sql")
+tps_auto=$(pgb "$LE_RUNDIR/insert_auto.sql")
+record "insert_tps_not_attached" "$tps_plain" "tps" "pgbench -c4 -j2 -T$pgbench_s, single-row INSERT"
+record "insert_tps_auto_mode" "$tps_auto" "tps" "same, attached table in automatic mode (worker enriching meanwhile)"
+record "ratio_insert_tps" "$(calc "$tps_auto / $tps_plain")" "" "target >= 0.90"
+PSQL -c "SELECT lead_enrich.worker_stop()" >/dev/null
+sleep 1
+tps_trig=$(pgb "$LE_RUNDIR/insert_auto.sql")
+record "insert_tps_auto_worker_stopped" "$tps_trig" "tps" "trigger only (worker stopped): the enqueue cost alone"
+record "ratio_insert_tps_trigger_only" "$(calc "$tps_trig / $tps_plain")" "" ""
+PSQL -c "SELECT lead_enrich.worker_start()" >/dev/null
+sleep 2
+# let the worker catch up on what pgbench inserted
+for _ in $(seq 1200); do
+	[ "$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'")" = 0 ] && break
+	sleep 0.1
+done
+
+# 4. latency at about 10 inserts per second
+lat_first=$(PSQL -c "SELECT nextval('bench_seq') + 1")
+n=$((latency_s * 10))
+{
+	for i in $(seq "$n"); do
+		echo "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
+			SELECT nextval('bench_seq'), 'latency', 'lead', true, 'l$i@' || domain, false, clock_timestamp() AT TIME ZONE 'UTC'
+			FROM bench_domain WHERE n = 1 + ($i * 97) % 40000;"
+		sleep 0.1
+	done
+} | le_psql -d bench -q >/dev/null
+lat_last=$(PSQL -c "SELECT currval('bench_seq')" 2>/dev/null || PSQL -c "SELECT max(id) FROM odoo.crm_lead")
+wait_enriched "$lat_first" "$lat_last" || true
+read -r p50 p99 nlat < <(PSQL -F ' ' -c "
+	SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY d)),
+		   round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY d)), count(*)
+	FROM (SELECT extract(epoch FROM s.updated_at - (l.create_date AT TIME ZONE 'UTC')) AS d
+		  FROM odoo.crm_lead l JOIN lead_enrich.lead_state s ON s.lead_id = l.id
+		  WHERE l.id BETWEEN $lat_first AND $lat_last AND s.status <> 'pending') x")
+record "latency_p50_ms" "$p50" "ms" "INSERT commit to enriched, 10 inserts/s for ${latency_s}s ($nlat leads)"
+record "latency_p99_ms" "$p99" "ms" "target p50 < 100, p99 < 500"
+
+# 5. worker memory
+processed=$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE source = 'worker'")
+worker_pid=$(PSQL -c "SELECT worker_pid FROM lead_enrich.status")
+rss_end=$(awk '/VmRSS/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
+record "worker_rss_start_kb" "$rss_start" "kB" "after start, before the first lead"
+record "worker_rss_end_kb" "$rss_end" "kB" "after $processed leads processed by the worker"
+record "worker_rss_growth_per_1M_leads_mb" "$(calc "($rss_end - $rss_start) / 1024 * 1000000 / max($processed, 1)")" "MB" \
+	"extrapolated from $processed leads; target < 10"
+
+# 6. lead mining: 200 leads, companies and contacts mode
+mine() {
+	local t0 t1
+	t0=$(now)
+	PSQL -c "SELECT count(*) FROM lead_enrich.generate_leads('$1')" >/dev/null
+	t1=$(now)
+	calc "($t1 - $t0) * 1000"
+}
+record "mining_200_companies_ms" "$(mine '{"lead_number": 200, "countries": ["US"]}')" "ms" "target < 250"
+record "mining_200_people_ms" "$(mine '{"lead_number": 200, "countries": ["DE", "FR", "GB", "US"], "search_type": "people", "contact_number": 3, "preferred_role": "CEO"}')" "ms" "3 contacts each; target < 250"
+
+python3 - "$csv" "$results/latest.json" <<'PY'
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+json.dump(rows, open(sys.argv[2], "w"), indent=1)
+PY
+echo
+echo "outcomes of the automatic run:"; sed 's/^/  /' "$LE_RUNDIR/auto_outcomes.txt"
+echo "written: $csv, $results/latest.json"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); PostgreSQL $("$LE_PG_CONFIG" --version | awk '{print $2}')"
+le_stop_all
