@@ -6,7 +6,6 @@
 set -euo pipefail
 
 LE_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LE_RUNDIR=${LE_RUNDIR:-$LE_REPO/.run}
 LE_PGPORT=${LE_PGPORT:-55432}
 LE_PROVIDER_PORT=${LE_PROVIDER_PORT:-57070}
 LE_FAULT_PORT=${LE_FAULT_PORT:-57071}
@@ -20,6 +19,26 @@ if [ "$(id -u)" = 0 ]; then
 	LE_RUN_USER=${LE_RUN_USER:-leadenrich}
 else
 	LE_RUN_USER=$(id -un)
+fi
+
+# le_world_reachable DIR: can any user reach DIR (o+x on it and its parents)?
+le_world_reachable() {
+	local d=$1
+	while [ "$d" != / ] && [ -n "$d" ]; do
+		[ $(($(stat -c %a "$d" | tail -c 2) & 1)) = 1 ] || return 1
+		d=$(dirname "$d")
+	done
+}
+
+# Where the cluster and the provider live: <repo>/.run, unless the cluster's
+# user cannot reach it (a clone under /root) or the socket path would be too
+# long for a Unix socket.
+if [ -z "${LE_RUNDIR:-}" ]; then
+	LE_RUNDIR=$LE_REPO/.run
+	if [ ${#LE_RUNDIR} -gt 80 ] ||
+		{ [ "$(id -u)" = 0 ] && ! le_world_reachable "$LE_REPO"; }; then
+		LE_RUNDIR=/tmp/lead_enrich-$(printf '%s' "$LE_REPO" | md5sum | cut -c1-8)
+	fi
 fi
 
 le_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
