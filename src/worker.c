@@ -1068,6 +1068,7 @@ run_pass(uint32 bits)
 			int			nb;
 			int			nclaimed = claim_round(batches, maxb, &nb, &stop);
 			bool		credit_ok = true;
+			RpcCall    *refused = NULL;
 
 			if (nb > 0)
 			{
@@ -1085,15 +1086,17 @@ run_pass(uint32 bits)
 				for (int i = 0; i < nb; i++)
 				{
 					if (!apply_batch(&batches[i]))
-					{
-						RpcCall    *c = batches[i].b->call;
-
-						credit_ok = false;
-						set_pause(psprintf("insufficient credit: %s", c->message),
-								  c->credit_url ? psprintf("Buy credits at %s, then call lead_enrich.wake().", c->credit_url)
-								  : "Buy credits, then call lead_enrich.wake().");
-					}
+						refused = batches[i].b->call;
 					release_locks(&batches[i]);
+				}
+				/* paused once every answer of the round is written */
+				if (refused != NULL)
+				{
+					credit_ok = false;
+					set_pause(psprintf("insufficient credit: %s", refused->message),
+							  refused->credit_url
+							  ? psprintf("Buy credits at %s, then call lead_enrich.wake().", refused->credit_url)
+							  : "Buy credits, then call lead_enrich.wake().");
 				}
 			}
 			if (!credit_ok || nclaimed < maxb * le_batch_size)

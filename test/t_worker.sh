@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# Automatic enrichment end to end: the insert trigger and the background
+# worker against the reference provider.  Each scenario has its own
+# database and account token; the worker's databases talk to a private
+# provider instance (same ledger database, its own port) that this script
+# stops and starts without disturbing anything else.
+#
+#   1. leads inserted in auto mode are enriched without any call
+#   2. the provider stops in the middle of a run, then comes back: every
+#      lead ends enriched, none charged twice
+#   3. the worker killed with SIGKILL (crash recovery) comes back and finishes
+#   4. credits run out: pause, leads untouched; credits added: resume
+#   5. a manual enrich_leads racing the worker: one charge per company
+#
+# Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
+source "$(dirname "$0")/../scripts/common.sh"
+le_deps >/dev/null
+set +e
+set -o pipefail
+
+PORT=${LE_WORKER_PROVIDER_PORT:-57072}
+ENDPOINT=http://127.0.0.1:$PORT
+RUN_ID=$(date +%s)$$
+passed=0
+failed=0
+provider_pid=
+
+ok() {
+	echo "ok - $1"
+	passed=$((passed + 1))
+}
+not_ok() {
+	echo "not ok - $1"
+	[ -n "${2:-}" ] && printf '#   %s\n' "$2"
+	failed=$((failed + 1))
+}
+# check DESCRIPTION ACTUAL EXPECTED
+check() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi
+}
+
+q() { le_psql -d "$1" -tA -c "$2" 2>&1; }
+prov() { le_psql -d lead_provider -tA -c "$1" 2>&1; }
+
+# wait_for SECONDS DB SQL EXPECTED: poll until the query returns EXPECTED
+wait_for() {
+	local deadline=$((SECONDS + $1)) v
+	while :; do
+		v=$(q "$2" "$3")
+		[ "$v" = "$4" ] && return 0
+		[ $SECONDS -ge $deadline ] && { echo "#   waited $1 s; last value: $v"; return 1; }
+		sleep 0.2
+	done
+}
+
+wait_ready() {
+	local deadline=$((SECONDS + $1))
+	until le_psql -d postgres -tAc "SELECT 1" >/dev/null 2>&1; do
+		[ $SECONDS -ge $deadline ] && return 1
+		sleep 0.2
+	done
+}
+
+provider_start() {
+	provider_stop
+	"$LE_REPO/provider/lead_provider" serve --port "$PORT" --db "$(le_conninfo lead_provider)" \
+		--trial-credits 1000 >>"$LE_RUNDIR/provider-worker.log" 2>&1 &
+	provider_pid=$!
+	le_wait_http "$ENDPOINT/health"
+}
+
+provider_stop() {
+	if [ -n "$provider_pid" ]; then
+		kill "$provider_pid" 2>/dev/null
+		wait "$provider_pid" 2>/dev/null
+		provider_pid=
+	fi
+}
+
+cleanup() {
+	provider_stop
+	le_psql -d postgres -qc "ALTER SYSTEM RESET lead_enrich.retry_delay" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+	for db in "${dbs[@]}"; do
+		le_psql -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
+	done
+}
+dbs=()
+trap cleanup EXIT
+
+# new_db NAME: a database with the Odoo fixture attached in auto mode, its
+# own token, the private provider, and the worker running.  Sets $TOKEN.
+new_db() {
+	local db=$1
+	dbs+=("$db")
+	TOKEN="t-worker-$db-$RUN_ID"
+	le_psql -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null || return 1
+	le_psql -d postgres -qc "ALTER DATABASE $db SET lead_enrich.endpoint = '$ENDPOINT'" >/dev/null
+	{
+		echo "CREATE EXTENSION lead_enrich;"
+		echo "\\i $LE_REPO/test/fixtures/odoo17_crm.sql"
+		echo "SELECT lead_enrich.attach('odoo.crm_lead');"
+		echo "INSERT INTO odoo.iap_account (service_name, account_token) VALUES ('reveal', '$TOKEN');"
+		echo "CREATE TABLE public.directory (n serial, d text);"
+	} | le_psql -d "$db" -q >/dev/null || return 1
+	# organisations of the directory, one lead each (no webmail domain)
+	prov "COPY (SELECT domain FROM provider.org ORDER BY id LIMIT 1000) TO STDOUT" |
+		le_psql -d "$db" -qc "COPY public.directory (d) FROM STDIN"
+	q "$db" "CREATE TABLE public.domains AS SELECT row_number() OVER (ORDER BY n) AS n, d
+			 FROM public.directory WHERE d NOT IN (SELECT domain FROM lead_enrich.webmail_domain)" >/dev/null
+	q "$db" "SELECT lead_enrich.set_mode('auto')" >/dev/null
+	# a worker with this database's settings (the endpoint)
+	q "$db" "SELECT lead_enrich.worker_stop()" >/dev/null
+	[ -n "$(q "$db" "SELECT lead_enrich.worker_start()")" ]
+}
+
+# insert_leads DB FROM COUNT: COUNT leads, domains FROM+1 .. FROM+COUNT
+insert_leads() {
+	le_psql -d "$1" -qc "SET synchronous_commit = on" -c "
+		INSERT INTO odoo.crm_lead (name, type, active, probability, email_from)
+		SELECT 'Lead ' || n, 'lead', true, 10, 'contact' || n || '@' || d
+		FROM public.domains WHERE n > $2 AND n <= $2 + $3 ORDER BY n"
+}
+
+# want DB: T_WORKER_ONLY="insert race" runs only those scenarios
+want() { [ -z "${T_WORKER_ONLY:-}" ] || [[ " $T_WORKER_ONLY " == *" ${1#le_tw_} "* ]]; }
+
+spent() { prov "SELECT provider.spent('$1')"; }
+enriched() { q "$1" "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'"; }
+
+le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.retry_delay = '1s'" -c "SELECT pg_reload_conf()" >/dev/null
+provider_start || { echo "could not start the provider on port $PORT"; echo "0 passed, 1 failed"; exit 1; }
+
+# ---------------------------------------------------------------------------
+# 1. inserted leads are enriched by the worker, no call needed
+# ---------------------------------------------------------------------------
+DB=le_tw_insert
+if ! want $DB; then :
+elif new_db $DB; then
+	ok "auto mode: database set up, worker started"
+	start=$SECONDS
+	insert_leads $DB 0 120
+	q $DB "INSERT INTO odoo.crm_lead (name, type, active, email_from) VALUES
+		('Webmail', 'lead', true, 'someone@gmail.com'),
+		('Unknown', 'lead', true, 'x@no-such-company-lead-enrich.example'),
+		('No mail', 'lead', true, NULL)" >/dev/null
+	if wait_for 20 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'" 0 &&
+		wait_for 5 $DB "SELECT count(*) FROM odoo.crm_lead WHERE iap_enrich_done" 122; then
+		ok "122 leads enriched (or marked) by the worker in $((SECONDS - start)) s, without any call"
+	else
+		not_ok "leads enriched by the worker" "$(q $DB "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
+	fi
+	check "outcomes: 120 enriched, 1 not found, 1 generic domain" \
+		"$(q $DB "SELECT outcomes FROM lead_enrich.status")" \
+		'{"enriched": 120, "not_found": 1, "generic_domain": 1}'
+	check "lead columns filled (partner_name, reveal_id)" \
+		"$(q $DB "SELECT count(*) FROM odoo.crm_lead WHERE partner_name IS NOT NULL AND reveal_id IS NOT NULL")" 120
+	check "charged once per company (120)" "$(spent "$TOKEN")" 120
+	check "credits spent in the status view" "$(q $DB "SELECT credits_spent FROM lead_enrich.status")" 120
+	check "the worker in pg_stat_activity" \
+		"$(q $DB "SELECT backend_type || ' / ' || application_name FROM pg_stat_activity WHERE pid = (SELECT worker_pid FROM lead_enrich.status)")" \
+		"lead_enrich worker / lead_enrich worker"
+	check "status: worker pid, last run, no error" \
+		"$(q $DB "SELECT worker_pid IS NOT NULL, last_run IS NOT NULL, last_error IS NULL, pause_reason IS NULL FROM lead_enrich.status")" "t|t|t|t"
+	# a rolled-back insert leaves nothing and wakes nothing
+	runs=$(q $DB "SELECT runs FROM lead_enrich.status")
+	q $DB "BEGIN; INSERT INTO odoo.crm_lead (name, type, active, email_from) VALUES ('rb', 'lead', true, 'rb@mit.edu'); ROLLBACK;" >/dev/null
+	sleep 1.5
+	check "a rolled-back INSERT leaves nothing and wakes nothing" \
+		"$(q $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'")|$(q $DB "SELECT runs FROM lead_enrich.status")" "0|$runs"
+	# an e-mail set later is enriched too
+	id=$(q $DB "SELECT id FROM odoo.crm_lead WHERE name = 'No mail'")
+	q $DB "UPDATE odoo.crm_lead SET email_from = 'late@' || (SELECT d FROM public.domains WHERE n = 500) WHERE id = $id" >/dev/null
+	if wait_for 10 $DB "SELECT status FROM lead_enrich.lead_state WHERE lead_id = $id" enriched; then
+		ok "an e-mail set after the insert is enriched"
+	else
+		not_ok "an e-mail set after the insert is enriched"
+	fi
+else
+	not_ok "auto mode: database set up, worker started"
+fi
+
+# ---------------------------------------------------------------------------
+# 2. the provider stops in the middle of a run, then comes back
+# ---------------------------------------------------------------------------
+DB=le_tw_outage
+if ! want $DB; then :
+elif new_db $DB; then
+	insert_leads $DB 0 250
+	sleep 0.15
+	provider_stop
+	insert_leads $DB 250 100
+	if wait_for 20 $DB "SELECT count(*) > 0 FROM lead_enrich.lead_state WHERE status = 'pending' AND attempts > 0" t; then
+		ok "provider down: leads stay pending, retried with backoff"
+	else
+		not_ok "provider down: leads stay pending, retried with backoff"
+	fi
+	check "provider down: the failure shows in the status" \
+		"$(q $DB "SELECT last_error LIKE 'unreachable%' FROM lead_enrich.status")" t
+	check "provider down: no lead marked failed" \
+		"$(q $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'error'")" 0
+	provider_start
+	if wait_for 40 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 350; then
+		ok "provider back: all 350 leads enriched"
+	else
+		not_ok "provider back: all 350 leads enriched" "$(q $DB "SELECT outcomes, last_error FROM lead_enrich.status")"
+	fi
+	check "none charged twice: spent = companies found (350)" "$(spent "$TOKEN")" 350
+	check "lead_state credits agree with the ledger" "$(q $DB "SELECT sum(credits) FROM lead_enrich.lead_state")" 350
+else
+	not_ok "outage: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# 3. the worker killed with SIGKILL comes back and finishes
+# ---------------------------------------------------------------------------
+DB=le_tw_kill
+if ! want $DB; then :
+elif new_db $DB; then
+	pid=$(q $DB "SELECT worker_pid FROM lead_enrich.status")
+	insert_leads $DB 0 400
+	sleep 0.1
+	kill -KILL "$pid" 2>/dev/null
+	sleep 1
+	wait_ready 30
+	if wait_for 45 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 400; then
+		ok "after SIGKILL and crash recovery the worker finishes: 400 leads enriched"
+	else
+		not_ok "after SIGKILL the worker finishes" "$(q $DB "SELECT worker_pid, worker_activity, pending, outcomes, last_error FROM lead_enrich.status")"
+	fi
+	newpid=$(q $DB "SELECT worker_pid FROM lead_enrich.status")
+	if [ -n "$newpid" ] && [ "$newpid" != "$pid" ]; then ok "a new worker runs (pid $pid -> $newpid)"; else not_ok "a new worker runs" "pid $pid -> '$newpid'"; fi
+	check "none charged twice after the crash (400)" "$(spent "$TOKEN")" 400
+	# the per-database worker alone: worker_stop / worker_start without a restart
+	check "worker_stop() stops it" "$(q $DB "SELECT lead_enrich.worker_stop()")|$(q $DB "SELECT worker_pid IS NULL, worker_activity FROM lead_enrich.status")" "t|t|stopped"
+	insert_leads $DB 400 10
+	sleep 1.5
+	check "while stopped, new leads wait" "$(q $DB "SELECT pending FROM lead_enrich.status")" 10
+	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
+	if wait_for 15 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 410; then
+		ok "worker_start(): the waiting leads are enriched"
+	else
+		not_ok "worker_start(): the waiting leads are enriched"
+	fi
+else
+	not_ok "kill: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# 4. credits run out: pause without marking, resume when credits are added
+# ---------------------------------------------------------------------------
+DB=le_tw_credit
+if ! want $DB; then :
+elif new_db $DB; then
+	prov "SELECT provider.add_credits('$TOKEN', 60)" >/dev/null
+	logstart=$(wc -l <"$LE_RUNDIR/postgres.log")
+	insert_leads $DB 0 100
+	if wait_for 20 $DB "SELECT pause_reason LIKE 'insufficient credit%' FROM lead_enrich.status" t; then
+		ok "credits ran out: the worker pauses, the status says why"
+	else
+		not_ok "credits ran out: the worker pauses" "$(q $DB "SELECT worker_activity, pause_reason, last_error, outcomes FROM lead_enrich.status")"
+	fi
+	check "paused: the refused leads stay pending, not marked" \
+		"$(q $DB "SELECT count(*) FILTER (WHERE status = 'pending' AND attempts = 0), count(*) FILTER (WHERE status IN ('insufficient_credit', 'error')) FROM lead_enrich.lead_state")" \
+		"$((100 - $(enriched $DB)))|0"
+	check "paused: the credits that were there were used" "$(spent "$TOKEN")" "$(enriched $DB)"
+	insert_leads $DB 100 5
+	sleep 1.5
+	check "paused: said once in the log, at WARNING" \
+		"$(tail -n +"$logstart" "$LE_RUNDIR/postgres.log" | grep -c "WARNING:  lead enrichment paused in database \"$DB\"")" 1
+	check "paused: new leads wait too" "$(q $DB "SELECT worker_activity, pending FROM lead_enrich.status")" "paused|$((105 - $(enriched $DB)))"
+	prov "SELECT provider.add_credits('$TOKEN', 100)" >/dev/null
+	q $DB "SELECT lead_enrich.wake()" >/dev/null
+	if wait_for 20 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 105; then
+		ok "credits added: the worker resumes, all 105 leads enriched"
+	else
+		not_ok "credits added: the worker resumes" "$(q $DB "SELECT worker_activity, pause_reason, last_error, outcomes FROM lead_enrich.status")"
+	fi
+	check "resumed: no pause left, charged once per company" \
+		"$(q $DB "SELECT pause_reason IS NULL FROM lead_enrich.status")|$(spent "$TOKEN")" "t|105"
+else
+	not_ok "credits: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# 5. a manual enrich_leads racing the worker
+# ---------------------------------------------------------------------------
+DB=le_tw_race
+if ! want $DB; then :
+elif new_db $DB; then
+	# a: the INSERT wakes the worker while enrich_leads runs on the same leads
+	insert_leads $DB 0 200 &
+	bg=$!
+	sleep 0.05
+	for i in 1 2 3; do
+		q $DB "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT id FROM odoo.crm_lead))" >/dev/null
+	done
+	wait $bg
+	# b: enrich_leads holds its leads while the worker wants them
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	insert_leads $DB 200 100
+	le_psql -d $DB -qc "BEGIN" \
+		-c "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT id FROM odoo.crm_lead WHERE NOT coalesce(iap_enrich_done, false) ORDER BY id LIMIT 60))" \
+		-c "SELECT pg_sleep(2)" -c "COMMIT" >/dev/null &
+	bg=$!
+	sleep 0.5
+	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
+	wait $bg
+	if wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 300; then
+		ok "race: all 300 leads enriched"
+	else
+		not_ok "race: all 300 leads enriched" "$(q $DB "SELECT outcomes, last_error FROM lead_enrich.status")"
+	fi
+	check "race: one charge per company (300)" "$(spent "$TOKEN")" 300
+	check "race: both enriched some leads" \
+		"$(q $DB "SELECT count(DISTINCT source) FROM lead_enrich.lead_state WHERE status = 'enriched'")" 2
+	check "race: lead_state credits agree with the ledger" "$(q $DB "SELECT sum(credits) FROM lead_enrich.lead_state")" 300
+else
+	not_ok "race: database set up"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
