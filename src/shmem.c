@@ -41,7 +41,7 @@ PG_FUNCTION_INFO_V1(lead_enrich_worker_start);
 PG_FUNCTION_INFO_V1(lead_enrich_worker_stop);
 PG_FUNCTION_INFO_V1(lead_enrich_worker_info);
 
-LeShared   *le_shared = NULL;
+LeShared *le_shared = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -67,7 +67,7 @@ le_shmem_request(void)
 static void
 le_shmem_startup(void)
 {
-	bool		found;
+	bool found;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
@@ -105,13 +105,13 @@ le_shmem_init(void)
 LeDbSlot *
 le_slot_find(Oid dboid, bool create)
 {
-	LeDbSlot   *free_slot = NULL;
+	LeDbSlot *free_slot = NULL;
 
 	if (le_shared == NULL)
 		return NULL;
 	for (int i = 0; i < LE_MAX_DATABASES; i++)
 	{
-		LeDbSlot   *s = &le_shared->slots[i];
+		LeDbSlot *s = &le_shared->slots[i];
 
 		if (s->dboid == dboid)
 			return s;
@@ -145,8 +145,8 @@ le_slot_set_activity(LeDbSlot *slot, const char *activity)
 void
 le_request_worker(Oid dboid)
 {
-	LeDbSlot   *slot;
-	Latch	   *launcher = NULL;
+	LeDbSlot *slot;
+	Latch	 *launcher = NULL;
 
 	if (le_shared == NULL)
 		return;
@@ -168,9 +168,9 @@ le_request_worker(Oid dboid)
 static bool
 wake_worker(Oid dboid, uint32 bits)
 {
-	LeDbSlot   *slot;
-	Latch	   *latch = NULL;
-	bool		stopped = false;
+	LeDbSlot *slot;
+	Latch	 *latch = NULL;
+	bool	  stopped = false;
 
 	if (le_shared == NULL)
 		return false;
@@ -278,7 +278,7 @@ lead_enrich_wake(PG_FUNCTION_ARGS)
 static pid_t
 wait_for_pid(LeDbSlot *slot, bool running)
 {
-	pid_t		pid = 0;
+	pid_t pid = 0;
 
 	for (int i = 0; i < 100; i++)
 	{
@@ -303,8 +303,8 @@ wait_for_pid(LeDbSlot *slot, bool running)
 Datum
 lead_enrich_worker_start(PG_FUNCTION_ARGS)
 {
-	LeDbSlot   *slot;
-	pid_t		pid;
+	LeDbSlot *slot;
+	pid_t	  pid;
 
 	require_shared();
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
@@ -343,8 +343,8 @@ lead_enrich_worker_start(PG_FUNCTION_ARGS)
 Datum
 lead_enrich_worker_stop(PG_FUNCTION_ARGS)
 {
-	LeDbSlot   *slot;
-	pid_t		pid = 0;
+	LeDbSlot *slot;
+	pid_t	  pid = 0;
 
 	require_shared();
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
@@ -371,12 +371,12 @@ lead_enrich_worker_stop(PG_FUNCTION_ARGS)
 Datum
 lead_enrich_worker_info(PG_FUNCTION_ARGS)
 {
-	TupleDesc	desc;
-	Datum		values[12];
-	bool		nulls[12];
-	LeDbSlot	copy;
-	LeDbSlot   *slot = NULL;
-	bool		launcher = false;
+	TupleDesc desc;
+	Datum	  values[12];
+	bool	  nulls[12];
+	LeDbSlot  copy;
+	LeDbSlot *slot = NULL;
+	bool	  launcher = false;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -400,12 +400,28 @@ lead_enrich_worker_info(PG_FUNCTION_ARGS)
 			values[1] = Int32GetDatum(copy.pid);
 			nulls[1] = false;
 		}
-		values[2] = CStringGetTextDatum(copy.pid != 0 ? copy.activity :
-										copy.stopped ? "stopped" :
-										copy.no_extension ? "no extension" : "not running");
+		values[2] = CStringGetTextDatum(copy.pid != 0 ? copy.activity : copy.stopped	? "stopped"
+																	: copy.no_extension ? "no extension"
+																						: "not running");
 		nulls[2] = false;
-#define TS(i, v) do { if ((v) != 0) { values[i] = TimestampTzGetDatum(v); nulls[i] = false; } } while (0)
-#define TXT(i, v) do { if ((v)[0] != '\0') { values[i] = CStringGetTextDatum(v); nulls[i] = false; } } while (0)
+#define TS(i, v) \
+	do \
+	{ \
+		if ((v) != 0) \
+		{ \
+			values[i] = TimestampTzGetDatum(v); \
+			nulls[i] = false; \
+		} \
+	} while (0)
+#define TXT(i, v) \
+	do \
+	{ \
+		if ((v)[0] != '\0') \
+		{ \
+			values[i] = CStringGetTextDatum(v); \
+			nulls[i] = false; \
+		} \
+	} while (0)
 		TS(3, copy.started_at);
 		TS(4, copy.last_run);
 		values[5] = Int64GetDatum(copy.runs);

@@ -46,14 +46,14 @@ PG_FUNCTION_INFO_V1(lead_enrich_wake_at_commit);
 
 typedef struct EnqueuePlan
 {
-	Oid			tgoid;
-	SPIPlanPtr	plan;
+	Oid		   tgoid;
+	SPIPlanPtr plan;
 } EnqueuePlan;
 
 #define MAX_ENQUEUE_PLANS 16
 
 static EnqueuePlan enqueue_plans[MAX_ENQUEUE_PLANS];
-static int	n_enqueue_plans = 0;
+static int		   n_enqueue_plans = 0;
 
 /*
  * build_enqueue_sql: the INSERT ... SELECT from "source" (the transition
@@ -63,8 +63,8 @@ static char *
 build_enqueue_sql(Trigger *tg, const char *source)
 {
 	StringInfoData s;
-	const char *id = quote_identifier(tg->tgargs[0]);
-	const char *email = quote_identifier(tg->tgargs[1]);
+	const char	  *id = quote_identifier(tg->tgargs[0]);
+	const char	  *email = quote_identifier(tg->tgargs[1]);
 
 	initStringInfo(&s);
 	appendStringInfo(&s,
@@ -95,10 +95,10 @@ build_enqueue_sql(Trigger *tg, const char *source)
 static SPIPlanPtr
 get_plan(TriggerData *td, bool row)
 {
-	Trigger    *tg = td->tg_trigger;
-	SPIPlanPtr	plan;
-	char	   *sql;
-	Oid			argtype;
+	Trigger	  *tg = td->tg_trigger;
+	SPIPlanPtr plan;
+	char	  *sql;
+	Oid		   argtype;
 
 	for (int i = 0; i < n_enqueue_plans; i++)
 		if (enqueue_plans[i].tgoid == tg->tgoid)
@@ -146,9 +146,9 @@ Datum
 lead_enrich_enqueue(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	bool		row;
-	SPIPlanPtr	plan;
-	int			ret;
+	bool		 row;
+	SPIPlanPtr	 plan;
+	int			 ret;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -175,8 +175,8 @@ lead_enrich_enqueue(PG_FUNCTION_ARGS)
 	plan = get_plan(td, row);
 	if (row)
 	{
-		HeapTuple	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
-		Datum		arg = heap_copy_tuple_as_datum(tup, RelationGetDescr(td->tg_relation));
+		HeapTuple tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+		Datum	  arg = heap_copy_tuple_as_datum(tup, RelationGetDescr(td->tg_relation));
 
 		ret = SPI_execute_plan(plan, &arg, NULL, false, 0);
 	}
@@ -200,16 +200,16 @@ lead_enrich_enqueue(PG_FUNCTION_ARGS)
 Datum
 lead_enrich_set_mode(PG_FUNCTION_ARGS)
 {
-	char	   *mode = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	LeadTable  *lt;
-	char	   *old;
-	Oid			owner;
-	Oid			save_uid;
-	int			save_sec;
-	bool		isnull;
-	Datum		arg;
-	Oid			argtype = TEXTOID;
-	text	   *result;
+	char		 *mode = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	LeadTable	 *lt;
+	char		 *old;
+	Oid			  owner;
+	Oid			  save_uid;
+	int			  save_sec;
+	bool		  isnull;
+	Datum		  arg;
+	Oid			  argtype = TEXTOID;
+	text		 *result;
 	MemoryContext outer = CurrentMemoryContext;
 
 	if (strcmp(mode, "manual") != 0 && strcmp(mode, "auto") != 0)
@@ -226,7 +226,8 @@ lead_enrich_set_mode(PG_FUNCTION_ARGS)
 				 errmsg("must be the owner of table %s or a superuser to change the enrichment mode",
 						lt->qualname)));
 	if (SPI_execute("SELECT relowner FROM pg_catalog.pg_class "
-					"WHERE oid = 'lead_enrich.config'::pg_catalog.regclass", true, 1) != SPI_OK_SELECT ||
+					"WHERE oid = 'lead_enrich.config'::pg_catalog.regclass",
+					true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not find the owner of lead_enrich.config");
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

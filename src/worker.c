@@ -83,28 +83,28 @@
 #include "worker.h"
 
 /* How long a worker that exited waits before the launcher starts it again. */
-#define RESTART_DELAY_MS	10000
+#define RESTART_DELAY_MS 10000
 /* How often an idle worker looks for due retries and DROP DATABASE. */
-#define TICK_MS				1000
+#define TICK_MS 1000
 
 /* A batch between claim and apply. */
 typedef struct WorkBatch
 {
 	EnrichBatch *b;
-	int64	   *locked;			/* advisory locks held */
-	int			nlocked;
+	int64		*locked; /* advisory locks held */
+	int			 nlocked;
 } WorkBatch;
 
 /* the database's worker: its slot and pass state */
-static LeDbSlot *my_slot = NULL;
-static char *my_dbname = NULL;
+static LeDbSlot		*my_slot = NULL;
+static char			*my_dbname = NULL;
 static MemoryContext pass_cxt = NULL;
-static ResourceOwner worker_owner = NULL;	/* between transactions */
-static bool paused = false;
-static TimestampTz pause_check_at = 0;
-static int64 *skip_ids = NULL;	/* leads locked by others in this pass */
-static int	nskip = 0;
-static int	skip_cap = 0;
+static ResourceOwner worker_owner = NULL; /* between transactions */
+static bool			 paused = false;
+static TimestampTz	 pause_check_at = 0;
+static int64		*skip_ids = NULL; /* leads locked by others in this pass */
+static int			 nskip = 0;
+static int			 skip_cap = 0;
 
 /*
  * le_register_launcher: the static launcher worker; from _PG_init.
@@ -149,8 +149,8 @@ launcher_detach(int code, Datum arg)
 
 typedef struct DbEntry
 {
-	Oid			oid;
-	char		name[NAMEDATALEN];
+	Oid	 oid;
+	char name[NAMEDATALEN];
 } DbEntry;
 
 /*
@@ -159,11 +159,11 @@ typedef struct DbEntry
 static DbEntry *
 list_databases(int *n)
 {
-	Relation	rel;
+	Relation	  rel;
 	TableScanDesc scan;
-	HeapTuple	tup;
-	int			cap = 16;
-	DbEntry    *dbs = palloc(sizeof(DbEntry) * cap);
+	HeapTuple	  tup;
+	int			  cap = 16;
+	DbEntry		 *dbs = palloc(sizeof(DbEntry) * cap);
 	MemoryContext cxt = CurrentMemoryContext;
 
 	*n = 0;
@@ -173,7 +173,7 @@ list_databases(int *n)
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
-		MemoryContext old;
+		MemoryContext	 old;
 
 		/* an interrupted DROP DATABASE leaves an invalid database */
 		if (!db->datallowconn || db->datistemplate || database_is_invalid_form(db))
@@ -204,8 +204,8 @@ list_databases(int *n)
 static bool
 worker_alive(int i)
 {
-	LeDbSlot   *slot = &le_shared->slots[i];
-	pid_t		pid;
+	LeDbSlot *slot = &le_shared->slots[i];
+	pid_t	  pid;
 
 	if (handles[i] != NULL)
 	{
@@ -229,8 +229,8 @@ static bool
 start_worker(int i, DbEntry *db)
 {
 	BackgroundWorker w;
-	MemoryContext old;
-	bool		started;
+	MemoryContext	 old;
+	bool			 started;
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -259,7 +259,7 @@ launcher_scan(void)
 	static bool warned_full = false;
 	static bool warned_slots = false;
 	int			ndbs;
-	DbEntry    *dbs = list_databases(&ndbs);
+	DbEntry	   *dbs = list_databases(&ndbs);
 	TimestampTz now = GetCurrentTimestamp();
 	long		wait = 60 * 1000L;
 
@@ -268,8 +268,8 @@ launcher_scan(void)
 	/* databases dropped (or no longer served): free their slots */
 	for (int i = 0; i < LE_MAX_DATABASES; i++)
 	{
-		LeDbSlot   *slot = &le_shared->slots[i];
-		bool		listed = false;
+		LeDbSlot *slot = &le_shared->slots[i];
+		bool	  listed = false;
 
 		if (slot->dboid == InvalidOid)
 			continue;
@@ -284,8 +284,8 @@ launcher_scan(void)
 
 	for (int j = 0; j < ndbs; j++)
 	{
-		LeDbSlot   *slot = le_slot_find(dbs[j].oid, true);
-		int			i;
+		LeDbSlot *slot = le_slot_find(dbs[j].oid, true);
+		int		  i;
 
 		if (slot == NULL)
 		{
@@ -365,7 +365,7 @@ le_launcher_main(Datum arg)
 								ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		long		wait;
+		long wait;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -394,7 +394,7 @@ le_launcher_main(Datum arg)
 static void
 worker_detach(int code, Datum arg)
 {
-	Latch	   *launcher;
+	Latch *launcher;
 
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
 	if (my_slot->pid == MyProcPid)
@@ -530,7 +530,7 @@ extension_present(void)
 static Datum
 ids_datum(int64 *ids, int n)
 {
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
 		d[i] = Int64GetDatum(ids[i]);
@@ -546,14 +546,14 @@ static void
 record_failure(int64 *ids, int n, const char *msg)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[5];
-	int			ret;
+	Datum			  values[5];
+	int				  ret;
 
 	if (n == 0)
 		return;
 	if (plan == NULL)
 	{
-		Oid			types[5] = {INT8ARRAYOID, INT4OID, FLOAT8OID, FLOAT8OID, TEXTOID};
+		Oid types[5] = {INT8ARRAYOID, INT4OID, FLOAT8OID, FLOAT8OID, TEXTOID};
 
 		plan = SPI_prepare("UPDATE lead_enrich.lead_state SET attempts = attempts + 1, "
 						   "status = CASE WHEN attempts + 1 >= $2 THEN 'error' ELSE 'pending' END, "
@@ -583,8 +583,8 @@ record_failure(int64 *ids, int n, const char *msg)
 static void
 forget_pending(int64 *ids, int n)
 {
-	Datum		arg;
-	Oid			type = INT8ARRAYOID;
+	Datum arg;
+	Oid	  type = INT8ARRAYOID;
 
 	if (n == 0)
 		return;
@@ -606,7 +606,7 @@ add_skip(int64 id)
 	{
 		skip_cap = Max(64, skip_cap * 2);
 		skip_ids = skip_ids ? repalloc(skip_ids, sizeof(int64) * skip_cap)
-			: MemoryContextAlloc(pass_cxt, sizeof(int64) * skip_cap);
+							: MemoryContextAlloc(pass_cxt, sizeof(int64) * skip_cap);
 	}
 	skip_ids[nskip++] = id;
 }
@@ -634,8 +634,8 @@ static void
 claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 {
 	EnrichBatch *b;
-	int64	   *gone = palloc(sizeof(int64) * n);
-	int			ngone = 0;
+	int64		*gone = palloc(sizeof(int64) * n);
+	int			 ngone = 0;
 
 	wb->locked = MemoryContextAlloc(pass_cxt, sizeof(int64) * n);
 	wb->nlocked = 0;
@@ -644,7 +644,7 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 		if (le_lock_lead(ids[i], true, false))
 			wb->locked[wb->nlocked++] = ids[i];
 		else
-			add_skip(ids[i]);	/* a manual enrichment has it */
+			add_skip(ids[i]); /* a manual enrichment has it */
 	}
 	if (wb->nlocked == 0)
 		return;
@@ -653,14 +653,14 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 	/* leads not returned: row-locked elsewhere, or deleted */
 	if (b->n < wb->nlocked)
 	{
-		int64	   *absent = palloc(sizeof(int64) * wb->nlocked);
-		int			nabsent = 0;
-		Datum		arg;
-		Oid			type = INT8ARRAYOID;
+		int64 *absent = palloc(sizeof(int64) * wb->nlocked);
+		int	   nabsent = 0;
+		Datum  arg;
+		Oid	   type = INT8ARRAYOID;
 
 		for (int i = 0; i < wb->nlocked; i++)
 		{
-			bool		found = false;
+			bool found = false;
 
 			for (int j = 0; j < b->n && !found; j++)
 				found = b->rows[j].id == wb->locked[i];
@@ -674,11 +674,11 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 			elog(ERROR, "could not look for leads");
 		for (int i = 0; i < nabsent; i++)
 		{
-			bool		exists = false;
+			bool exists = false;
 
 			for (uint64 r = 0; r < SPI_processed && !exists; r++)
 			{
-				bool		isnull;
+				bool isnull;
 
 				exists = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
 													 SPI_tuptable->tupdesc, 1, &isnull)) == absent[i];
@@ -723,7 +723,7 @@ claim_chunk_guarded(LeadTable *lt, const char *token, int64 *ids, int n,
 	}
 	PG_CATCH();
 	{
-		ErrorData  *ed;
+		ErrorData *ed;
 
 		MemoryContextSwitchTo(oldcxt);
 		ed = CopyErrorData();
@@ -749,13 +749,13 @@ static int
 claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 {
 	static SPIPlanPtr plan = NULL;
-	LeadTable  *lt;
-	char	   *token;
-	Datum		values[2];
-	Oid			types[2] = {INT8ARRAYOID, INT4OID};
-	int64	   *ids;
-	int			nids;
-	int			limit = maxb * le_batch_size;
+	LeadTable		 *lt;
+	char			 *token;
+	Datum			  values[2];
+	Oid				  types[2] = {INT8ARRAYOID, INT4OID};
+	int64			 *ids;
+	int				  nids;
+	int				  limit = maxb * le_batch_size;
 
 	*nout = 0;
 	begin_xact("claiming pending leads");
@@ -803,7 +803,7 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 	ids = palloc(sizeof(int64) * Max(nids, 1));
 	for (int i = 0; i < nids; i++)
 	{
-		bool		isnull;
+		bool isnull;
 
 		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 	}
@@ -811,16 +811,16 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 
 	for (int i = 0; i < nids; i += le_batch_size)
 	{
-		int			n = Min(le_batch_size, nids - i);
-		WorkBatch  *wb = &out[*nout];
-		char	   *msg = NULL;
+		int		   n = Min(le_batch_size, nids - i);
+		WorkBatch *wb = &out[*nout];
+		char	  *msg = NULL;
 
 		if (claim_chunk_guarded(lt, token, ids + i, n, wb, &msg))
 		{
 			if (wb->b != NULL)
 				(*nout)++;
 			else
-				release_locks(wb);	/* nothing to send: done */
+				release_locks(wb); /* nothing to send: done */
 			continue;
 		}
 		ereport(WARNING,
@@ -861,7 +861,7 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 static int
 sent_ids(EnrichBatch *b, int64 *ids)
 {
-	int			n = 0;
+	int n = 0;
 
 	for (int i = 0; i < b->n; i++)
 		if (b->rows[i].owner >= 0 && strcmp(b->rows[i].status, "pending") == 0)
@@ -876,10 +876,10 @@ sent_ids(EnrichBatch *b, int64 *ids)
 static bool
 apply_batch(WorkBatch *wb)
 {
-	EnrichBatch *b = wb->b;
-	RpcCall    *call = b->call;
-	int64	   *ids = palloc(sizeof(int64) * Max(b->n, 1));
-	int			nids = sent_ids(b, ids);
+	EnrichBatch	 *b = wb->b;
+	RpcCall		 *call = b->call;
+	int64		 *ids = palloc(sizeof(int64) * Max(b->n, 1));
+	int			  nids = sent_ids(b, ids);
 	volatile bool credit_ok = true;
 
 	PG_TRY();
@@ -894,10 +894,10 @@ apply_batch(WorkBatch *wb)
 				set_error(psprintf("%s: %s", rpc_status_name(call->status), call->message));
 		}
 		else if (call->status == RPC_INSUFFICIENT_CREDIT)
-			credit_ok = false;	/* leads untouched: they stay pending */
+			credit_ok = false; /* leads untouched: they stay pending */
 		else if (rpc_is_transient(call->status))
 		{
-			char	   *msg = psprintf("%s: %s", rpc_status_name(call->status), call->message);
+			char *msg = psprintf("%s: %s", rpc_status_name(call->status), call->message);
 
 			record_failure(ids, nids, msg);
 			set_error(msg);
@@ -911,7 +911,7 @@ apply_batch(WorkBatch *wb)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *ed;
+		ErrorData *ed;
 
 		/* as autovacuum does for a table: report, clean up, go on */
 		HOLD_INTERRUPTS();
@@ -940,10 +940,10 @@ apply_batch(WorkBatch *wb)
 static double
 fetch_balance(const char *dbuuid, const char *token, char **msg)
 {
-	RpcCall		call;
+	RpcCall		 call;
 	HttpRequest *h = &call.http;
-	char		id[33];
-	JsonbValue	v;
+	char		 id[33];
+	JsonbValue	 v;
 
 	rpc_make_id(id, NULL);
 	rpc_init(&call, LE_SERVICE_IAP, "/iap/1/balance", id);
@@ -976,11 +976,11 @@ fetch_balance(const char *dbuuid, const char *token, char **msg)
 static bool
 resume_check(void)
 {
-	LeadTable  *lt;
-	char	   *token = NULL;
-	char	   *msg = NULL;
-	double		balance;
-	char	   *dbuuid = NULL;
+	LeadTable *lt;
+	char	  *token = NULL;
+	char	  *msg = NULL;
+	double	   balance;
+	char	  *dbuuid = NULL;
 
 	begin_xact("checking the balance");
 	lt = lead_table_load(true);
@@ -1025,9 +1025,10 @@ next_due(void)
 	if (SPI_execute_with_args("SELECT min(CASE WHEN next_attempt_at > now() THEN next_attempt_at "
 							  "ELSE now() + make_interval(secs => $1) END) "
 							  "FROM lead_enrich.lead_state WHERE status = 'pending'",
-							  1, (Oid[]) {FLOAT8OID},
-							  (Datum[]) {Float8GetDatum((double) le_retry_delay_s)},
-							  NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+							  1, (Oid[]){FLOAT8OID},
+							  (Datum[]){Float8GetDatum((double) le_retry_delay_s)},
+							  NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
 	{
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
@@ -1059,16 +1060,16 @@ run_pass(uint32 bits)
 
 	PG_TRY();
 	{
-		bool		stop = false;
+		bool stop = false;
 
 		if (paused && !resume_check())
 			stop = true;
 		while (!stop)
 		{
-			int			nb;
-			int			nclaimed = claim_round(batches, maxb, &nb, &stop);
-			bool		credit_ok = true;
-			RpcCall    *refused = NULL;
+			int		 nb;
+			int		 nclaimed = claim_round(batches, maxb, &nb, &stop);
+			bool	 credit_ok = true;
+			RpcCall *refused = NULL;
 
 			if (nb > 0)
 			{
@@ -1095,8 +1096,8 @@ run_pass(uint32 bits)
 					credit_ok = false;
 					set_pause(psprintf("insufficient credit: %s", refused->message),
 							  refused->credit_url
-							  ? psprintf("Buy credits at %s, then call lead_enrich.wake().", refused->credit_url)
-							  : "Buy credits, then call lead_enrich.wake().");
+								  ? psprintf("Buy credits at %s, then call lead_enrich.wake().", refused->credit_url)
+								  : "Buy credits, then call lead_enrich.wake().");
 				}
 			}
 			if (!credit_ok || nclaimed < maxb * le_batch_size)
@@ -1115,7 +1116,7 @@ run_pass(uint32 bits)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *ed;
+		ErrorData *ed;
 
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(pass_cxt);
@@ -1150,7 +1151,7 @@ run_pass(uint32 bits)
 static bool
 drop_pending(void)
 {
-	LOCKTAG		tag;
+	LOCKTAG tag;
 
 	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
 	if (LockAcquire(&tag, RowExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
@@ -1219,7 +1220,7 @@ le_worker_main(Datum arg)
 	due = 0;
 	for (;;)
 	{
-		uint32		bits;
+		uint32 bits;
 
 		if (ConfigReloadPending)
 		{

@@ -17,13 +17,13 @@
 #include "utils/timestamp.h"
 
 /* Databases the launcher can serve at once. */
-#define LE_MAX_DATABASES	64
+#define LE_MAX_DATABASES 64
 
 /* Why a worker was woken (LeDbSlot.wake bits). */
-#define LE_WAKE_COMMIT		0x01	/* leads were enqueued and committed */
-#define LE_WAKE_EXPLICIT	0x02	/* lead_enrich.wake(): also ends a pause */
+#define LE_WAKE_COMMIT	 0x01 /* leads were enqueued and committed */
+#define LE_WAKE_EXPLICIT 0x02 /* lead_enrich.wake(): also ends a pause */
 
-#define LE_TEXT_LEN			256
+#define LE_TEXT_LEN 256
 
 /*
  * One database's worker.  Protected by LeShared.lock, except "wake",
@@ -31,43 +31,43 @@
  */
 typedef struct LeDbSlot
 {
-	Oid			dboid;			/* InvalidOid: free slot */
-	pid_t		pid;			/* the worker's pid, 0 when not running */
-	Latch	   *latch;			/* its latch (in its PGPROC) */
-	bool		requested;		/* a backend wants a worker started */
-	bool		stopped;		/* worker_stop() was called */
-	bool		no_extension;	/* the last worker found no extension */
-	pg_atomic_uint32 wake;		/* LE_WAKE_* bits */
-	TimestampTz started_at;		/* when the launcher last started it */
-	TimestampTz last_run;		/* end of the last pass */
-	TimestampTz last_error_at;
-	TimestampTz paused_since;	/* 0 when not paused */
-	int64		runs;			/* passes made */
-	int64		requests;		/* provider calls made */
-	char		activity[64];	/* idle, claiming, calling, applying */
-	char		last_error[LE_TEXT_LEN];
-	char		pause_reason[LE_TEXT_LEN];
+	Oid				 dboid;		   /* InvalidOid: free slot */
+	pid_t			 pid;		   /* the worker's pid, 0 when not running */
+	Latch			*latch;		   /* its latch (in its PGPROC) */
+	bool			 requested;	   /* a backend wants a worker started */
+	bool			 stopped;	   /* worker_stop() was called */
+	bool			 no_extension; /* the last worker found no extension */
+	pg_atomic_uint32 wake;		   /* LE_WAKE_* bits */
+	TimestampTz		 started_at;   /* when the launcher last started it */
+	TimestampTz		 last_run;	   /* end of the last pass */
+	TimestampTz		 last_error_at;
+	TimestampTz		 paused_since; /* 0 when not paused */
+	int64			 runs;		   /* passes made */
+	int64			 requests;	   /* provider calls made */
+	char			 activity[64]; /* idle, claiming, calling, applying */
+	char			 last_error[LE_TEXT_LEN];
+	char			 pause_reason[LE_TEXT_LEN];
 } LeDbSlot;
 
 typedef struct LeShared
 {
-	LWLock	   *lock;
-	pid_t		launcher_pid;
-	Latch	   *launcher_latch;
-	LeDbSlot	slots[LE_MAX_DATABASES];
+	LWLock	*lock;
+	pid_t	 launcher_pid;
+	Latch	*launcher_latch;
+	LeDbSlot slots[LE_MAX_DATABASES];
 } LeShared;
 
 /* shmem.c */
 extern LeShared *le_shared;
-extern void le_shmem_init(void);
+extern void		 le_shmem_init(void);
 extern LeDbSlot *le_slot_find(Oid dboid, bool create);
-extern void le_request_worker(Oid dboid);
-extern void le_wake_at_commit(void);
-extern void le_slot_set_activity(LeDbSlot *slot, const char *activity);
+extern void		 le_request_worker(Oid dboid);
+extern void		 le_wake_at_commit(void);
+extern void		 le_slot_set_activity(LeDbSlot *slot, const char *activity);
 
 /* worker.c */
-extern void le_register_launcher(void);
+extern void				le_register_launcher(void);
 extern PGDLLEXPORT void le_launcher_main(Datum arg);
 extern PGDLLEXPORT void le_worker_main(Datum arg);
 
-#endif							/* LEAD_ENRICH_WORKER_H */
+#endif /* LEAD_ENRICH_WORKER_H */
