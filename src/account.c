@@ -28,8 +28,8 @@ le_account_token_lookup(LeadTable *lt, bool missing_ok)
 
 	if (lt != NULL)
 	{
-		char	   *q;
-		int			ret;
+		char *q;
+		int	  ret;
 
 		q = psprintf("SELECT to_regclass(%s)::oid",
 					 quote_literal_cstr(psprintf("%s.iap_account", lt->nspname)));
@@ -39,7 +39,8 @@ le_account_token_lookup(LeadTable *lt, bool missing_ok)
 		{
 			q = psprintf("SELECT account_token FROM %s.iap_account "
 						 "WHERE service_name = 'reveal' AND coalesce(account_token, '') <> '' "
-						 "ORDER BY id DESC LIMIT 1", lt->nspname);
+						 "ORDER BY id DESC LIMIT 1",
+						 lt->nspname);
 			ret = SPI_execute(q, true, 1);
 			if (ret == SPI_OK_SELECT && SPI_processed == 1)
 				return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -52,5 +53,5 @@ le_account_token_lookup(LeadTable *lt, bool missing_ok)
 			 errmsg("no IAP account token is configured"),
 			 errdetail("lead_enrich.account_token is empty and no iap_account row exists for service \"reveal\"."),
 			 errhint("As a superuser: ALTER SYSTEM SET lead_enrich.account_token = '...'; SELECT pg_reload_conf();")));
-	return NULL;				/* keep compiler quiet */
+	return NULL; /* keep compiler quiet */
 }

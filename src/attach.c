@@ -26,25 +26,25 @@ LeadTable *
 lead_table_load(bool missing_ok)
 {
 	static SPIPlanPtr plan = NULL;
-	LeadTable  *lt;
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	int			ret;
+	LeadTable		 *lt;
+	HeapTuple		  tup;
+	TupleDesc		  desc;
+	bool			  isnull;
+	int				  ret;
 
 	if (plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(
-									"SELECT c.lead_table::oid, "
-									"       quote_ident(n.nspname) || '.' || quote_ident(r.relname), "
-									"       quote_ident(n.nspname), c.dbuuid, c.layout = 'odoo', "
-									"       coalesce(c.kinds ->> 'country' = 'fk', false), "
-									"       coalesce(c.kinds ->> 'state' = 'fk', false), "
-									"       c.mode, c.columns "
-									"FROM lead_enrich.config c "
-									"JOIN pg_catalog.pg_class r ON r.oid = c.lead_table "
-									"JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace",
-									0, NULL);
+		SPIPlanPtr p = SPI_prepare(
+			"SELECT c.lead_table::oid, "
+			"       quote_ident(n.nspname) || '.' || quote_ident(r.relname), "
+			"       quote_ident(n.nspname), c.dbuuid, c.layout = 'odoo', "
+			"       coalesce(c.kinds ->> 'country' = 'fk', false), "
+			"       coalesce(c.kinds ->> 'state' = 'fk', false), "
+			"       c.mode, c.columns "
+			"FROM lead_enrich.config c "
+			"JOIN pg_catalog.pg_class r ON r.oid = c.lead_table "
+			"JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace",
+			0, NULL);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -84,7 +84,7 @@ lead_table_load(bool missing_ok)
 const char *
 lt_col(LeadTable *lt, const char *key)
 {
-	char	   *c = jb_get_text(&lt->columns->root, key);
+	char *c = jb_get_text(&lt->columns->root, key);
 
 	return c ? quote_identifier(c) : NULL;
 }
@@ -95,7 +95,7 @@ lt_col(LeadTable *lt, const char *key)
 const char *
 lt_type(LeadTable *lt, const char *key)
 {
-	char		k[64];
+	char k[64];
 
 	snprintf(k, sizeof(k), "%s:type", key);
 	return jb_get_text(&lt->columns->root, k);

@@ -28,13 +28,13 @@ PG_FUNCTION_INFO_V1(lead_enrich_iap_credit_url);
 Datum
 lead_enrich_iap_balance(PG_FUNCTION_ARGS)
 {
-	LeadTable  *lt;
-	char	   *token;
-	RpcCall		call;
-	HttpRequest *h = &call.http;
-	char		id[33];
-	JsonbValue	v;
-	Numeric		result;
+	LeadTable	 *lt;
+	char		 *token;
+	RpcCall		  call;
+	HttpRequest	 *h = &call.http;
+	char		  id[33];
+	JsonbValue	  v;
+	Numeric		  result;
 	MemoryContext outer = CurrentMemoryContext;
 
 	SPI_connect();
@@ -80,7 +80,7 @@ lead_enrich_iap_balance(PG_FUNCTION_ARGS)
 static void
 append_param(StringInfo s, const char *name, const char *value)
 {
-	char	   *enc = curl_easy_escape(NULL, value, 0);
+	char *enc = curl_easy_escape(NULL, value, 0);
 
 	if (enc == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -95,14 +95,14 @@ append_param(StringInfo s, const char *name, const char *value)
 Datum
 lead_enrich_iap_credit_url(PG_FUNCTION_ARGS)
 {
-	int32		credit = PG_GETARG_INT32(0);
-	LeadTable  *lt;
-	char	   *token;
+	int32		   credit = PG_GETARG_INT32(0);
+	LeadTable	  *lt;
+	char		  *token;
 	StringInfoData s;
-	const char *base = le_service_url(LE_SERVICE_IAP);
-	int			blen = strlen(base);
-	text	   *result;
-	MemoryContext outer = CurrentMemoryContext;
+	const char	  *base = le_service_url(LE_SERVICE_IAP);
+	int			   blen = strlen(base);
+	text		  *result;
+	MemoryContext  outer = CurrentMemoryContext;
 
 	SPI_connect();
 	lt = lead_table_load(true);

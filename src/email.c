@@ -40,9 +40,9 @@ split_addresses(const char *raw)
 	{
 		if (*p == '\0' || (*p == ',' && !quoted && angle == 0 && paren == 0))
 		{
-			char	   *part = pnstrdup(start, p - start);
-			char	   *lt = NULL;
-			char	   *q;
+			char *part = pnstrdup(start, p - start);
+			char *lt = NULL;
+			char *q;
 
 			/* an angle-addr wins over the display name */
 			for (q = part; *q; q++)
@@ -55,15 +55,15 @@ split_addresses(const char *raw)
 			quoted = false;
 			if (lt != NULL)
 			{
-				char	   *gt = strchr(lt, '>');
+				char *gt = strchr(lt, '>');
 
 				part = gt ? pnstrdup(lt + 1, gt - lt - 1) : pstrdup(lt + 1);
 			}
 			/* drop (comments) and surrounding blanks */
 			part = pstrdup(part);
 			{
-				char	   *w = part;
-				int			depth = 0;
+				char *w = part;
+				int	  depth = 0;
 
 				for (q = part; *q; q++)
 				{
@@ -120,7 +120,7 @@ valid_domain(const char *d)
 	{
 		if (*p == '.' || *p == '\0')
 		{
-			int			len = p - label;
+			int len = p - label;
 
 			if (len == 0 || len > 63 || label[0] == '-' || p[-1] == '-')
 				return false;
@@ -146,11 +146,11 @@ valid_domain(const char *d)
 char *
 email_normalize_strict(const char *raw)
 {
-	List	   *addrs;
-	char	   *addr;
-	char	   *at;
-	char	   *p;
-	bool		ascii = true;
+	List *addrs;
+	char *addr;
+	char *at;
+	char *p;
+	bool  ascii = true;
 
 	if (raw == NULL)
 		return NULL;
@@ -171,7 +171,7 @@ email_normalize_strict(const char *raw)
 	for (p = at + 1; *p; p++)
 		*p = pg_ascii_tolower((unsigned char) *p);
 	if (at[1] != '\0' && p[-1] == '.')
-		p[-1] = '\0';			/* a trailing root dot */
+		p[-1] = '\0'; /* a trailing root dot */
 	if (!valid_domain(at + 1))
 		return NULL;
 	if (ascii)
@@ -200,12 +200,12 @@ bool
 is_webmail_domain(const char *domain)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum	   *elems;
-	int			n = 0;
-	const char *p;
-	ArrayType  *arr;
-	Datum		arg;
-	int			ret;
+	Datum			 *elems;
+	int				  n = 0;
+	const char		 *p;
+	ArrayType		 *arr;
+	Datum			  arg;
+	int				  ret;
 
 	elems = palloc(sizeof(Datum) * (strlen(domain) / 2 + 2));
 	for (p = domain; p != NULL; p = strchr(p, '.'))
@@ -213,7 +213,7 @@ is_webmail_domain(const char *domain)
 		if (*p == '.')
 			p++;
 		if (strchr(p, '.') == NULL)
-			break;				/* never a bare top-level domain */
+			break; /* never a bare top-level domain */
 		elems[n++] = CStringGetTextDatum(p);
 	}
 	if (n == 0)
@@ -223,9 +223,9 @@ is_webmail_domain(const char *domain)
 
 	if (plan == NULL)
 	{
-		Oid			argtype = TEXTARRAYOID;
-		SPIPlanPtr	p2 = SPI_prepare("SELECT 1 FROM lead_enrich.webmail_domain WHERE domain = ANY ($1) LIMIT 1",
-									 1, &argtype);
+		Oid		   argtype = TEXTARRAYOID;
+		SPIPlanPtr p2 = SPI_prepare("SELECT 1 FROM lead_enrich.webmail_domain WHERE domain = ANY ($1) LIMIT 1",
+									1, &argtype);
 
 		if (p2 == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

@@ -51,11 +51,11 @@ PG_FUNCTION_INFO_V1(lead_enrich_enrich_leads);
 /* Plans cached per process, rebuilt when the attached table changes. */
 typedef struct PlanCache
 {
-	char	   *key;			/* relid + columns of the LeadTable */
-	SPIPlanPtr	select_plan;
-	SPIPlanPtr	select_skip_plan;
-	SPIPlanPtr	update_plan;
-	SPIPlanPtr	done_plan;
+	char	  *key; /* relid + columns of the LeadTable */
+	SPIPlanPtr select_plan;
+	SPIPlanPtr select_skip_plan;
+	SPIPlanPtr update_plan;
+	SPIPlanPtr done_plan;
 } PlanCache;
 
 static PlanCache plans = {0};
@@ -68,7 +68,7 @@ static PlanCache plans = {0};
 static SPIPlanPtr
 keep_plan(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr p = SPI_prepare(sql, nargs, argtypes);
 
 	if (p == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql,
@@ -106,23 +106,23 @@ build_update_sql(LeadTable *lt)
 	{
 		const char *key;
 		int			param;
-	}			text_cols[] =
-	{
-		{"partner_name", 2},
-		{"reveal_id", 3},
-		{"street", 4},
-		{"city", 5},
-		{"zip", 6},
-		{"phone", 7},
-		{"mobile", 8},
-	};
+	} text_cols[] =
+		{
+			{"partner_name", 2},
+			{"reveal_id", 3},
+			{"street", 4},
+			{"city", 5},
+			{"zip", 6},
+			{"phone", 7},
+			{"mobile", 8},
+		};
 	StringInfoData s;
 	StringInfoData sets;
 	StringInfoData filled;
-	const char *id = lt_col(lt, "id");
-	const char *country = lt_col(lt, "country");
-	const char *state = lt_col(lt, "state");
-	int			i;
+	const char	  *id = lt_col(lt, "id");
+	const char	  *country = lt_col(lt, "country");
+	const char	  *state = lt_col(lt, "state");
+	int			   i;
 
 	initStringInfo(&s);
 	initStringInfo(&sets);
@@ -195,7 +195,8 @@ build_update_sql(LeadTable *lt)
 	if (lt_col(lt, "write_date") != NULL)
 		appendStringInfo(&s, ", %s = now()%s", lt_col(lt, "write_date"),
 						 strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
-						 ? " AT TIME ZONE 'UTC'" : "");
+							 ? " AT TIME ZONE 'UTC'"
+							 : "");
 	appendStringInfo(&s, " FROM v WHERE t.%s = $1 RETURNING array_remove(ARRAY[NULL::text%s], NULL)",
 					 id, filled.data);
 	return s.data;
@@ -208,15 +209,15 @@ build_update_sql(LeadTable *lt)
 static void
 prepare_plans(LeadTable *lt)
 {
-	char	   *key;
+	char		  *key;
 	StringInfoData s;
-	const char *id = lt_col(lt, "id");
-	const char *done = lt_col(lt, "enrich_done");
-	const char *reveal = lt_col(lt, "reveal_id");
-	const char *prob = lt_col(lt, "probability");
-	Oid			argtypes[UPDATE_NARGS];
-	int			i;
-	MemoryContext old;
+	const char	  *id = lt_col(lt, "id");
+	const char	  *done = lt_col(lt, "enrich_done");
+	const char	  *reveal = lt_col(lt, "reveal_id");
+	const char	  *prob = lt_col(lt, "probability");
+	Oid			   argtypes[UPDATE_NARGS];
+	int			   i;
+	MemoryContext  old;
 
 	key = psprintf("%u|%s|%d%d%d", lt->relid,
 				   JsonbToCString(NULL, &lt->columns->root, VARSIZE(lt->columns)),
@@ -274,7 +275,8 @@ prepare_plans(LeadTable *lt)
 		if (lt_col(lt, "write_date") != NULL)
 			appendStringInfo(&s, ", %s = now()%s", lt_col(lt, "write_date"),
 							 strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
-							 ? " AT TIME ZONE 'UTC'" : "");
+								 ? " AT TIME ZONE 'UTC'"
+								 : "");
 		appendStringInfo(&s, " WHERE %s = $1", id);
 		plans.done_plan = keep_plan(s.data, 1, argtypes);
 	}
@@ -294,35 +296,41 @@ le_record_state(int64 lead_id, const char *status, const char *email,
 				int credits, const char *error, const char *source)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[9];
-	char		nulls[9];
-	int			ret;
+	Datum			  values[9];
+	char			  nulls[9];
+	int				  ret;
 
 	if (plan == NULL)
 	{
-		Oid			types[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		INT4OID, TEXTOID, TEXTOID};
+		Oid types[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+						INT4OID, TEXTOID, TEXTOID};
 
 		plan = keep_plan(
-						 "INSERT INTO lead_enrich.lead_state AS s "
-						 "(lead_id, status, email, domain, company, filled, credits, attempts, error, source, "
-						 " next_attempt_at, updated_at) "
-						 "VALUES ($1, $2, $3, $4, $5::jsonb, coalesce($6::text[], '{}'), $7, "
-						 "        CASE WHEN $2 IN ('enriched', 'not_found', 'error', 'insufficient_credit') THEN 1 ELSE 0 END, "
-						 "        $8, $9, NULL, now()) "
-						 "ON CONFLICT (lead_id) DO UPDATE SET status = excluded.status, email = excluded.email, "
-						 "  domain = excluded.domain, company = coalesce(excluded.company, CASE WHEN excluded.status = 'error' "
-						 "  OR excluded.status = 'insufficient_credit' THEN s.company END), "
-						 "  filled = excluded.filled, credits = s.credits + excluded.credits, "
-						 "  attempts = s.attempts + excluded.attempts, error = excluded.error, "
-						 "  source = excluded.source, next_attempt_at = NULL, updated_at = now()",
-						 9, types);
+			"INSERT INTO lead_enrich.lead_state AS s "
+			"(lead_id, status, email, domain, company, filled, credits, attempts, error, source, "
+			" next_attempt_at, updated_at) "
+			"VALUES ($1, $2, $3, $4, $5::jsonb, coalesce($6::text[], '{}'), $7, "
+			"        CASE WHEN $2 IN ('enriched', 'not_found', 'error', 'insufficient_credit') THEN 1 ELSE 0 END, "
+			"        $8, $9, NULL, now()) "
+			"ON CONFLICT (lead_id) DO UPDATE SET status = excluded.status, email = excluded.email, "
+			"  domain = excluded.domain, company = coalesce(excluded.company, CASE WHEN excluded.status = 'error' "
+			"  OR excluded.status = 'insufficient_credit' THEN s.company END), "
+			"  filled = excluded.filled, credits = s.credits + excluded.credits, "
+			"  attempts = s.attempts + excluded.attempts, error = excluded.error, "
+			"  source = excluded.source, next_attempt_at = NULL, updated_at = now()",
+			9, types);
 	}
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(lead_id);
 	values[1] = CStringGetTextDatum(status);
 #define OPT_TEXT(i, v) \
-	do { if ((v) != NULL) values[i] = CStringGetTextDatum(v); else nulls[i] = 'n'; } while (0)
+	do \
+	{ \
+		if ((v) != NULL) \
+			values[i] = CStringGetTextDatum(v); \
+		else \
+			nulls[i] = 'n'; \
+	} while (0)
 	OPT_TEXT(2, email);
 	OPT_TEXT(3, domain);
 	OPT_TEXT(4, company_json);
@@ -343,7 +351,7 @@ le_record_state(int64 lead_id, const char *status, const char *email,
 static void
 mark_done(int64 lead_id)
 {
-	Datum		arg = Int64GetDatum(lead_id);
+	Datum arg = Int64GetDatum(lead_id);
 
 	if (plans.done_plan == NULL)
 		return;
@@ -370,7 +378,7 @@ set_lead_locktag(LOCKTAG *tag, int64 lead_id)
 bool
 le_lock_lead(int64 lead_id, bool session, bool wait)
 {
-	LOCKTAG		tag;
+	LOCKTAG tag;
 
 	set_lead_locktag(&tag, lead_id);
 	return LockAcquire(&tag, ExclusiveLock, session, !wait) != LOCKACQUIRE_NOT_AVAIL;
@@ -382,7 +390,7 @@ le_lock_lead(int64 lead_id, bool session, bool wait)
 void
 le_unlock_lead(int64 lead_id)
 {
-	LOCKTAG		tag;
+	LOCKTAG tag;
 
 	set_lead_locktag(&tag, lead_id);
 	LockRelease(&tag, ExclusiveLock, true);
@@ -401,13 +409,13 @@ le_unlock_lead(int64 lead_id)
 EnrichBatch *
 enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 {
-	EnrichBatch *b = palloc0(sizeof(EnrichBatch));
-	Datum	   *d = palloc(sizeof(Datum) * nids);
-	Datum		arg;
-	int			ret;
-	int			i;
-	uint64		r;
-	uint64		nrows;
+	EnrichBatch	  *b = palloc0(sizeof(EnrichBatch));
+	Datum		  *d = palloc(sizeof(Datum) * nids);
+	Datum		   arg;
+	int			   ret;
+	int			   i;
+	uint64		   r;
+	uint64		   nrows;
 	SPITupleTable *tt;
 
 	prepare_plans(lt);
@@ -433,11 +441,11 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 	nrows = SPI_processed;
 	for (r = 0; r < nrows; r++)
 	{
-		HeapTuple	tup = tt->vals[r];
-		TupleDesc	desc = tt->tupdesc;
-		LeadRow    *row = &b->rows[b->n++];
-		bool		isnull;
-		int			j;
+		HeapTuple tup = tt->vals[r];
+		TupleDesc desc = tt->tupdesc;
+		LeadRow	 *row = &b->rows[b->n++];
+		bool	  isnull;
+		int		  j;
 
 		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		row->email_raw = SPI_getvalue(tup, desc, 2);
@@ -489,14 +497,14 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 	/* ids that are not (or no longer) in the table, or locked elsewhere */
 	for (i = 0; i < nids && !skip_locked; i++)
 	{
-		int			j;
+		int j;
 
 		for (j = 0; j < b->n; j++)
 			if (b->rows[j].id == ids[i])
 				break;
 		if (j == b->n)
 		{
-			LeadRow    *row = &b->rows[b->n++];
+			LeadRow *row = &b->rows[b->n++];
 
 			row->id = ids[i];
 			row->status = "missing";
@@ -516,8 +524,8 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 void
 enrich_recheck(EnrichBatch *b)
 {
-	int64	   *ids = palloc(sizeof(int64) * Max(b->n, 1));
-	int			n = 0;
+	int64		*ids = palloc(sizeof(int64) * Max(b->n, 1));
+	int			 n = 0;
 	EnrichBatch *fresh;
 
 	for (int i = 0; i < b->n; i++)
@@ -528,8 +536,8 @@ enrich_recheck(EnrichBatch *b)
 	fresh = enrich_prepare(b->lt, ids, n, false);
 	for (int i = 0; i < b->n; i++)
 	{
-		LeadRow    *row = &b->rows[i];
-		LeadRow    *f = NULL;
+		LeadRow *row = &b->rows[i];
+		LeadRow *f = NULL;
 
 		if (row->owner < 0 || strcmp(row->status, "pending") != 0)
 			continue;
@@ -540,7 +548,8 @@ enrich_recheck(EnrichBatch *b)
 			f->domain == NULL || strcmp(f->domain, row->domain) != 0)
 		{
 			row->status = "stale";
-			row->skip = f == NULL ? "missing" : f->skip ? f->skip : f->status;
+			row->skip = f == NULL ? "missing" : f->skip ? f->skip
+														: f->status;
 		}
 	}
 }
@@ -564,8 +573,8 @@ EnrichBatch *
 enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	EnrichBatch *c = palloc0(sizeof(EnrichBatch));
-	LeadTable  *lt = palloc(sizeof(LeadTable));
+	EnrichBatch	 *c = palloc0(sizeof(EnrichBatch));
+	LeadTable	 *lt = palloc(sizeof(LeadTable));
 
 	Assert(b->call == NULL);
 	memcpy(lt, b->lt, sizeof(LeadTable));
@@ -580,7 +589,7 @@ enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
 	c->rows = palloc0(sizeof(LeadRow) * Max(b->n, 1));
 	for (int i = 0; i < b->n; i++)
 	{
-		LeadRow    *r = &c->rows[i];
+		LeadRow *r = &c->rows[i];
 
 		*r = b->rows[i];
 		r->email_raw = copy_str(r->email_raw);
@@ -610,11 +619,11 @@ enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
 RpcCall *
 enrich_call(EnrichBatch *b, const char *token)
 {
-	RpcCall    *call;
+	RpcCall		  *call;
 	StringInfoData seed;
-	StringInfo	body;
-	char		id[33];
-	int			j;
+	StringInfo	   body;
+	char		   id[33];
+	int			   j;
 
 	if (b->ndomains == 0)
 		return NULL;
@@ -651,12 +660,12 @@ enrich_call(EnrichBatch *b, const char *token)
 static char *
 apply_company(LeadRow *row, JsonbContainer *company)
 {
-	Datum		values[UPDATE_NARGS];
-	char		nulls[UPDATE_NARGS];
-	char	   *v[UPDATE_NARGS];
-	char	   *filled;
-	int			ret;
-	int			i;
+	Datum values[UPDATE_NARGS];
+	char  nulls[UPDATE_NARGS];
+	char *v[UPDATE_NARGS];
+	char *filled;
+	int	  ret;
+	int	  i;
 
 	v[0] = NULL;
 	v[1] = jb_get_text(company, "name");
@@ -695,11 +704,11 @@ apply_company(LeadRow *row, JsonbContainer *company)
 void
 enrich_apply_local(EnrichBatch *b, const char *source)
 {
-	int			i;
+	int i;
 
 	for (i = 0; i < b->n; i++)
 	{
-		LeadRow    *row = &b->rows[i];
+		LeadRow *row = &b->rows[i];
 
 		if (strcmp(row->status, "generic_domain") == 0)
 			mark_done(row->id);
@@ -736,11 +745,11 @@ first_charge(char **charged, int *ncharged, const char *company_id, const char *
 void
 enrich_apply(EnrichBatch *b, const char *source)
 {
-	RpcCall    *call = b->call;
+	RpcCall		   *call = b->call;
 	JsonbContainer *result = NULL;
-	char	  **charged;
-	int			ncharged = 0;
-	int			i;
+	char		  **charged;
+	int				ncharged = 0;
+	int				i;
 
 	if (call == NULL)
 		return;
@@ -757,7 +766,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 
 	for (i = 0; i < b->n; i++)
 	{
-		LeadRow    *row = &b->rows[i];
+		LeadRow	   *row = &b->rows[i];
 		JsonbValue	buf;
 		JsonbValue *val;
 		char		key[32];
@@ -781,7 +790,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 			row->filled = apply_company(row, company);
 			if (row->filled == NULL)
 			{
-				row->status = "missing";	/* deleted meanwhile */
+				row->status = "missing"; /* deleted meanwhile */
 				continue;
 			}
 			row->company = jsonb_container_to_cstring(company);
@@ -815,10 +824,10 @@ enrich_apply(EnrichBatch *b, const char *source)
 static void
 append_filled_json(StringInfo s, const char *literal)
 {
-	Datum		arr = OidInputFunctionCall(F_ARRAY_IN, (char *) literal, TEXTOID, -1);
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
+	Datum  arr = OidInputFunctionCall(F_ARRAY_IN, (char *) literal, TEXTOID, -1);
+	Datum *elems;
+	bool  *nulls;
+	int	   n;
 
 	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &nulls, &n);
@@ -867,8 +876,8 @@ row_to_jsonb(LeadRow *row)
 static int
 cmp_int64(const void *a, const void *b)
 {
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
+	int64 x = *(const int64 *) a;
+	int64 y = *(const int64 *) b;
 
 	return (x > y) - (x < y);
 }
@@ -879,7 +888,7 @@ cmp_int64(const void *a, const void *b)
 int
 sort_unique_ids(int64 *ids, int n)
 {
-	int			m = 0;
+	int m = 0;
 
 	qsort(ids, n, sizeof(int64), cmp_int64);
 	for (int i = 0; i < n; i++)
@@ -895,7 +904,7 @@ static EnrichBatch *
 run_batch(LeadTable *lt, int64 *ids, int n, const char *token, bool stop_credit)
 {
 	EnrichBatch *b = enrich_prepare(lt, ids, n, false);
-	RpcCall    *call;
+	RpcCall		*call;
 
 	enrich_apply_local(b, "manual");
 	if (stop_credit)
@@ -930,11 +939,11 @@ run_batch(LeadTable *lt, int64 *ids, int n, const char *token, bool stop_credit)
 Datum
 lead_enrich_enrich_lead(PG_FUNCTION_ARGS)
 {
-	int64		id = PG_GETARG_INT64(0);
-	LeadTable  *lt;
-	EnrichBatch *b;
-	char	   *token;
-	Datum		result;
+	int64		  id = PG_GETARG_INT64(0);
+	LeadTable	 *lt;
+	EnrichBatch	 *b;
+	char		 *token;
+	Datum		  result;
 	MemoryContext outer = CurrentMemoryContext;
 
 	SPI_connect();
@@ -980,19 +989,19 @@ lead_enrich_enrich_lead(PG_FUNCTION_ARGS)
 Datum
 lead_enrich_enrich_leads(PG_FUNCTION_ARGS)
 {
-	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType	  *arr = PG_GETARG_ARRAYTYPE_P(0);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			nelems;
-	int64	   *ids;
-	int			nids = 0;
-	LeadTable  *lt;
-	char	   *token;
-	bool		no_credit = false;
-	char	   *credit_url = NULL;
-	int			i;
-	MemoryContext batch_cxt;
+	Datum		  *elems;
+	bool		  *nulls;
+	int			   nelems;
+	int64		  *ids;
+	int			   nids = 0;
+	LeadTable	  *lt;
+	char		  *token;
+	bool		   no_credit = false;
+	char		  *credit_url = NULL;
+	int			   i;
+	MemoryContext  batch_cxt;
 
 	InitMaterializedSRF(fcinfo, 0);
 	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
@@ -1012,9 +1021,9 @@ lead_enrich_enrich_leads(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < nids; i += le_batch_size)
 	{
-		int			n = Min(le_batch_size, nids - i);
+		int			  n = Min(le_batch_size, nids - i);
 		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
-		EnrichBatch *b = run_batch(lt, ids + i, n, token, no_credit);
+		EnrichBatch	 *b = run_batch(lt, ids + i, n, token, no_credit);
 
 		if (b->call != NULL && b->call->status == RPC_INSUFFICIENT_CREDIT)
 		{
@@ -1028,9 +1037,9 @@ lead_enrich_enrich_leads(PG_FUNCTION_ARGS)
 
 		for (int r = 0; r < b->n; r++)
 		{
-			LeadRow    *row = &b->rows[r];
-			Datum		values[5];
-			bool		isnull[5] = {false, false, false, false, false};
+			LeadRow *row = &b->rows[r];
+			Datum	 values[5];
+			bool	 isnull[5] = {false, false, false, false, false};
 
 			values[0] = Int64GetDatum(row->id);
 			values[1] = CStringGetTextDatum(row->status);

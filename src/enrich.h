@@ -14,39 +14,39 @@ typedef struct LeadRow
 {
 	int64		id;
 	char	   *email_raw;
-	char	   *email;			/* normalised, NULL if invalid */
+	char	   *email; /* normalised, NULL if invalid */
 	const char *domain;
-	const char *status;			/* pending, skipped, enriched, ... */
-	const char *skip;			/* why skipped */
-	int			owner;			/* index into EnrichBatch.domains, -1 */
-	char	   *filled;			/* text[] literal of filled columns */
-	char	   *company;		/* JSON text */
+	const char *status;	 /* pending, skipped, enriched, ... */
+	const char *skip;	 /* why skipped */
+	int			owner;	 /* index into EnrichBatch.domains, -1 */
+	char	   *filled;	 /* text[] literal of filled columns */
+	char	   *company; /* JSON text */
 	int			credits;
 	char	   *error;
 } LeadRow;
 
 typedef struct EnrichBatch
 {
-	LeadTable  *lt;
-	int			n;
-	LeadRow    *rows;
-	int			ndomains;
-	char	  **domains;
-	int		   *owner;			/* row index of the lead sent per domain */
-	RpcCall    *call;
+	LeadTable *lt;
+	int		   n;
+	LeadRow	  *rows;
+	int		   ndomains;
+	char	 **domains;
+	int		  *owner; /* row index of the lead sent per domain */
+	RpcCall	  *call;
 } EnrichBatch;
 
 extern EnrichBatch *enrich_prepare(LeadTable *lt, int64 *ids, int nids,
 								   bool skip_locked);
-extern RpcCall *enrich_call(EnrichBatch *b, const char *token);
-extern void enrich_apply_local(EnrichBatch *b, const char *source);
-extern void enrich_apply(EnrichBatch *b, const char *source);
-extern int	sort_unique_ids(int64 *ids, int n);
+extern RpcCall	   *enrich_call(EnrichBatch *b, const char *token);
+extern void			enrich_apply_local(EnrichBatch *b, const char *source);
+extern void			enrich_apply(EnrichBatch *b, const char *source);
+extern int			sort_unique_ids(int64 *ids, int n);
 
 /* for the background worker (worker.c) */
-extern void enrich_recheck(EnrichBatch *b);
+extern void			enrich_recheck(EnrichBatch *b);
 extern EnrichBatch *enrich_batch_copy(EnrichBatch *b, MemoryContext cxt);
-extern bool le_lock_lead(int64 lead_id, bool session, bool wait);
-extern void le_unlock_lead(int64 lead_id);
+extern bool			le_lock_lead(int64 lead_id, bool session, bool wait);
+extern void			le_unlock_lead(int64 lead_id);
 
-#endif							/* LEAD_ENRICH_ENRICH_H */
+#endif /* LEAD_ENRICH_ENRICH_H */

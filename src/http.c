@@ -25,9 +25,9 @@
 #error "lead_enrich needs libcurl 7.85 or later (CURLOPT_PROTOCOLS_STR)"
 #endif
 
-static CURLM *multi = NULL;
+static CURLM			 *multi = NULL;
 static struct curl_slist *headers = NULL;
-static int	multi_max_parallel = 0;
+static int				  multi_max_parallel = 0;
 
 /*
  * http_setup: global and per-process libcurl state, created on first use.
@@ -66,7 +66,7 @@ static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	HttpRequest *req = (HttpRequest *) userdata;
-	size_t		n = size * nmemb;
+	size_t		 n = size * nmemb;
 
 	if ((size_t) req->response.len + n > (size_t) le_max_response_kb * 1024)
 	{
@@ -90,7 +90,8 @@ http_request_init(HttpRequest *req, const char *url)
 }
 
 #define SETOPT(h, opt, val) \
-	do { \
+	do \
+	{ \
 		if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) \
 			elog(ERROR, "curl_easy_setopt(%s) failed", #opt); \
 	} while (0)
@@ -101,7 +102,7 @@ http_request_init(HttpRequest *req, const char *url)
 static CURL *
 easy_for(HttpRequest *req)
 {
-	CURL	   *h = curl_easy_init();
+	CURL *h = curl_easy_init();
 
 	if (h == NULL)
 		ereport(ERROR,
@@ -159,8 +160,8 @@ finish_one(CURL *h, CURLcode code)
 void
 http_perform(HttpRequest **reqs, int nreqs, int max_parallel)
 {
-	int			running = 0;
-	int			i;
+	int running = 0;
+	int i;
 
 	http_setup(Max(max_parallel, 1));
 
@@ -168,7 +169,7 @@ http_perform(HttpRequest **reqs, int nreqs, int max_parallel)
 	{
 		for (i = 0; i < nreqs; i++)
 		{
-			CURL	   *h = easy_for(reqs[i]);
+			CURL *h = easy_for(reqs[i]);
 
 			if (curl_multi_add_handle(multi, h) != CURLM_OK)
 				elog(ERROR, "curl_multi_add_handle failed");
@@ -176,9 +177,9 @@ http_perform(HttpRequest **reqs, int nreqs, int max_parallel)
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
 		do
 		{
-			CURLMsg    *msg;
-			int			left;
-			CURLMcode	mc;
+			CURLMsg	 *msg;
+			int		  left;
+			CURLMcode mc;
 
 			mc = curl_multi_perform(multi, &running);
 			if (mc != CURLM_OK)

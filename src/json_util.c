@@ -60,7 +60,7 @@ scalar_text(JsonbValue *v)
 char *
 jb_get_text(JsonbContainer *obj, const char *key)
 {
-	JsonbValue	buf;
+	JsonbValue buf;
 
 	return scalar_text(jb_get(obj, key, &buf));
 }

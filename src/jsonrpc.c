@@ -29,9 +29,9 @@
 void
 rpc_init(RpcCall *call, LeService service, const char *path, const char *id)
 {
-	const char *base = le_service_url(service);
+	const char	  *base = le_service_url(service);
 	StringInfoData url;
-	int			blen = strlen(base);
+	int			   blen = strlen(base);
 
 	memset(call, 0, sizeof(RpcCall));
 	while (blen > 0 && base[blen - 1] == '/')
@@ -81,8 +81,8 @@ rpc_make_id(char *dst, const char *seed)
 	}
 	else
 	{
-		uint8		rnd[16];
-		int			i;
+		uint8 rnd[16];
+		int	  i;
 
 		if (!pg_strong_random(rnd, sizeof(rnd)))
 			elog(ERROR, "could not generate a random request id");
@@ -100,7 +100,7 @@ static Jsonb *
 parse_json(char *text, int len)
 {
 	JsonLexContext *lex;
-	Jsonb	   *volatile result = NULL;
+	Jsonb *volatile result = NULL;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
 	if (len == 0 || strlen(text) != (size_t) len)
@@ -130,8 +130,8 @@ parse_json(char *text, int len)
 static char *
 excerpt(StringInfo s)
 {
-	int			n = Min(s->len, 120);
-	char	   *out;
+	int	  n = Min(s->len, 120);
+	char *out;
 
 	if (s->len == 0)
 		return pstrdup("(empty body)");
@@ -150,9 +150,9 @@ static void
 classify_error(RpcCall *call, JsonbContainer *err)
 {
 	JsonbContainer *data = jb_get_object(err, "data");
-	char	   *name = jb_get_text(data, "name");
-	char	   *msg = jb_get_text(data, "message");
-	const char *last;
+	char		   *name = jb_get_text(data, "name");
+	char		   *msg = jb_get_text(data, "message");
+	const char	   *last;
 
 	if (msg == NULL)
 		msg = jb_get_text(err, "message");
@@ -160,14 +160,14 @@ classify_error(RpcCall *call, JsonbContainer *err)
 	last = last ? last + 1 : name;
 	if (last != NULL && strcmp(last, "InsufficientCreditError") == 0)
 	{
-		Jsonb	   *detail;
+		Jsonb *detail;
 
 		call->status = RPC_INSUFFICIENT_CREDIT;
 		call->message = pstrdup("You don't have enough credits on your account to use this service.");
 		/* data.message is itself a JSON string with the details */
 		if (msg != NULL && (detail = parse_json(msg, strlen(msg))) != NULL)
 		{
-			char	   *m = jb_get_text(&detail->root, "message");
+			char *m = jb_get_text(&detail->root, "message");
 
 			call->credit_url = jb_get_text(&detail->root, "base_url");
 			if (m != NULL)
@@ -186,11 +186,11 @@ classify_error(RpcCall *call, JsonbContainer *err)
 void
 rpc_finish(RpcCall *call)
 {
-	HttpRequest *h = &call->http;
-	Jsonb	   *doc = NULL;
+	HttpRequest	   *h = &call->http;
+	Jsonb		   *doc = NULL;
 	JsonbContainer *err;
-	JsonbValue	buf;
-	JsonbValue *res;
+	JsonbValue		buf;
+	JsonbValue	   *res;
 
 	if (h->too_large)
 	{
@@ -254,7 +254,7 @@ bool
 rpc_is_transient(RpcStatus status)
 {
 	return status == RPC_UNREACHABLE || status == RPC_TIMEOUT ||
-		status == RPC_HTTP_ERROR;
+		   status == RPC_HTTP_ERROR;
 }
 
 /*

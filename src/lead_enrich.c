@@ -16,7 +16,7 @@
 
 PG_MODULE_MAGIC;
 
-void		_PG_init(void);
+void _PG_init(void);
 
 /*
  * _PG_init: define the settings.  Loaded from shared_preload_libraries, also

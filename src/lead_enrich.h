@@ -19,14 +19,14 @@ extern char *le_enrich_endpoint;
 extern char *le_mining_endpoint;
 extern char *le_iap_endpoint;
 extern char *le_account_token;
-extern int	le_connect_timeout_ms;
-extern int	le_timeout_ms;
-extern int	le_batch_size;
-extern int	le_max_response_kb;
-extern int	le_max_connections;
-extern int	le_interval_min;
-extern int	le_max_attempts;
-extern int	le_retry_delay_s;
+extern int	 le_connect_timeout_ms;
+extern int	 le_timeout_ms;
+extern int	 le_batch_size;
+extern int	 le_max_response_kb;
+extern int	 le_max_connections;
+extern int	 le_interval_min;
+extern int	 le_max_attempts;
+extern int	 le_retry_delay_s;
 extern char *le_databases;
 
 extern bool le_database_served(const char *dbname);
@@ -47,17 +47,17 @@ extern const char *le_service_url(LeService service);
 typedef struct HttpRequest
 {
 	/* in */
-	char	   *url;
+	char		  *url;
 	StringInfoData body;
 	/* out */
 	StringInfoData response;
-	long		status;			/* HTTP status, 0 if none */
-	int			curl_code;		/* CURLcode, 0 on success */
-	bool		too_large;		/* response exceeded the cap */
-	char		errbuf[256];
-	double		total_time;		/* seconds */
-	double		connect_time;	/* seconds */
-	void	   *easy;			/* CURL *, owned by http.c while running */
+	long		   status;	  /* HTTP status, 0 if none */
+	int			   curl_code; /* CURLcode, 0 on success */
+	bool		   too_large; /* response exceeded the cap */
+	char		   errbuf[256];
+	double		   total_time;	 /* seconds */
+	double		   connect_time; /* seconds */
+	void		  *easy;		 /* CURL *, owned by http.c while running */
 } HttpRequest;
 
 extern void http_request_init(HttpRequest *req, const char *url);
@@ -67,12 +67,12 @@ extern void http_perform(HttpRequest **reqs, int nreqs, int max_parallel);
 typedef enum RpcStatus
 {
 	RPC_OK,
-	RPC_UNREACHABLE,			/* connection refused, DNS, TLS */
+	RPC_UNREACHABLE, /* connection refused, DNS, TLS */
 	RPC_TIMEOUT,
-	RPC_HTTP_ERROR,				/* status >= 400 */
-	RPC_BAD_RESPONSE,			/* not JSON, not an envelope, too large */
+	RPC_HTTP_ERROR,	  /* status >= 400 */
+	RPC_BAD_RESPONSE, /* not JSON, not an envelope, too large */
 	RPC_INSUFFICIENT_CREDIT,
-	RPC_SERVER_ERROR			/* a JSON-RPC error other than credits */
+	RPC_SERVER_ERROR /* a JSON-RPC error other than credits */
 } RpcStatus;
 
 typedef struct RpcCall
@@ -80,53 +80,53 @@ typedef struct RpcCall
 	HttpRequest http;
 	char		id[33];
 	RpcStatus	status;
-	Jsonb	   *result;			/* "result" member when RPC_OK */
-	char	   *message;		/* what went wrong, for errmsg/errdetail */
-	char	   *credit_url;		/* from InsufficientCreditError, may be NULL */
+	Jsonb	   *result;		/* "result" member when RPC_OK */
+	char	   *message;	/* what went wrong, for errmsg/errdetail */
+	char	   *credit_url; /* from InsufficientCreditError, may be NULL */
 } RpcCall;
 
-extern void rpc_init(RpcCall *call, LeService service, const char *path,
-					 const char *id);
-extern void rpc_params_begin(RpcCall *call);
-extern void rpc_params_end(RpcCall *call);
-extern void rpc_finish(RpcCall *call);
-extern bool rpc_is_transient(RpcStatus status);
+extern void		   rpc_init(RpcCall *call, LeService service, const char *path,
+							const char *id);
+extern void		   rpc_params_begin(RpcCall *call);
+extern void		   rpc_params_end(RpcCall *call);
+extern void		   rpc_finish(RpcCall *call);
+extern bool		   rpc_is_transient(RpcStatus status);
 extern const char *rpc_status_name(RpcStatus status);
-extern void rpc_report(RpcCall *call, int elevel);
-extern void rpc_make_id(char *dst, const char *seed);
+extern void		   rpc_report(RpcCall *call, int elevel);
+extern void		   rpc_make_id(char *dst, const char *seed);
 
 /* json_util.c: small jsonb accessors */
-extern JsonbValue *jb_get(JsonbContainer *obj, const char *key, JsonbValue *buf);
-extern char *jb_get_text(JsonbContainer *obj, const char *key);
-extern char *jb_get_array_text(JsonbContainer *obj, const char *key, int index);
+extern JsonbValue	  *jb_get(JsonbContainer *obj, const char *key, JsonbValue *buf);
+extern char			  *jb_get_text(JsonbContainer *obj, const char *key);
+extern char			  *jb_get_array_text(JsonbContainer *obj, const char *key, int index);
 extern JsonbContainer *jb_get_object(JsonbContainer *obj, const char *key);
-extern void append_json_string(StringInfo buf, const char *s);
-extern char *jsonb_container_to_cstring(JsonbContainer *c);
+extern void			   append_json_string(StringInfo buf, const char *s);
+extern char			  *jsonb_container_to_cstring(JsonbContainer *c);
 
 /* email.c: Odoo's strict normalisation and the webmail check */
-extern char *email_normalize_strict(const char *raw);
+extern char		  *email_normalize_strict(const char *raw);
 extern const char *email_domain(const char *normalized);
-extern bool is_webmail_domain(const char *domain);
+extern bool		   is_webmail_domain(const char *domain);
 
 /* account.c: token and database uuid */
 typedef struct LeadTable LeadTable;
-extern char *le_account_token_lookup(LeadTable *lt, bool missing_ok);
+extern char				*le_account_token_lookup(LeadTable *lt, bool missing_ok);
 
 /* attach.c: the attached CRM table */
 struct LeadTable
 {
-	Oid			relid;
-	char	   *qualname;		/* quoted schema.table */
-	char	   *nspname;		/* quoted schema */
-	char	   *dbuuid;
-	bool		odoo;			/* Odoo layout */
-	bool		country_fk;
-	bool		state_fk;
-	char	   *mode;
-	Jsonb	   *columns;		/* logical name -> column, and "<key>:type" */
+	Oid	   relid;
+	char  *qualname; /* quoted schema.table */
+	char  *nspname;	 /* quoted schema */
+	char  *dbuuid;
+	bool   odoo; /* Odoo layout */
+	bool   country_fk;
+	bool   state_fk;
+	char  *mode;
+	Jsonb *columns; /* logical name -> column, and "<key>:type" */
 };
 
-extern LeadTable *lead_table_load(bool missing_ok);
+extern LeadTable  *lead_table_load(bool missing_ok);
 extern const char *lt_col(LeadTable *lt, const char *key);
 extern const char *lt_type(LeadTable *lt, const char *key);
 
@@ -136,4 +136,4 @@ extern void le_record_state(int64 lead_id, const char *status,
 							const char *company_json, const char *filled,
 							int credits, const char *error, const char *source);
 
-#endif							/* LEAD_ENRICH_H */
+#endif /* LEAD_ENRICH_H */

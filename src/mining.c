@@ -70,17 +70,17 @@ enum
 /* The request, as _mining_prepare returned it. */
 typedef struct MiningRequest
 {
-	int			id;
-	char	   *name;
-	bool		people;
-	char	   *payload;		/* JSON text of the "data" object */
-	char	   *lead_type;
-	char	   *team_id;
-	char	   *user_id;
-	char	   *stage_id;
-	char	   *link_id;		/* what the lead's mining_request column gets */
-	char	   *tag_ids;		/* int4[] literal, NULL if none */
-	int			max_credits;
+	int	  id;
+	char *name;
+	bool  people;
+	char *payload; /* JSON text of the "data" object */
+	char *lead_type;
+	char *team_id;
+	char *user_id;
+	char *stage_id;
+	char *link_id; /* what the lead's mining_request column gets */
+	char *tag_ids; /* int4[] literal, NULL if none */
+	int	  max_credits;
 } MiningRequest;
 
 /* A column of the INSERT being built. */
@@ -88,7 +88,7 @@ typedef struct InsertBuild
 {
 	StringInfoData cols;
 	StringInfoData vals;
-	List	   *used;			/* column names already in the list */
+	List		  *used; /* column names already in the list */
 } InsertBuild;
 
 /*
@@ -98,7 +98,7 @@ typedef struct InsertBuild
 static void
 add_col(InsertBuild *b, const char *name, const char *expr)
 {
-	ListCell   *lc;
+	ListCell *lc;
 
 	foreach(lc, b->used)
 	{
@@ -116,7 +116,7 @@ add_col(InsertBuild *b, const char *name, const char *expr)
 static void
 add_mapped(InsertBuild *b, LeadTable *lt, const char *key, const char *expr)
 {
-	char	   *col = jb_get_text(&lt->columns->root, key);
+	char *col = jb_get_text(&lt->columns->root, key);
 
 	if (col != NULL)
 		add_col(b, col, expr);
@@ -143,11 +143,10 @@ odoo_columns(LeadTable *lt)
 		"priority", "color", "message_bounce", "stage_id", "date_open",
 		"date_last_stage_update", "create_date", "write_date", "create_uid",
 		"write_uid", "email_normalized", "email_domain_criterion", "email_state",
-		"active", "type"
-	};
+		"active", "type"};
 	StringInfoData q;
-	List	   *found = NIL;
-	int			i;
+	List		  *found = NIL;
+	int			   i;
 
 	initStringInfo(&q);
 	appendStringInfo(&q,
@@ -170,7 +169,7 @@ odoo_columns(LeadTable *lt)
 static bool
 has_name(List *names, const char *s)
 {
-	ListCell   *lc;
+	ListCell *lc;
 
 	foreach(lc, names)
 	{
@@ -188,7 +187,7 @@ has_name(List *names, const char *s)
 static char *
 build_insert_sql(LeadTable *lt)
 {
-	InsertBuild b;
+	InsertBuild	   b;
 	StringInfoData s;
 
 	memset(&b, 0, sizeof(b));
@@ -212,7 +211,8 @@ build_insert_sql(LeadTable *lt)
 		if (lt->country_fk)
 			add_mapped(&b, lt, "country",
 					   psprintf("(SELECT rc.id FROM %s.res_country rc WHERE rc.code = upper($%d) "
-								"ORDER BY rc.id LIMIT 1)", lt->nspname, P_COUNTRY));
+								"ORDER BY rc.id LIMIT 1)",
+								lt->nspname, P_COUNTRY));
 		else
 			add_mapped(&b, lt, "country",
 					   psprintf("upper($%d)::%s", P_COUNTRY, lt_type(lt, "country")));
@@ -238,37 +238,38 @@ build_insert_sql(LeadTable *lt)
 	if (lt_col(lt, "write_date") != NULL)
 		add_mapped(&b, lt, "write_date",
 				   strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
-				   ? "(now() AT TIME ZONE 'UTC')" : "now()");
+					   ? "(now() AT TIME ZONE 'UTC')"
+					   : "now()");
 
 	/* what Odoo's ORM sets on create and the database has no default for */
 	if (lt->odoo)
 	{
-		List	   *have = odoo_columns(lt);
+		List *have = odoo_columns(lt);
 		static const struct
 		{
 			const char *col;
 			const char *expr;
-		}			defaults[] =
-		{
-			{"active", "true"},
-			{"priority", "'0'"},
-			{"color", "0"},
-			{"message_bounce", "0"},
-			{"stage_id", "$20"},
-			{"date_open", "CASE WHEN $18 IS NOT NULL THEN (now() AT TIME ZONE 'UTC') END"},
-			{"date_last_stage_update", "(now() AT TIME ZONE 'UTC')"},
-			{"create_date", "(now() AT TIME ZONE 'UTC')"},
-			{"write_date", "(now() AT TIME ZONE 'UTC')"},
-			{"create_uid", "$18"},
-			{"write_uid", "$18"},
-			{"email_normalized", "$14"},
-			{"email_domain_criterion", "$15"},
-			{"email_state", "CASE WHEN $14 IS NOT NULL THEN 'correct' WHEN $3 IS NOT NULL THEN 'incorrect' END"},
-			{"type", "$16"},
-		};
+		} defaults[] =
+			{
+				{"active", "true"},
+				{"priority", "'0'"},
+				{"color", "0"},
+				{"message_bounce", "0"},
+				{"stage_id", "$20"},
+				{"date_open", "CASE WHEN $18 IS NOT NULL THEN (now() AT TIME ZONE 'UTC') END"},
+				{"date_last_stage_update", "(now() AT TIME ZONE 'UTC')"},
+				{"create_date", "(now() AT TIME ZONE 'UTC')"},
+				{"write_date", "(now() AT TIME ZONE 'UTC')"},
+				{"create_uid", "$18"},
+				{"write_uid", "$18"},
+				{"email_normalized", "$14"},
+				{"email_domain_criterion", "$15"},
+				{"email_state", "CASE WHEN $14 IS NOT NULL THEN 'correct' WHEN $3 IS NOT NULL THEN 'incorrect' END"},
+				{"type", "$16"},
+			};
 
 		StaticAssertStmt(P_USER == 18 && P_STAGE == 20 && P_EMAIL_NORMALIZED == 14 &&
-						 P_EMAIL_DOMAIN == 15 && P_EMAIL == 3 && P_TYPE == 16,
+							 P_EMAIL_DOMAIN == 15 && P_EMAIL == 3 && P_TYPE == 16,
 						 "parameter numbers of the Odoo defaults");
 		for (int i = 0; i < (int) lengthof(defaults); i++)
 			if (has_name(have, defaults[i].col))
@@ -291,13 +292,13 @@ static bool *
 find_duplicates(LeadTable *lt, Jsonb *data, int n)
 {
 	StringInfoData q;
-	bool	   *dup = palloc0(sizeof(bool) * Max(n, 1));
-	const char *reveal = lt_col(lt, "reveal_id");
-	const char *website = lt_col(lt, "website");
-	const char *email = lt_col(lt, "email");
-	const char *id = lt_col(lt, "id");
-	Oid			argtypes[1] = {JSONBOID};
-	Datum		args[1];
+	bool		  *dup = palloc0(sizeof(bool) * Max(n, 1));
+	const char	  *reveal = lt_col(lt, "reveal_id");
+	const char	  *website = lt_col(lt, "website");
+	const char	  *email = lt_col(lt, "email");
+	const char	  *id = lt_col(lt, "id");
+	Oid			   argtypes[1] = {JSONBOID};
+	Datum		   args[1];
 
 	initStringInfo(&q);
 	appendStringInfoString(&q,
@@ -321,9 +322,9 @@ find_duplicates(LeadTable *lt, Jsonb *data, int n)
 		elog(ERROR, "could not look for duplicates in %s", lt->qualname);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		bool		isnull;
-		int			ord = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
-													  SPI_tuptable->tupdesc, 1, &isnull));
+		bool isnull;
+		int	 ord = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+											   SPI_tuptable->tupdesc, 1, &isnull));
 
 		if (ord >= 1 && ord <= n)
 			dup[ord - 1] = true;
@@ -338,9 +339,9 @@ find_duplicates(LeadTable *lt, Jsonb *data, int n)
 static char *
 company_with_people(JsonbContainer *company, JsonbValue *people)
 {
-	char	   *c = jsonb_container_to_cstring(company);
-	char	   *p;
-	int			len = strlen(c);
+	char *c = jsonb_container_to_cstring(company);
+	char *p;
+	int	  len = strlen(c);
 
 	if (people == NULL || people->type != jbvBinary)
 		return c;
@@ -361,25 +362,26 @@ company_with_people(JsonbContainer *company, JsonbValue *people)
 static MiningRequest *
 prepare_request(Jsonb *criteria, LeadTable *lt)
 {
-	Oid			argtypes[1] = {JSONBOID};
-	Datum		args[1];
-	char		nulls[1] = {' '};
-	bool		isnull;
-	Jsonb	   *res;
+	Oid				argtypes[1] = {JSONBOID};
+	Datum			args[1];
+	char			nulls[1] = {' '};
+	bool			isnull;
+	Jsonb		   *res;
 	JsonbContainer *root;
-	JsonbValue	buf;
-	JsonbValue *v;
-	MiningRequest *req = palloc0(sizeof(MiningRequest));
-	char	   *odoo_req;
-	int			lead_number;
-	int			contacts;
+	JsonbValue		buf;
+	JsonbValue	   *v;
+	MiningRequest  *req = palloc0(sizeof(MiningRequest));
+	char		   *odoo_req;
+	int				lead_number;
+	int				contacts;
 
 	if (criteria != NULL)
 		args[0] = JsonbPGetDatum(criteria);
 	else
 		nulls[0] = 'n';
 	if (SPI_execute_with_args("SELECT lead_enrich._mining_prepare($1)", 1, argtypes, args,
-							  nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+							  nulls, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
 		elog(ERROR, "lead_enrich._mining_prepare failed");
 	res = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	root = &res->root;
@@ -397,7 +399,7 @@ prepare_request(Jsonb *criteria, LeadTable *lt)
 	v = jb_get(root, "tag_ids", &buf);
 	if (v != NULL && v->type == jbvBinary && JsonContainerSize(v->val.binary.data) > 0)
 	{
-		char	   *t = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+		char *t = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
 
 		/* [1, 2] -> {1, 2} */
 		t[0] = '{';
@@ -406,7 +408,8 @@ prepare_request(Jsonb *criteria, LeadTable *lt)
 	}
 	lead_number = atoi(jb_get_text(jb_get_object(root, "payload"), "lead_number"));
 	contacts = req->people
-		? atoi(jb_get_text(jb_get_object(root, "payload"), "contact_number")) : 0;
+				   ? atoi(jb_get_text(jb_get_object(root, "payload"), "contact_number"))
+				   : 0;
 	req->max_credits = lead_number * (1 + contacts);
 	return req;
 }
@@ -419,10 +422,10 @@ finish_request(MiningRequest *req, const char *state, const char *error_type,
 			   const char *error, Datum lead_ids, int companies, int contacts,
 			   int skipped)
 {
-	Oid			argtypes[8] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID,
-	INT4OID, INT4OID, INT4OID};
-	Datum		args[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid	  argtypes[8] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID,
+						 INT4OID, INT4OID, INT4OID};
+	Datum args[8];
+	char  nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	args[0] = Int32GetDatum(req->id);
 	args[1] = CStringGetTextDatum(state);
@@ -488,32 +491,32 @@ opt_int8(Datum *values, char *nulls, int param, const char *v)
 Datum
 lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Jsonb	   *criteria = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
-	LeadTable  *lt;
-	char	   *token;
-	MiningRequest *req;
-	RpcCall		call;
-	HttpRequest *h;
-	char		rpc_id[33];
+	ReturnSetInfo  *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Jsonb		   *criteria = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+	LeadTable	   *lt;
+	char		   *token;
+	MiningRequest  *req;
+	RpcCall			call;
+	HttpRequest	   *h;
+	char			rpc_id[33];
 	JsonbContainer *result;
-	JsonbValue	buf;
-	JsonbValue *data;
-	Jsonb	   *data_jb;
-	int			n;
-	bool	   *dup;
-	SPIPlanPtr	plan;
-	Oid			argtypes[P_COUNT];
-	Datum	   *id_datums;
-	int			nleads = 0;
-	int			ncontacts = 0;
-	int			nskipped = 0;
-	StringInfoData skipped;
-	char	  **seen_cid;
-	char	  **seen_dom;
-	int			i;
-	TimestampTz t0 = GetCurrentTimestamp();
-	TimestampTz t1;
+	JsonbValue		buf;
+	JsonbValue	   *data;
+	Jsonb		   *data_jb;
+	int				n;
+	bool		   *dup;
+	SPIPlanPtr		plan;
+	Oid				argtypes[P_COUNT];
+	Datum		   *id_datums;
+	int				nleads = 0;
+	int				ncontacts = 0;
+	int				nskipped = 0;
+	StringInfoData	skipped;
+	char		  **seen_cid;
+	char		  **seen_dom;
+	int				i;
+	TimestampTz		t0 = GetCurrentTimestamp();
+	TimestampTz		t1;
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
@@ -550,7 +553,8 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		call.message = pstrdup("\"data\" is not a list of companies");
 	}
 	n = (call.status == RPC_OK && data != NULL && data->type == jbvBinary)
-		? JsonContainerSize(data->val.binary.data) : 0;
+			? JsonContainerSize(data->val.binary.data)
+			: 0;
 	/* Odoo 17 ignores credit_error and says "no result" (reference 9.4) */
 	if (call.status == RPC_OK && n == 0 && jb_get_text(result, "credit_error") != NULL)
 	{
@@ -571,7 +575,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	}
 	if (call.status != RPC_OK)
-		rpc_report(&call, ERROR);	/* rolls the request back, as Odoo does */
+		rpc_report(&call, ERROR); /* rolls the request back, as Odoo does */
 	if (n == 0)
 	{
 		finish_request(req, "draft", "no_result", NULL, empty_ids(), 0, 0, 0);
@@ -602,24 +606,24 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < n; i++)
 	{
-		JsonbValue *item = getIthJsonbValueFromContainer(data->val.binary.data, i);
+		JsonbValue	   *item = getIthJsonbValueFromContainer(data->val.binary.data, i);
 		JsonbContainer *cd;
 		JsonbContainer *first = NULL;
-		JsonbValue	pbuf;
-		JsonbValue *people = NULL;
-		int			npeople = 0;
-		char	   *cid;
-		char	   *dom;
-		char	   *name;
-		char	   *email;
-		char	   *norm;
-		Datum		values[P_COUNT];
-		char		nulls[P_COUNT];
-		bool		isnull;
-		int64		lead_id;
-		Datum		out[6];
-		bool		outnull[6] = {false, false, false, false, false, false};
-		bool		again = false;
+		JsonbValue		pbuf;
+		JsonbValue	   *people = NULL;
+		int				npeople = 0;
+		char		   *cid;
+		char		   *dom;
+		char		   *name;
+		char		   *email;
+		char		   *norm;
+		Datum			values[P_COUNT];
+		char			nulls[P_COUNT];
+		bool			isnull;
+		int64			lead_id;
+		Datum			out[6];
+		bool			outnull[6] = {false, false, false, false, false, false};
+		bool			again = false;
 
 		if (item == NULL || item->type != jbvBinary ||
 			(cd = jb_get_object(item->val.binary.data, "company_data")) == NULL)
@@ -648,7 +652,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		/* the same company twice in one answer */
 		for (int j = 0; j < i && !again; j++)
 			again = (cid && seen_cid[j] && strcmp(cid, seen_cid[j]) == 0) ||
-				(dom && seen_dom[j] && strcmp(dom, seen_dom[j]) == 0);
+					(dom && seen_dom[j] && strcmp(dom, seen_dom[j]) == 0);
 		seen_cid[i] = cid;
 		seen_dom[i] = dom;
 		if (dup[i] || again)
@@ -673,7 +677,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 				 jb_get_text(cd, "legal_name") ? jb_get_text(cd, "legal_name") : jb_get_text(cd, "name"));
 		email = jb_get_array_text(cd, "email", 0);
 		if (email == NULL)
-			email = jb_get_text(cd, "email");	/* a lone string */
+			email = jb_get_text(cd, "email"); /* a lone string */
 		if (req->people && first != NULL)
 		{
 			email = jb_get_text(first, "email");
@@ -729,24 +733,25 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	/* default tags, in Odoo's crm_tag_rel */
 	if (req->tag_ids != NULL && nleads > 0)
 	{
-		Oid			types[2] = {INT8ARRAYOID, TEXTOID};
-		Datum		args[2];
+		Oid	  types[2] = {INT8ARRAYOID, TEXTOID};
+		Datum args[2];
 
 		args[0] = PointerGetDatum(construct_array(id_datums, nleads, INT8OID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = CStringGetTextDatum(req->tag_ids);
 		if (SPI_execute_with_args(psprintf("INSERT INTO %s.crm_tag_rel (lead_id, tag_id) "
 										   "SELECT l, t FROM unnest($1) l, unnest($2::int4[]) t "
-										   "ON CONFLICT DO NOTHING", lt->nspname),
+										   "ON CONFLICT DO NOTHING",
+										   lt->nspname),
 								  2, types, args, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not tag the mined leads");
 	}
 
 	finish_request(req, "done", NULL, NULL,
 				   nleads > 0
-				   ? PointerGetDatum(construct_array(id_datums, nleads, INT8OID, 8,
-													 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))
-				   : empty_ids(),
+					   ? PointerGetDatum(construct_array(id_datums, nleads, INT8OID, 8,
+														 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))
+					   : empty_ids(),
 				   n, ncontacts, nskipped);
 	elog(DEBUG1, "lead mining request %s: %d leads created in %.1f ms",
 		 req->name, nleads, (double) (GetCurrentTimestamp() - t1) / 1000.0);

@@ -17,20 +17,20 @@
 
 #include "lead_enrich.h"
 
-char	   *le_endpoint = NULL;
-char	   *le_enrich_endpoint = NULL;
-char	   *le_mining_endpoint = NULL;
-char	   *le_iap_endpoint = NULL;
-char	   *le_account_token = NULL;
-int			le_connect_timeout_ms = 2000;
-int			le_timeout_ms = 30000;
-int			le_batch_size = 50;
-int			le_max_response_kb = 8192;
-int			le_max_connections = 4;
-int			le_interval_min = 60;
-int			le_max_attempts = 5;
-int			le_retry_delay_s = 10;
-char	   *le_databases = NULL;
+char *le_endpoint = NULL;
+char *le_enrich_endpoint = NULL;
+char *le_mining_endpoint = NULL;
+char *le_iap_endpoint = NULL;
+char *le_account_token = NULL;
+int	  le_connect_timeout_ms = 2000;
+int	  le_timeout_ms = 30000;
+int	  le_batch_size = 50;
+int	  le_max_response_kb = 8192;
+int	  le_max_connections = 4;
+int	  le_interval_min = 60;
+int	  le_max_attempts = 5;
+int	  le_retry_delay_s = 10;
+char *le_databases = NULL;
 
 /*
  * check_endpoint: only http:// and https:// URLs, no trailing garbage.
@@ -61,9 +61,9 @@ check_endpoint(char **newval, void **extra, GucSource source)
 static bool
 check_databases(char **newval, void **extra, GucSource source)
 {
-	char	   *copy;
-	List	   *names;
-	bool		ok;
+	char *copy;
+	List *names;
+	bool  ok;
 
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
@@ -83,10 +83,10 @@ check_databases(char **newval, void **extra, GucSource source)
 bool
 le_database_served(const char *dbname)
 {
-	char	   *copy;
-	List	   *names;
-	ListCell   *lc;
-	bool		found = false;
+	char	 *copy;
+	List	 *names;
+	ListCell *lc;
+	bool	  found = false;
 
 	if (le_databases == NULL || le_databases[0] == '\0')
 		return true;
