@@ -752,7 +752,6 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 	LeadTable		 *lt;
 	char			 *token;
 	Datum			  values[2];
-	Oid				  types[2] = {INT8ARRAYOID, INT4OID};
 	int64			 *ids;
 	int				  nids;
 	int				  limit = maxb * le_batch_size;
@@ -780,13 +779,15 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 	{
 		end_xact();
 		set_pause("no IAP account token is configured",
-				  "Set lead_enrich.account_token (ALTER SYSTEM or ALTER DATABASE), then call lead_enrich.wake().");
+				  "Set lead_enrich.account_token with ALTER SYSTEM and reload, then call lead_enrich.wake().");
 		*stop = true;
 		return 0;
 	}
 
 	if (plan == NULL)
 	{
+		Oid types[2] = {INT8ARRAYOID, INT4OID};
+
 		plan = SPI_prepare("SELECT lead_id FROM lead_enrich.lead_state "
 						   "WHERE status = 'pending' AND coalesce(next_attempt_at <= now(), true) "
 						   "AND lead_id <> ALL ($1) ORDER BY lead_id LIMIT $2",
@@ -889,7 +890,11 @@ apply_batch(WorkBatch *wb)
 		{
 			enrich_recheck(b);
 			enrich_apply(b, "worker");
-			/* a malformed answer is recorded per lead by enrich_apply */
+			/*
+			 * A malformed answer is recorded per lead by enrich_apply, which
+			 * sets call->status through b->call (cppcheck cannot see that).
+			 */
+			/* cppcheck-suppress knownConditionTrueFalse */
 			if (call->status != RPC_OK)
 				set_error(psprintf("%s: %s", rpc_status_name(call->status), call->message));
 		}
@@ -1019,7 +1024,6 @@ next_due(void)
 {
 	TimestampTz due = 0;
 	bool		isnull = true;
-	Datum		d;
 
 	begin_xact("looking for retries");
 	if (SPI_execute_with_args("SELECT min(CASE WHEN next_attempt_at > now() THEN next_attempt_at "
@@ -1030,7 +1034,8 @@ next_due(void)
 							  NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
 		if (!isnull)
 			due = DatumGetTimestampTz(d);
 	}
