@@ -62,7 +62,7 @@ SELECT lead_enrich.enrich_lead(999999);
 
 SELECT id, iap_enrich_done FROM crm_lead WHERE id BETWEEN 101 AND 115 ORDER BY id;
 SELECT lead_id, status, domain, credits, error FROM lead_enrich.lead_state WHERE lead_id BETWEEN 101 AND 115 ORDER BY lead_id;
--- three organisations found (whitehouse.gov twice: two calls, the second a new charge), ca.gov, ox.ac.uk
+-- whitehouse.gov twice (two calls: the second one is charged again), ca.gov, ox.ac.uk
 SELECT provider_spent(current_setting('lead_enrich.account_token')) AS spent;
 
 -- bulk: 6 leads of 3 companies + 1 webmail + 1 unknown + 1 won + duplicates in the input
@@ -74,7 +74,7 @@ FROM generate_series(1, 9) g;
 SELECT provider_spent(current_setting('lead_enrich.account_token')) AS spent_before_bulk \gset
 SELECT lead_id, status, filled, credits, detail
 FROM lead_enrich.enrich_leads(ARRAY[201, 202, 203, 204, 205, 206, 207, 208, 209, 201, 202, 424242]) ORDER BY lead_id;
--- distinct domains found: harvard.edu, ca.gov, ox.ac.uk
+-- one credit per company: harvard.edu (www.harvard.edu is the same company), ca.gov, ox.ac.uk
 SELECT provider_spent(current_setting('lead_enrich.account_token')) - :spent_before_bulk AS bulk_spent;
 -- enriching again changes nothing and costs nothing
 SELECT count(*) FILTER (WHERE status = 'skipped') AS skipped FROM lead_enrich.enrich_leads(ARRAY[201, 202, 203, 204, 205, 206]);

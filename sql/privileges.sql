@@ -1,6 +1,10 @@
 -- who may enrich, and who may see the token or move the endpoint
 \set SHOW_CONTEXT never
 SELECT set_config('lead_enrich.account_token', 'regress-priv-' || md5(random()::text), false) IS NOT NULL AS token_set;
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_le_nogrant;   -- left over by an interrupted run
+DROP ROLE IF EXISTS regress_le_sales;
+RESET client_min_messages;
 CREATE ROLE regress_le_nogrant;
 CREATE ROLE regress_le_sales IN ROLE lead_enrich_user;
 GRANT USAGE ON SCHEMA odoo TO regress_le_nogrant, regress_le_sales;

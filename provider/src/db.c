@@ -134,6 +134,20 @@ db_thread_drop(void)
 }
 
 /*
+ * session_lost
+ *		Did the server end this session (a restart, pg_terminate_backend)?
+ *		libpq may still report CONNECTION_OK after reading the FATAL message,
+ *		before it notices the closed socket.
+ */
+static bool
+session_lost(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return state != NULL && (strncmp(state, "57P", 3) == 0 || strncmp(state, "08", 2) == 0);
+}
+
+/*
  * exec_prepared
  *		Run a prepared statement on this thread's connection; if the
  *		connection turns out to be broken, reconnect and try once more (safe:
@@ -153,7 +167,8 @@ exec_prepared(const char *stmt, int nparams, const char *const *values)
 		if (conn == NULL)
 			return NULL;
 		res = PQexecPrepared(conn, stmt, nparams, values, NULL, NULL, 0);
-		if (PQresultStatus(res) == PGRES_TUPLES_OK || PQstatus(conn) == CONNECTION_OK)
+		if (PQresultStatus(res) == PGRES_TUPLES_OK ||
+			(PQstatus(conn) == CONNECTION_OK && !session_lost(res)))
 			return res;
 		PQclear(res);
 		db_thread_drop();
