@@ -71,16 +71,20 @@ le_psql -d lead_provider -tAc "SELECT provider.add_credits('bench-token', 100000
 le_psql -d lead_provider -c "\copy (SELECT domain FROM provider.org ORDER BY md5(domain)) TO STDOUT" >"$LE_RUNDIR/domains.txt"
 PSQL -c "CREATE TABLE bench_domain (n serial, domain text)"
 le_psql -d bench -c "\copy bench_domain (domain) FROM '$LE_RUNDIR/domains.txt'"
+ndomains=$(PSQL -c "SELECT count(*) FROM bench_domain")
+PSQL -c "ALTER TABLE bench_domain ADD PRIMARY KEY (n)"
+# slot: which directory domain lead i of run r uses (60% distinct, 20% repeats)
 PSQL -c "
-CREATE FUNCTION bench_email(i bigint, run int) RETURNS text LANGUAGE sql IMMUTABLE AS \$\$
-	SELECT 'lead' || i || '@' || CASE
-		WHEN i % 10 < 6 THEN (SELECT domain FROM bench_domain
-							  WHERE n = 1 + ((i / 10 * 6 + i % 10) + run * 7919) % (SELECT count(*) FROM bench_domain))
-		WHEN i % 10 < 8 THEN (SELECT domain FROM bench_domain WHERE n = 1 + (i * 31 + run) % 2000)
+CREATE TABLE bench_lead AS
+SELECT i, r, 'lead' || i || '@' || CASE
+		WHEN i % 10 < 6 THEN d1.domain
+		WHEN i % 10 < 8 THEN d2.domain
 		WHEN i % 10 = 8 THEN (ARRAY['gmail.com', 'yahoo.fr', 'outlook.com', 'web.de', 'qq.com'])[1 + i % 5]
-		ELSE 'unknown-' || run || '-' || i || '.example.net' END \$\$;
-CREATE TABLE bench_lead AS SELECT i, bench_email(i, 0) AS e0, bench_email(i, 1) AS e1, bench_email(i, 2) AS e2
-	FROM generate_series(1, $leads) i;"
+		ELSE 'unknown-' || r || '-' || i || '.example.net' END AS email
+FROM generate_series(1, $leads) i CROSS JOIN generate_series(0, 2) r
+LEFT JOIN bench_domain d1 ON d1.n = 1 + ((i / 10 * 6 + i % 10) + r * 7919) % $ndomains
+LEFT JOIN bench_domain d2 ON d2.n = 1 + (i * 31 + r) % 2000;
+CREATE INDEX ON bench_lead (r, i);"
 
 # wait_enriched FIRST LAST: until no lead of the range is pending.
 wait_enriched() {
@@ -106,7 +110,7 @@ worker_pid=$(PSQL -c "SELECT worker_pid FROM lead_enrich.status")
 rss_start=$(awk '/VmRSS/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
 t0=$(now)
 PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
-	SELECT i, 'auto ' || i, 'lead', true, e0, false, now() AT TIME ZONE 'UTC' FROM bench_lead ORDER BY i"
+	SELECT i, 'auto ' || i, 'lead', true, email, false, now() AT TIME ZONE 'UTC' FROM bench_lead WHERE r = 0 ORDER BY i"
 wait_enriched 1 "$leads"
 t1=$(now)
 auto_rate=$(calc "$leads / ($t1 - $t0)")
@@ -117,7 +121,7 @@ PSQL -c "SELECT status, count(*) FROM lead_enrich.lead_state WHERE lead_id <= $l
 PSQL -c "SELECT lead_enrich.set_mode('manual')" >/dev/null
 base=$((leads + 1))
 PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
-	SELECT $leads + i, 'bulk ' || i, 'lead', true, e1, false FROM bench_lead ORDER BY i"
+	SELECT $leads + i, 'bulk ' || i, 'lead', true, email, false FROM bench_lead WHERE r = 1 ORDER BY i"
 t0=$(now)
 PSQL -c "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT generate_series($base, $((2 * leads)))::bigint))" >/dev/null
 t1=$(now)
@@ -131,7 +135,7 @@ le_psql -d bench -c "\copy local_company FROM '$LE_RUNDIR/companies.tsv'"
 PSQL -c "ANALYZE local_company"
 base=$((2 * leads + 1))
 PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
-	SELECT 2 * $leads + i, 'local ' || i, 'lead', true, e2, false FROM bench_lead ORDER BY i"
+	SELECT 2 * $leads + i, 'local ' || i, 'lead', true, email, false FROM bench_lead WHERE r = 2 ORDER BY i"
 t0=$(now)
 PSQL -c "
 WITH m AS (

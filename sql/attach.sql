@@ -1,6 +1,9 @@
 -- attach(): Odoo 17 layout, a plain layout, and the errors
-CREATE EXTENSION lead_enrich;
 \set SHOW_CONTEXT never
+-- IF NOT EXISTS: test/t_upgrade.sh runs this suite on an upgraded extension
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS lead_enrich;
+RESET client_min_messages;
 \set ECHO none
 \i test/fixtures/odoo17_crm.sql
 \set ECHO all
