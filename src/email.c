@@ -192,39 +192,47 @@ email_domain(const char *normalized)
 }
 
 /*
- * is_webmail_domain: whether domain, or a parent domain of it
- * (mail.yahoo.co.uk's yahoo.co.uk), is a generic webmail provider.
- * Needs SPI.
+ * webmail_flags: for each domain, whether it, or a parent domain of it
+ * (mail.yahoo.co.uk's yahoo.co.uk), is a generic webmail provider.  One
+ * query for the whole list.  Needs SPI.
  */
-bool
-is_webmail_domain(const char *domain)
+void
+webmail_flags(const char **domains, int n, bool *out)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum			 *elems;
-	int				  n = 0;
-	const char		 *p;
-	ArrayType		 *arr;
+	int				  nelems = 0;
+	size_t			  cap = 0;
 	Datum			  arg;
 	int				  ret;
+	char			**matches;
+	uint64			  nmatches;
 
-	elems = palloc(sizeof(Datum) * (strlen(domain) / 2 + 2));
-	for (p = domain; p != NULL; p = strchr(p, '.'))
+	memset(out, 0, sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+		cap += strlen(domains[i]) / 2 + 2;
+	if (cap == 0)
+		return;
+	elems = palloc(sizeof(Datum) * cap);
+	for (int i = 0; i < n; i++)
 	{
-		if (*p == '.')
-			p++;
-		if (strchr(p, '.') == NULL)
-			break; /* never a bare top-level domain */
-		elems[n++] = CStringGetTextDatum(p);
+		for (const char *p = domains[i]; p != NULL; p = strchr(p, '.'))
+		{
+			if (*p == '.')
+				p++;
+			if (strchr(p, '.') == NULL)
+				break; /* never a bare top-level domain */
+			elems[nelems++] = CStringGetTextDatum(p);
+		}
 	}
-	if (n == 0)
-		return false;
-	arr = construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
-	arg = PointerGetDatum(arr);
+	if (nelems == 0)
+		return;
+	arg = PointerGetDatum(construct_array(elems, nelems, TEXTOID, -1, false, TYPALIGN_INT));
 
 	if (plan == NULL)
 	{
 		Oid		   argtype = TEXTARRAYOID;
-		SPIPlanPtr p2 = SPI_prepare("SELECT 1 FROM lead_enrich.webmail_domain WHERE domain = ANY ($1) LIMIT 1",
+		SPIPlanPtr p2 = SPI_prepare("SELECT domain FROM lead_enrich.webmail_domain WHERE domain = ANY ($1)",
 									1, &argtype);
 
 		if (p2 == NULL)
@@ -232,8 +240,44 @@ is_webmail_domain(const char *domain)
 		SPI_keepplan(p2);
 		plan = p2;
 	}
-	ret = SPI_execute_plan(plan, &arg, NULL, true, 1);
+	ret = SPI_execute_plan(plan, &arg, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "webmail look-up failed: %s", SPI_result_code_string(ret));
-	return SPI_processed > 0;
+	nmatches = SPI_processed;
+	if (nmatches == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return;
+	}
+	matches = palloc(sizeof(char *) * nmatches);
+	for (uint64 r = 0; r < nmatches; r++)
+		matches[r] = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+	SPI_freetuptable(SPI_tuptable);
+
+	/* a domain matches when it ends with a match at a label boundary */
+	for (int i = 0; i < n; i++)
+	{
+		size_t dlen = strlen(domains[i]);
+
+		for (uint64 r = 0; r < nmatches && !out[i]; r++)
+		{
+			size_t mlen = strlen(matches[r]);
+
+			if (mlen <= dlen && strcmp(domains[i] + dlen - mlen, matches[r]) == 0 &&
+				(mlen == dlen || domains[i][dlen - mlen - 1] == '.'))
+				out[i] = true;
+		}
+	}
+}
+
+/*
+ * is_webmail_domain: webmail_flags for one domain.
+ */
+bool
+is_webmail_domain(const char *domain)
+{
+	bool flag;
+
+	webmail_flags(&domain, 1, &flag);
+	return flag;
 }

@@ -23,8 +23,8 @@
  * a manual enrichment from sending the same lead at the same time is a
  * per-lead advisory lock (le_lock_lead): the worker takes it, without
  * waiting, for every lead it claims and keeps it until the answer is
- * written; a manual enrichment takes it, waiting, before it locks the
- * rows, and then finds the lead done.
+ * written; a manual enrichment takes it, waiting, until it holds the
+ * rows' locks, and then finds the lead done.
  *
  *-------------------------------------------------------------------------
  */
@@ -83,21 +83,22 @@ keep_plan(const char *sql, int nargs, Oid *argtypes)
  * type, which truncates to a varchar's length instead of failing.
  */
 static void
-text_set_expr(StringInfo s, LeadTable *lt, const char *key, int param)
+text_set_expr(StringInfo s, LeadTable *lt, const char *key, const char *input)
 {
 	appendStringInfo(s,
-					 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce($%d, '') <> '' "
-					 "THEN $%d::%s END AS n_%s",
-					 lt_col(lt, key), param, param, lt_type(lt, key), key);
+					 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce(o.%s, '') <> '' "
+					 "THEN o.%s::%s END AS n_%s",
+					 lt_col(lt, key), input, input, lt_type(lt, key), key);
 }
 
 /*
- * build_update_sql: the fill-only-empty UPDATE for this table.  Returns
- * the array of column names it filled.
+ * build_update_sql: the fill-only-empty UPDATE of a whole batch, one
+ * statement (per-lead statements cost more in executor start-up than in
+ * work).  Returns each updated lead's id and the columns it filled.
  *
- * $1 lead id, $2 name, $3 clearbit_id, $4 location, $5 city,
- * $6 postal_code, $7 phone_numbers[0], $8 phone_numbers[1],
- * $9 country_code, $10 state_code.
+ * Parameters, arrays of the same length: $1 lead ids, $2 name,
+ * $3 clearbit_id, $4 location, $5 city, $6 postal_code,
+ * $7 phone_numbers[0], $8 phone_numbers[1], $9 country_code, $10 state_code.
  */
 static char *
 build_update_sql(LeadTable *lt)
@@ -105,16 +106,16 @@ build_update_sql(LeadTable *lt)
 	static const struct
 	{
 		const char *key;
-		int			param;
+		const char *input;
 	} text_cols[] =
 		{
-			{"partner_name", 2},
-			{"reveal_id", 3},
-			{"street", 4},
-			{"city", 5},
-			{"zip", 6},
-			{"phone", 7},
-			{"mobile", 8},
+			{"partner_name", "in_name"},
+			{"reveal_id", "in_cid"},
+			{"street", "in_loc"},
+			{"city", "in_city"},
+			{"zip", "in_zip"},
+			{"phone", "in_ph0"},
+			{"mobile", "in_ph1"},
 		};
 	StringInfoData s;
 	StringInfoData sets;
@@ -128,7 +129,12 @@ build_update_sql(LeadTable *lt)
 	initStringInfo(&sets);
 	initStringInfo(&filled);
 
-	appendStringInfo(&s, "WITH o AS (SELECT l.* FROM %s l WHERE l.%s = $1), ", lt->qualname, id);
+	appendStringInfo(&s,
+					 "WITH i AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], "
+					 "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "
+					 "AS i(in_id, in_name, in_cid, in_loc, in_city, in_zip, in_ph0, in_ph1, in_cc, in_sc)), "
+					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id), ",
+					 lt->qualname, id);
 
 	/* step 1: the new country, needed to find the state */
 	appendStringInfoString(&s, "c AS (SELECT o.*");
@@ -136,13 +142,13 @@ build_update_sql(LeadTable *lt)
 	{
 		if (lt->country_fk)
 			appendStringInfo(&s,
-							 ", CASE WHEN o.%s IS NULL AND coalesce($9, '') <> '' THEN "
-							 "(SELECT rc.id FROM %s.res_country rc WHERE rc.code = upper($9) LIMIT 1) END AS n_country",
+							 ", CASE WHEN o.%s IS NULL AND coalesce(o.in_cc, '') <> '' THEN "
+							 "(SELECT rc.id FROM %s.res_country rc WHERE rc.code = upper(o.in_cc) LIMIT 1) END AS n_country",
 							 country, lt->nspname);
 		else
 			appendStringInfo(&s,
-							 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce($9, '') <> '' "
-							 "THEN upper($9)::%s END AS n_country",
+							 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce(o.in_cc, '') <> '' "
+							 "THEN upper(o.in_cc)::%s END AS n_country",
 							 country, lt_type(lt, "country"));
 	}
 	appendStringInfoString(&s, " FROM o), ");
@@ -153,7 +159,7 @@ build_update_sql(LeadTable *lt)
 	{
 		if (lt_col(lt, text_cols[i].key) == NULL)
 			continue;
-		text_set_expr(&s, lt, text_cols[i].key, text_cols[i].param);
+		text_set_expr(&s, lt, text_cols[i].key, text_cols[i].input);
 		appendStringInfo(&sets, ", %s = coalesce(v.n_%s, t.%s)",
 						 lt_col(lt, text_cols[i].key), text_cols[i].key,
 						 lt_col(lt, text_cols[i].key));
@@ -171,16 +177,16 @@ build_update_sql(LeadTable *lt)
 	{
 		if (lt->state_fk && lt->country_fk && country != NULL)
 			appendStringInfo(&s,
-							 ", CASE WHEN o.%s IS NULL AND coalesce($10, '') <> '' THEN "
-							 "(SELECT s.id FROM %s.res_country_state s WHERE s.code = $10 "
+							 ", CASE WHEN o.%s IS NULL AND coalesce(o.in_sc, '') <> '' THEN "
+							 "(SELECT s.id FROM %s.res_country_state s WHERE s.code = o.in_sc "
 							 "AND s.country_id = coalesce(o.n_country, o.%s) LIMIT 1) END AS n_state",
 							 state, lt->nspname, country);
 		else if (lt->state_fk)
 			appendStringInfoString(&s, ", NULL::integer AS n_state");
 		else
 			appendStringInfo(&s,
-							 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce($10, '') <> '' "
-							 "THEN $10::%s END AS n_state",
+							 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce(o.in_sc, '') <> '' "
+							 "THEN o.in_sc::%s END AS n_state",
 							 state, lt_type(lt, "state"));
 		appendStringInfo(&sets, ", %s = coalesce(v.n_state, t.%s)", state, state);
 		appendStringInfo(&filled, ", CASE WHEN v.n_state IS NOT NULL THEN %s END",
@@ -197,7 +203,7 @@ build_update_sql(LeadTable *lt)
 						 strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
 							 ? " AT TIME ZONE 'UTC'"
 							 : "");
-	appendStringInfo(&s, " FROM v WHERE t.%s = $1 RETURNING array_remove(ARRAY[NULL::text%s], NULL)",
+	appendStringInfo(&s, " FROM v WHERE t.%s = v.in_id RETURNING v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
 					 id, filled.data);
 	return s.data;
 }
@@ -263,9 +269,9 @@ prepare_plans(LeadTable *lt)
 	appendStringInfoString(&s, " SKIP LOCKED");
 	plans.select_skip_plan = keep_plan(s.data, 1, argtypes);
 
-	argtypes[0] = INT8OID;
+	argtypes[0] = INT8ARRAYOID;
 	for (i = 1; i < UPDATE_NARGS; i++)
-		argtypes[i] = TEXTOID;
+		argtypes[i] = TEXTARRAYOID;
 	plans.update_plan = keep_plan(build_update_sql(lt), UPDATE_NARGS, argtypes);
 
 	if (done != NULL)
@@ -277,7 +283,7 @@ prepare_plans(LeadTable *lt)
 							 strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
 								 ? " AT TIME ZONE 'UTC'"
 								 : "");
-		appendStringInfo(&s, " WHERE %s = $1", id);
+		appendStringInfo(&s, " WHERE %s = ANY ($1)", id);
 		plans.done_plan = keep_plan(s.data, 1, argtypes);
 	}
 
@@ -287,76 +293,153 @@ prepare_plans(LeadTable *lt)
 }
 
 /*
- * le_record_state: upsert a lead's outcome.  attempts counts provider
- * calls that concerned the lead.
+ * int8_array: an int8[] datum of ids.
  */
-void
-le_record_state(int64 lead_id, const char *status, const char *email,
-				const char *domain, const char *company_json, const char *filled,
-				int credits, const char *error, const char *source)
+Datum
+int8_array(int64 *ids, int n)
+{
+	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * A batch of lead outcomes, written to lead_state by one statement.
+ */
+#define STATE_NCOLS 8
+typedef struct StateBuf
+{
+	int	   n;
+	int	   cap;
+	Datum *values[STATE_NCOLS];
+	bool  *nulls[STATE_NCOLS];
+} StateBuf;
+
+static const Oid state_types[STATE_NCOLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID,
+											 TEXTOID, TEXTOID, INT4OID, TEXTOID};
+
+/*
+ * state_add: one outcome; filled is a text[] literal, company JSON text.
+ */
+static void
+state_add(StateBuf *sb, int64 lead_id, const char *status, const char *email,
+		  const char *domain, const char *company_json, const char *filled,
+		  int credits, const char *error)
+{
+	const char *texts[STATE_NCOLS] = {NULL, status, email, domain, company_json, filled, NULL, error};
+	int			k;
+
+	if (sb->n == sb->cap)
+	{
+		sb->cap = sb->cap ? sb->cap * 2 : 64;
+		for (k = 0; k < STATE_NCOLS; k++)
+		{
+			sb->values[k] = sb->values[k] ? repalloc(sb->values[k], sizeof(Datum) * sb->cap)
+										  : palloc(sizeof(Datum) * sb->cap);
+			sb->nulls[k] = sb->nulls[k] ? repalloc(sb->nulls[k], sizeof(bool) * sb->cap)
+										: palloc(sizeof(bool) * sb->cap);
+		}
+	}
+	for (k = 0; k < STATE_NCOLS; k++)
+	{
+		sb->nulls[k][sb->n] = false;
+		if (k == 0)
+			sb->values[k][sb->n] = Int64GetDatum(lead_id);
+		else if (k == 6)
+			sb->values[k][sb->n] = Int32GetDatum(credits);
+		else if (texts[k] != NULL)
+			sb->values[k][sb->n] = CStringGetTextDatum(texts[k]);
+		else
+			sb->nulls[k][sb->n] = true;
+	}
+	sb->n++;
+}
+
+/*
+ * state_flush: upsert the outcomes.  attempts counts provider calls that
+ * concerned the lead.
+ */
+static void
+state_flush(StateBuf *sb, const char *source)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum			  values[9];
-	char			  nulls[9];
+	Datum			  args[STATE_NCOLS + 1];
+	int				  dims[1];
+	int				  lbs[1] = {1};
 	int				  ret;
+	int				  k;
 
+	if (sb->n == 0)
+		return;
 	if (plan == NULL)
 	{
-		Oid types[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-						INT4OID, TEXTOID, TEXTOID};
+		Oid types[STATE_NCOLS + 1] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+									  TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTOID};
 
 		plan = keep_plan(
 			"INSERT INTO lead_enrich.lead_state AS s "
 			"(lead_id, status, email, domain, company, filled, credits, attempts, error, source, "
 			" next_attempt_at, updated_at) "
-			"VALUES ($1, $2, $3, $4, $5::jsonb, coalesce($6::text[], '{}'), $7, "
-			"        CASE WHEN $2 IN ('enriched', 'not_found', 'error', 'insufficient_credit') THEN 1 ELSE 0 END, "
-			"        $8, $9, NULL, now()) "
+			"SELECT u.id, u.st, u.em, u.dom, u.comp::jsonb, coalesce(u.fil::text[], '{}'), u.cr, "
+			"       CASE WHEN u.st IN ('enriched', 'not_found', 'error', 'insufficient_credit') THEN 1 ELSE 0 END, "
+			"       u.err, $9, NULL, now() "
+			"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS u(id, st, em, dom, comp, fil, cr, err) "
 			"ON CONFLICT (lead_id) DO UPDATE SET status = excluded.status, email = excluded.email, "
 			"  domain = excluded.domain, company = coalesce(excluded.company, CASE WHEN excluded.status = 'error' "
 			"  OR excluded.status = 'insufficient_credit' THEN s.company END), "
 			"  filled = excluded.filled, credits = s.credits + excluded.credits, "
 			"  attempts = s.attempts + excluded.attempts, error = excluded.error, "
 			"  source = excluded.source, next_attempt_at = NULL, updated_at = now()",
-			9, types);
+			STATE_NCOLS + 1, types);
 	}
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(lead_id);
-	values[1] = CStringGetTextDatum(status);
-#define OPT_TEXT(i, v) \
-	do \
-	{ \
-		if ((v) != NULL) \
-			values[i] = CStringGetTextDatum(v); \
-		else \
-			nulls[i] = 'n'; \
-	} while (0)
-	OPT_TEXT(2, email);
-	OPT_TEXT(3, domain);
-	OPT_TEXT(4, company_json);
-	OPT_TEXT(5, filled);
-	values[6] = Int32GetDatum(credits);
-	OPT_TEXT(7, error);
-	values[8] = CStringGetTextDatum(source);
-#undef OPT_TEXT
-	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	dims[0] = sb->n;
+	for (k = 0; k < STATE_NCOLS; k++)
+	{
+		int16 typlen;
+		bool  typbyval;
+		char  typalign;
+
+		get_typlenbyvalalign(state_types[k], &typlen, &typbyval, &typalign);
+		args[k] = PointerGetDatum(construct_md_array(sb->values[k], sb->nulls[k], 1, dims, lbs,
+													 state_types[k], typlen, typbyval, typalign));
+	}
+	args[STATE_NCOLS] = CStringGetTextDatum(source);
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not record the outcome of lead " INT64_FORMAT ": %s",
-			 lead_id, SPI_result_code_string(ret));
+		elog(ERROR, "could not record lead outcomes: %s", SPI_result_code_string(ret));
+	sb->n = 0;
 }
 
 /*
- * mark_done: set the table's done flag (generic domain, not found).
+ * le_record_state: upsert one lead's outcome.
+ */
+void
+le_record_state(int64 lead_id, const char *status, const char *email,
+				const char *domain, const char *company_json, const char *filled,
+				int credits, const char *error, const char *source)
+{
+	StateBuf sb = {0};
+
+	state_add(&sb, lead_id, status, email, domain, company_json, filled, credits, error);
+	state_flush(&sb, source);
+}
+
+/*
+ * mark_done: set the table's done flag of several leads (generic domain,
+ * not found) in one statement.
  */
 static void
-mark_done(int64 lead_id)
+mark_done(int64 *ids, int n)
 {
-	Datum arg = Int64GetDatum(lead_id);
+	Datum arg;
 
-	if (plans.done_plan == NULL)
+	if (plans.done_plan == NULL || n == 0)
 		return;
+	arg = int8_array(ids, n);
 	if (SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not mark lead " INT64_FORMAT " enriched", lead_id);
+		elog(ERROR, "could not mark %d leads enriched", n);
 }
 
 /*
@@ -397,14 +480,46 @@ le_unlock_lead(int64 lead_id)
 }
 
 /*
+ * select_waiting: the manual path's SELECT ... FOR UPDATE.  Wait for the
+ * worker to finish with these leads (their advisory locks), lock the rows,
+ * then let the advisory locks go: from here the row locks, held to the end
+ * of the transaction, keep the worker away (it claims with SKIP LOCKED).
+ * Holding one lock per lead to the end of a bulk call would exhaust the
+ * lock table.
+ */
+static int
+select_waiting(int64 *ids, int nids, Datum arg)
+{
+	volatile int nlocked = 0;
+	int			 ret;
+
+	PG_TRY();
+	{
+		for (; nlocked < nids; nlocked++)
+			(void) le_lock_lead(ids[nlocked], true, true);
+		ret = SPI_execute_plan(plans.select_plan, &arg, NULL, false, 0);
+	}
+	PG_CATCH();
+	{
+		for (int i = 0; i < nlocked; i++)
+			le_unlock_lead(ids[i]);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	for (int i = 0; i < nlocked; i++)
+		le_unlock_lead(ids[i]);
+	return ret;
+}
+
+/*
  * enrich_prepare: read and lock the leads, classify them, collect the
  * distinct domains.  With skip_locked, leads locked by someone else are
  * left out (the worker); otherwise the call waits for them (manual).
  * Leads in ids that do not exist end with status "missing".
  *
- * Without skip_locked, the leads' advisory locks are taken first, so that
- * a lead the worker is enriching right now is seen done once its answer
- * is written, not sent a second time.
+ * Without skip_locked, the leads' advisory locks are taken first (and let
+ * go once the rows are locked), so that a lead the worker is enriching
+ * right now is seen done once its answer is written, not sent twice.
  */
 EnrichBatch *
 enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
@@ -425,18 +540,15 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 	b->owner = palloc0(sizeof(int) * nids);
 
 	for (i = 0; i < nids; i++)
-	{
 		d[i] = Int64GetDatum(ids[i]);
-		if (!skip_locked)
-			(void) le_lock_lead(ids[i], false, true);
-	}
 	arg = PointerGetDatum(construct_array(d, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	ret = SPI_execute_plan(skip_locked ? plans.select_skip_plan : plans.select_plan,
-						   &arg, NULL, false, 0);
+	if (skip_locked)
+		ret = SPI_execute_plan(plans.select_skip_plan, &arg, NULL, false, 0);
+	else
+		ret = select_waiting(ids, nids, arg);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the leads: %s", SPI_result_code_string(ret));
 
-	/* is_webmail_domain runs SPI too: keep this result set aside */
 	tt = SPI_tuptable;
 	nrows = SPI_processed;
 	for (r = 0; r < nrows; r++)
@@ -445,7 +557,6 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 		TupleDesc desc = tt->tupdesc;
 		LeadRow	 *row = &b->rows[b->n++];
 		bool	  isnull;
-		int		  j;
 
 		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		row->email_raw = SPI_getvalue(tup, desc, 2);
@@ -474,25 +585,49 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 			continue;
 		}
 		row->domain = email_domain(row->email);
-		if (is_webmail_domain(row->domain))
-		{
-			row->status = "generic_domain";
-			continue;
-		}
-		/* one request entry per distinct domain: the first lead owns it */
-		for (j = 0; j < b->ndomains; j++)
-			if (strcmp(b->domains[j], row->domain) == 0)
-				break;
-		if (j == b->ndomains)
-		{
-			b->domains[j] = pstrdup(row->domain);
-			b->owner[j] = b->n - 1;
-			b->ndomains++;
-		}
-		row->owner = j;
 		row->status = "pending";
 	}
 	SPI_freetuptable(tt);
+
+	/* generic webmail domains, one query for the batch */
+	{
+		const char **doms = palloc(sizeof(char *) * Max(b->n, 1));
+		int			*which = palloc(sizeof(int) * Max(b->n, 1));
+		bool		*webmail = palloc(sizeof(bool) * Max(b->n, 1));
+		int			 nd = 0;
+
+		for (i = 0; i < b->n; i++)
+		{
+			if (strcmp(b->rows[i].status, "pending") == 0)
+			{
+				which[nd] = i;
+				doms[nd++] = b->rows[i].domain;
+			}
+		}
+		webmail_flags(doms, nd, webmail);
+		for (int k = 0; k < nd; k++)
+		{
+			LeadRow *row = &b->rows[which[k]];
+			int		 j;
+
+			if (webmail[k])
+			{
+				row->status = "generic_domain";
+				continue;
+			}
+			/* one request entry per distinct domain: the first lead owns it */
+			for (j = 0; j < b->ndomains; j++)
+				if (strcmp(b->domains[j], row->domain) == 0)
+					break;
+			if (j == b->ndomains)
+			{
+				b->domains[j] = pstrdup(row->domain);
+				b->owner[j] = which[k];
+				b->ndomains++;
+			}
+			row->owner = j;
+		}
+	}
 
 	/* ids that are not (or no longer) in the table, or locked elsewhere */
 	for (i = 0; i < nids && !skip_locked; i++)
@@ -654,18 +789,24 @@ enrich_call(EnrichBatch *b, const char *token)
 }
 
 /*
- * apply_company: the fill-only-empty UPDATE for one lead; returns the
- * filled columns as a text[] literal.
+ * CompanyBuf: the batch UPDATE's input arrays, one element per lead.
  */
-static char *
-apply_company(LeadRow *row, JsonbContainer *company)
+typedef struct CompanyBuf
 {
-	Datum values[UPDATE_NARGS];
-	char  nulls[UPDATE_NARGS];
+	int		  n;
+	LeadRow **rows;
+	Datum	 *values[UPDATE_NARGS];
+	bool	 *nulls[UPDATE_NARGS];
+} CompanyBuf;
+
+/*
+ * company_add: queue the fill-only-empty update of one lead.
+ */
+static void
+company_add(CompanyBuf *cb, LeadRow *row, JsonbContainer *company)
+{
 	char *v[UPDATE_NARGS];
-	char *filled;
-	int	  ret;
-	int	  i;
+	int	  k;
 
 	v[0] = NULL;
 	v[1] = jb_get_text(company, "name");
@@ -678,23 +819,56 @@ apply_company(LeadRow *row, JsonbContainer *company)
 	v[8] = jb_get_text(company, "country_code");
 	v[9] = jb_get_text(company, "state_code");
 
-	values[0] = Int64GetDatum(row->id);
-	nulls[0] = ' ';
-	for (i = 1; i < UPDATE_NARGS; i++)
+	cb->rows[cb->n] = row;
+	cb->values[0][cb->n] = Int64GetDatum(row->id);
+	cb->nulls[0][cb->n] = false;
+	for (k = 1; k < UPDATE_NARGS; k++)
 	{
-		nulls[i] = v[i] ? ' ' : 'n';
-		values[i] = v[i] ? CStringGetTextDatum(v[i]) : (Datum) 0;
+		cb->nulls[k][cb->n] = v[k] == NULL;
+		cb->values[k][cb->n] = v[k] ? CStringGetTextDatum(v[k]) : (Datum) 0;
 	}
-	ret = SPI_execute_plan(plans.update_plan, values, nulls, false, 0);
+	cb->n++;
+}
+
+/*
+ * company_flush: the batch UPDATE; sets each updated lead's filled
+ * columns (a text[] literal).  A lead deleted meanwhile gets none.
+ */
+static void
+company_flush(CompanyBuf *cb)
+{
+	Datum  args[UPDATE_NARGS];
+	int	   dims[1] = {cb->n};
+	int	   lbs[1] = {1};
+	int	   ret;
+	uint64 r;
+
+	if (cb->n == 0)
+		return;
+	args[0] = PointerGetDatum(construct_md_array(cb->values[0], cb->nulls[0], 1, dims, lbs,
+												 INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (int k = 1; k < UPDATE_NARGS; k++)
+		args[k] = PointerGetDatum(construct_md_array(cb->values[k], cb->nulls[k], 1, dims, lbs,
+													 TEXTOID, -1, false, TYPALIGN_INT));
+	ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not update lead " INT64_FORMAT ": %s", row->id,
-			 SPI_result_code_string(ret));
-	if (SPI_processed == 0)
-		filled = NULL;
-	else
-		filled = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		elog(ERROR, "could not update %d leads: %s", cb->n, SPI_result_code_string(ret));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		bool  isnull;
+		int64 id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+											   1, &isnull));
+
+		for (int k = 0; k < cb->n; k++)
+		{
+			if (cb->rows[k]->id == id)
+			{
+				cb->rows[k]->filled = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+				break;
+			}
+		}
+	}
 	SPI_freetuptable(SPI_tuptable);
-	return filled;
 }
 
 /*
@@ -704,20 +878,25 @@ apply_company(LeadRow *row, JsonbContainer *company)
 void
 enrich_apply_local(EnrichBatch *b, const char *source)
 {
-	int i;
+	StateBuf sb = {0};
+	int64	*done = palloc(sizeof(int64) * Max(b->n, 1));
+	int		 ndone = 0;
+	int		 i;
 
 	for (i = 0; i < b->n; i++)
 	{
 		LeadRow *row = &b->rows[i];
 
 		if (strcmp(row->status, "generic_domain") == 0)
-			mark_done(row->id);
+			done[ndone++] = row->id;
 		if (strcmp(row->status, "generic_domain") == 0 ||
 			strcmp(row->status, "invalid_email") == 0 ||
 			strcmp(row->status, "no_email") == 0)
-			le_record_state(row->id, row->status, row->email ? row->email : row->email_raw,
-							row->domain, NULL, NULL, 0, NULL, source);
+			state_add(&sb, row->id, row->status, row->email ? row->email : row->email_raw,
+					  row->domain, NULL, NULL, 0, NULL);
 	}
+	mark_done(done, ndone);
+	state_flush(&sb, source);
 }
 
 /*
@@ -739,17 +918,24 @@ first_charge(char **charged, int *ncharged, const char *company_id, const char *
 
 /*
  * enrich_apply: write the provider's answer (or the failure) for every
- * lead that was sent.  A failed call leaves the leads not done, with the
- * failure recorded.
+ * lead that was sent, in three statements whatever the batch's size: the
+ * fill-only-empty UPDATE of the leads found, the done flag of those not
+ * found, and the outcomes.  A failed call leaves the leads not done, with
+ * the failure recorded.
  */
 void
 enrich_apply(EnrichBatch *b, const char *source)
 {
-	RpcCall		   *call = b->call;
-	JsonbContainer *result = NULL;
-	char		  **charged;
-	int				ncharged = 0;
-	int				i;
+	RpcCall			*call = b->call;
+	JsonbContainer	*result = NULL;
+	char		   **charged;
+	int				 ncharged = 0;
+	StateBuf		 sb = {0};
+	CompanyBuf		 cb = {0};
+	JsonbContainer **companies;
+	int64			*not_found;
+	int				 nnot_found = 0;
+	int				 i;
 
 	if (call == NULL)
 		return;
@@ -763,7 +949,16 @@ enrich_apply(EnrichBatch *b, const char *source)
 		}
 	}
 	charged = palloc0(sizeof(char *) * Max(b->ndomains, 1));
+	companies = palloc0(sizeof(JsonbContainer *) * Max(b->n, 1));
+	not_found = palloc(sizeof(int64) * Max(b->n, 1));
+	cb.rows = palloc(sizeof(LeadRow *) * Max(b->n, 1));
+	for (int k = 0; k < UPDATE_NARGS; k++)
+	{
+		cb.values[k] = palloc(sizeof(Datum) * Max(b->n, 1));
+		cb.nulls[k] = palloc(sizeof(bool) * Max(b->n, 1));
+	}
 
+	/* what the answer says of each lead sent */
 	for (i = 0; i < b->n; i++)
 	{
 		LeadRow	   *row = &b->rows[i];
@@ -777,45 +972,53 @@ enrich_apply(EnrichBatch *b, const char *source)
 		{
 			row->status = call->status == RPC_INSUFFICIENT_CREDIT ? "insufficient_credit" : "error";
 			row->error = call->message;
-			le_record_state(row->id, row->status, row->email, row->domain, NULL, NULL, 0,
-							psprintf("%s: %s", rpc_status_name(call->status), call->message), source);
+			state_add(&sb, row->id, row->status, row->email, row->domain, NULL, NULL, 0,
+					  psprintf("%s: %s", rpc_status_name(call->status), call->message));
 			continue;
 		}
 		snprintf(key, sizeof(key), INT64_FORMAT, b->rows[b->owner[row->owner]].id);
 		val = jb_get(result, key, &buf);
 		if (val != NULL && val->type == jbvBinary && JsonContainerIsObject(val->val.binary.data))
 		{
-			JsonbContainer *company = val->val.binary.data;
-
-			row->filled = apply_company(row, company);
-			if (row->filled == NULL)
-			{
-				row->status = "missing"; /* deleted meanwhile */
-				continue;
-			}
-			row->company = jsonb_container_to_cstring(company);
-			row->credits = first_charge(charged, &ncharged, jb_get_text(company, "clearbit_id"),
-										row->domain);
-			row->status = "enriched";
-			le_record_state(row->id, "enriched", row->email, row->domain, row->company,
-							row->filled, row->credits, NULL, source);
+			companies[i] = val->val.binary.data;
+			company_add(&cb, row, companies[i]);
 		}
 		else if (val == NULL || val->type == jbvNull ||
 				 (val->type == jbvBool && !val->val.boolean))
 		{
-			mark_done(row->id);
+			not_found[nnot_found++] = row->id;
 			row->status = "not_found";
-			le_record_state(row->id, "not_found", row->email, row->domain, NULL, NULL, 0,
-							NULL, source);
+			state_add(&sb, row->id, "not_found", row->email, row->domain, NULL, NULL, 0, NULL);
 		}
 		else
 		{
 			row->status = "error";
 			row->error = psprintf("the provider's value for lead %s is neither a company nor false", key);
-			le_record_state(row->id, "error", row->email, row->domain, NULL, NULL, 0,
-							row->error, source);
+			state_add(&sb, row->id, "error", row->email, row->domain, NULL, NULL, 0, row->error);
 		}
 	}
+
+	company_flush(&cb);
+	for (i = 0; i < b->n; i++)
+	{
+		LeadRow *row = &b->rows[i];
+
+		if (companies[i] == NULL)
+			continue;
+		if (row->filled == NULL)
+		{
+			row->status = "missing"; /* deleted meanwhile */
+			continue;
+		}
+		row->company = jsonb_container_to_cstring(companies[i]);
+		row->credits = first_charge(charged, &ncharged, jb_get_text(companies[i], "clearbit_id"),
+									row->domain);
+		row->status = "enriched";
+		state_add(&sb, row->id, "enriched", row->email, row->domain, row->company,
+				  row->filled, row->credits, NULL);
+	}
+	mark_done(not_found, nnot_found);
+	state_flush(&sb, source);
 }
 
 /*

@@ -42,6 +42,7 @@ extern RpcCall	   *enrich_call(EnrichBatch *b, const char *token);
 extern void			enrich_apply_local(EnrichBatch *b, const char *source);
 extern void			enrich_apply(EnrichBatch *b, const char *source);
 extern int			sort_unique_ids(int64 *ids, int n);
+extern Datum		int8_array(int64 *ids, int n);
 
 /* for the background worker (worker.c) */
 extern void			enrich_recheck(EnrichBatch *b);

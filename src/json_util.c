@@ -111,5 +111,6 @@ append_json_string(StringInfo buf, const char *s)
 char *
 jsonb_container_to_cstring(JsonbContainer *c)
 {
-	return JsonbToCString(NULL, c, VARSIZE(c));
+	/* a container is not a varlena: no size to pass as an estimate */
+	return JsonbToCString(NULL, c, -1);
 }

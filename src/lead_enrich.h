@@ -107,6 +107,7 @@ extern char			  *jsonb_container_to_cstring(JsonbContainer *c);
 extern char		  *email_normalize_strict(const char *raw);
 extern const char *email_domain(const char *normalized);
 extern bool		   is_webmail_domain(const char *domain);
+extern void		   webmail_flags(const char **domains, int n, bool *out);
 
 /* account.c: token and database uuid */
 typedef struct LeadTable LeadTable;

@@ -26,7 +26,7 @@ int	  le_connect_timeout_ms = 2000;
 int	  le_timeout_ms = 30000;
 int	  le_batch_size = 50;
 int	  le_max_response_kb = 8192;
-int	  le_max_connections = 4;
+int	  le_max_connections = 8;
 int	  le_interval_min = 60;
 int	  le_max_attempts = 5;
 int	  le_retry_delay_s = 10;
@@ -150,7 +150,7 @@ le_define_settings(void)
 							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomIntVariable("lead_enrich.max_connections",
 							"Requests in flight at once to the provider, per process.",
-							NULL, &le_max_connections, 4, 1, 64,
+							NULL, &le_max_connections, 8, 1, 64,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	/* the background worker (worker.c) */

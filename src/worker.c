@@ -525,19 +525,6 @@ extension_present(void)
 }
 
 /*
- * ids_datum: an int8[] of ids.
- */
-static Datum
-ids_datum(int64 *ids, int n)
-{
-	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(ids[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/*
  * record_failure: a failed attempt for leads still pending: retried after
  * retry_delay * 2^attempts (at most the interval), or marked "error" once
  * max_attempts is reached.
@@ -566,7 +553,7 @@ record_failure(int64 *ids, int n, const char *msg)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
 	}
-	values[0] = ids_datum(ids, n);
+	values[0] = int8_array(ids, n);
 	values[1] = Int32GetDatum(le_max_attempts);
 	values[2] = Float8GetDatum((double) le_retry_delay_s);
 	values[3] = Float8GetDatum((double) le_interval_min * 60.0);
@@ -588,7 +575,7 @@ forget_pending(int64 *ids, int n)
 
 	if (n == 0)
 		return;
-	arg = ids_datum(ids, n);
+	arg = int8_array(ids, n);
 	if (SPI_execute_with_args("DELETE FROM lead_enrich.lead_state "
 							  "WHERE lead_id = ANY ($1) AND status = 'pending'",
 							  1, &type, &arg, NULL, false, 0) != SPI_OK_DELETE)
@@ -667,7 +654,7 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 			if (!found)
 				absent[nabsent++] = wb->locked[i];
 		}
-		arg = ids_datum(absent, nabsent);
+		arg = int8_array(absent, nabsent);
 		if (SPI_execute_with_args(psprintf("SELECT l.%s::bigint FROM %s l WHERE l.%s = ANY ($1)",
 										   lt_col(lt, "id"), lt->qualname, lt_col(lt, "id")),
 								  1, &type, &arg, NULL, true, 0) != SPI_OK_SELECT)
@@ -796,7 +783,7 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
 	}
-	values[0] = ids_datum(skip_ids, nskip);
+	values[0] = int8_array(skip_ids, nskip);
 	values[1] = Int32GetDatum(limit);
 	if (SPI_execute_plan(plan, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
