@@ -21,6 +21,40 @@ PG_FUNCTION_INFO_V1(lead_enrich_iap_balance);
 PG_FUNCTION_INFO_V1(lead_enrich_iap_credit_url);
 
 /*
+ * le_fetch_balance: ask the provider for the reveal service's balance.
+ * NULL on failure, with the reason in *call (status and message), so that
+ * the SQL function can raise it and the worker log it.
+ */
+Numeric
+le_fetch_balance(const char *dbuuid, const char *token, RpcCall *call)
+{
+	HttpRequest *h = &call->http;
+	char		 id[33];
+	JsonbValue	 v;
+
+	rpc_make_id(id, NULL);
+	rpc_init(call, LE_SERVICE_IAP, "/iap/1/balance", id);
+	rpc_params_begin(call);
+	appendStringInfoString(&h->body, "{\"dbuuid\": ");
+	append_json_string(&h->body, dbuuid);
+	appendStringInfoString(&h->body, ", \"account_token\": ");
+	append_json_string(&h->body, token);
+	appendStringInfoString(&h->body, ", \"service_name\": \"reveal\"}");
+	rpc_params_end(call);
+	http_perform(&h, 1, 1);
+	rpc_finish(call);
+	if (call->status != RPC_OK)
+		return NULL;
+	if (!JsonbExtractScalar(&call->result->root, &v) || v.type != jbvNumeric)
+	{
+		call->status = RPC_BAD_RESPONSE;
+		call->message = pstrdup("the balance is not a number");
+		return NULL;
+	}
+	return v.val.numeric;
+}
+
+/*
  * lead_enrich.iap_balance(): the reveal service's balance.  As in Odoo,
  * 0 without an account (and no call); unlike Odoo, a provider that cannot
  * answer is an error, not -1.
@@ -31,9 +65,7 @@ lead_enrich_iap_balance(PG_FUNCTION_ARGS)
 	LeadTable	 *lt;
 	char		 *token;
 	RpcCall		  call;
-	HttpRequest	 *h = &call.http;
-	char		  id[33];
-	JsonbValue	  v;
+	Numeric		  balance;
 	Numeric		  result;
 	MemoryContext outer = CurrentMemoryContext;
 
@@ -48,28 +80,11 @@ lead_enrich_iap_balance(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_NUMERIC(int64_to_numeric(0));
 	}
-	rpc_make_id(id, NULL);
-	rpc_init(&call, LE_SERVICE_IAP, "/iap/1/balance", id);
-	rpc_params_begin(&call);
-	appendStringInfoString(&h->body, "{\"dbuuid\": ");
-	append_json_string(&h->body, lt ? lt->dbuuid : "");
-	appendStringInfoString(&h->body, ", \"account_token\": ");
-	append_json_string(&h->body, token);
-	appendStringInfoString(&h->body, ", \"service_name\": \"reveal\"}");
-	rpc_params_end(&call);
-
-	http_perform(&h, 1, 1);
-	rpc_finish(&call);
-	if (call.status != RPC_OK)
+	balance = le_fetch_balance(lt ? lt->dbuuid : "", token, &call);
+	if (balance == NULL)
 		rpc_report(&call, ERROR);
-	if (!JsonbExtractScalar(&call.result->root, &v) || v.type != jbvNumeric)
-	{
-		call.status = RPC_BAD_RESPONSE;
-		call.message = pstrdup("the balance is not a number");
-		rpc_report(&call, ERROR);
-	}
 	MemoryContextSwitchTo(outer);
-	result = DatumGetNumericCopy(NumericGetDatum(v.val.numeric));
+	result = DatumGetNumericCopy(NumericGetDatum(balance));
 	SPI_finish();
 	PG_RETURN_NUMERIC(result);
 }

@@ -12,6 +12,7 @@
 
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 /* settings.c: GUCs */
 extern char *le_endpoint;
@@ -112,6 +113,9 @@ extern void		   webmail_flags(const char **domains, int n, bool *out);
 /* account.c: token and database uuid */
 typedef struct LeadTable LeadTable;
 extern char				*le_account_token_lookup(LeadTable *lt, bool missing_ok);
+
+/* balance.c */
+extern Numeric le_fetch_balance(const char *dbuuid, const char *token, RpcCall *call);
 
 /* attach.c: the attached CRM table */
 struct LeadTable

@@ -99,6 +99,8 @@ typedef struct WorkBatch
 static LeDbSlot		*my_slot = NULL;
 static char			*my_dbname = NULL;
 static MemoryContext pass_cxt = NULL;
+static MemoryContext round_cxt = NULL;	  /* reset at every round of a pass */
+static MemoryContext work_cxt = NULL;	  /* where work allocates: one of the two */
 static ResourceOwner worker_owner = NULL; /* between transactions */
 static bool			 paused = false;
 static TimestampTz	 pause_check_at = 0;
@@ -485,7 +487,7 @@ set_pause(const char *reason, const char *hint)
 static void
 out_of_xact(void)
 {
-	MemoryContextSwitchTo(pass_cxt);
+	MemoryContextSwitchTo(work_cxt);
 	CurrentResourceOwner = worker_owner;
 }
 
@@ -502,7 +504,7 @@ begin_xact(const char *activity)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	MemoryContextSwitchTo(pass_cxt);
+	MemoryContextSwitchTo(work_cxt);
 }
 
 static void
@@ -624,7 +626,7 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 	int64		*gone = palloc(sizeof(int64) * n);
 	int			 ngone = 0;
 
-	wb->locked = MemoryContextAlloc(pass_cxt, sizeof(int64) * n);
+	wb->locked = MemoryContextAlloc(work_cxt, sizeof(int64) * n);
 	wb->nlocked = 0;
 	for (int i = 0; i < n; i++)
 	{
@@ -683,7 +685,7 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 	enrich_apply_local(b, "worker");
 	/* the call is built after the claim commits, from the copy */
 	if (b->ndomains > 0)
-		wb->b = enrich_batch_copy(b, pass_cxt);
+		wb->b = enrich_batch_copy(b, work_cxt);
 }
 
 /*
@@ -833,7 +835,7 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 			record_failure(ids + i + k, 1, msg);
 		}
 	}
-	token = MemoryContextStrdup(pass_cxt, token);
+	token = MemoryContextStrdup(work_cxt, token);
 	end_xact();
 
 	/* the requests, outside the transaction, in the pass's context */
@@ -855,6 +857,27 @@ sent_ids(EnrichBatch *b, int64 *ids)
 		if (b->rows[i].owner >= 0 && strcmp(b->rows[i].status, "pending") == 0)
 			ids[n++] = b->rows[i].id;
 	return n;
+}
+
+/*
+ * recover_from_error: what autovacuum does after an error in one table:
+ * report it, abort the transaction, and go on.  Returns the error, copied
+ * into the pass's memory context.
+ */
+static ErrorData *
+recover_from_error(void)
+{
+	ErrorData *ed;
+
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(work_cxt);
+	ed = CopyErrorData();
+	EmitErrorReport();
+	AbortOutOfAnyTransaction();
+	FlushErrorState();
+	out_of_xact();
+	RESUME_INTERRUPTS();
+	return ed;
 }
 
 /*
@@ -903,17 +926,8 @@ apply_batch(WorkBatch *wb)
 	}
 	PG_CATCH();
 	{
-		ErrorData *ed;
+		ErrorData *ed = recover_from_error();
 
-		/* as autovacuum does for a table: report, clean up, go on */
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(pass_cxt);
-		ed = CopyErrorData();
-		EmitErrorReport();
-		AbortOutOfAnyTransaction();
-		FlushErrorState();
-		out_of_xact();
-		RESUME_INTERRUPTS();
 		ereport(WARNING,
 				(errmsg("lead_enrich worker: could not write the results of a batch of %d leads; they will be retried", nids)));
 		set_error(ed->message);
@@ -932,33 +946,15 @@ apply_batch(WorkBatch *wb)
 static double
 fetch_balance(const char *dbuuid, const char *token, char **msg)
 {
-	RpcCall		 call;
-	HttpRequest *h = &call.http;
-	char		 id[33];
-	JsonbValue	 v;
+	RpcCall call;
+	Numeric balance = le_fetch_balance(dbuuid, token, &call);
 
-	rpc_make_id(id, NULL);
-	rpc_init(&call, LE_SERVICE_IAP, "/iap/1/balance", id);
-	rpc_params_begin(&call);
-	appendStringInfoString(&h->body, "{\"dbuuid\": ");
-	append_json_string(&h->body, dbuuid);
-	appendStringInfoString(&h->body, ", \"account_token\": ");
-	append_json_string(&h->body, token);
-	appendStringInfoString(&h->body, ", \"service_name\": \"reveal\"}");
-	rpc_params_end(&call);
-	http_perform(&h, 1, 1);
-	rpc_finish(&call);
-	if (call.status != RPC_OK)
+	if (balance == NULL)
 	{
 		*msg = psprintf("%s: %s", rpc_status_name(call.status), call.message);
 		return -1;
 	}
-	if (!JsonbExtractScalar(&call.result->root, &v) || v.type != jbvNumeric)
-	{
-		*msg = pstrdup("the balance is not a number");
-		return -1;
-	}
-	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v.val.numeric)));
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(balance)));
 }
 
 /*
@@ -979,9 +975,9 @@ resume_check(void)
 	if (lt != NULL)
 	{
 		token = le_account_token_lookup(lt, true);
-		dbuuid = MemoryContextStrdup(pass_cxt, lt->dbuuid);
+		dbuuid = MemoryContextStrdup(work_cxt, lt->dbuuid);
 		if (token != NULL)
-			token = MemoryContextStrdup(pass_cxt, token);
+			token = MemoryContextStrdup(work_cxt, token);
 	}
 	end_xact();
 	if (dbuuid == NULL || token == NULL)
@@ -1042,6 +1038,8 @@ run_pass(uint32 bits)
 	WorkBatch  *batches;
 
 	MemoryContextReset(pass_cxt);
+	MemoryContextReset(round_cxt);
+	work_cxt = pass_cxt;
 	out_of_xact();
 	skip_ids = NULL;
 	nskip = skip_cap = 0;
@@ -1059,9 +1057,16 @@ run_pass(uint32 bits)
 		while (!stop)
 		{
 			int		 nb;
-			int		 nclaimed = claim_round(batches, maxb, &nb, &stop);
+			int		 nclaimed;
 			bool	 credit_ok = true;
 			RpcCall *refused = NULL;
+
+			/* a round's memory goes with the round: a pass may be long */
+			MemoryContextReset(round_cxt);
+			memset(batches, 0, sizeof(WorkBatch) * (maxb * le_batch_size + maxb));
+			work_cxt = round_cxt;
+			out_of_xact();
+			nclaimed = claim_round(batches, maxb, &nb, &stop);
 
 			if (nb > 0)
 			{
@@ -1096,6 +1101,8 @@ run_pass(uint32 bits)
 				break;
 			CHECK_FOR_INTERRUPTS();
 		}
+		work_cxt = pass_cxt;
+		out_of_xact();
 		if (paused)
 			next = pause_check_at;
 		else
@@ -1108,21 +1115,13 @@ run_pass(uint32 bits)
 	}
 	PG_CATCH();
 	{
-		ErrorData *ed;
+		ErrorData *ed = recover_from_error();
 
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(pass_cxt);
-		ed = CopyErrorData();
-		EmitErrorReport();
-		AbortOutOfAnyTransaction();
-		FlushErrorState();
-		out_of_xact();
 		for (int i = 0; i < maxb * le_batch_size + maxb; i++)
 			if (batches[i].nlocked > 0)
 				release_locks(&batches[i]);
 		set_error(ed->message);
 		next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), le_retry_delay_s * 1000L);
-		RESUME_INTERRUPTS();
 	}
 	PG_END_TRY();
 
@@ -1191,6 +1190,9 @@ le_worker_main(Datum arg)
 
 	pass_cxt = AllocSetContextCreate(TopMemoryContext, "lead_enrich pass",
 									 ALLOCSET_DEFAULT_SIZES);
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "lead_enrich round",
+									  ALLOCSET_DEFAULT_SIZES);
+	work_cxt = pass_cxt;
 	worker_owner = ResourceOwnerCreate(NULL, "lead_enrich worker");
 
 	set_activity("starting");
