@@ -135,16 +135,17 @@ db_thread_drop(void)
 
 /*
  * session_lost
- *		Did the server end this session (a restart, pg_terminate_backend)?
- *		libpq may still report CONNECTION_OK after reading the FATAL message,
- *		before it notices the closed socket.
+ *		Did the server end this session (a restart, pg_terminate_backend), or
+ *		did libpq lose the connection?  After a crash restart libpq may still
+ *		report CONNECTION_OK with "server closed the connection unexpectedly",
+ *		an error of its own that carries no SQLSTATE.
  */
 static bool
 session_lost(const PGresult *res)
 {
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-	return state != NULL && (strncmp(state, "57P", 3) == 0 || strncmp(state, "08", 2) == 0);
+	return state == NULL || strncmp(state, "57P", 3) == 0 || strncmp(state, "08", 2) == 0;
 }
 
 /*
