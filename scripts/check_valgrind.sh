@@ -38,9 +38,7 @@ mkdir -p "$vgdir"
 
 supp=${PG_VALGRIND_SUPP:-$LE_RUNDIR/valgrind.supp}
 if [ ! -s "$supp" ]; then
-	curl -fsSL -o "$supp" \
-		https://raw.githubusercontent.com/postgres/postgres/REL_15_STABLE/src/tools/valgrind.supp ||
-		{ le_log "no valgrind.supp (set PG_VALGRIND_SUPP); going on without it"; rm -f "$supp"; }
+	le_log "no valgrind.supp (set PG_VALGRIND_SUPP to PostgreSQL's src/tools/valgrind.supp); going on without it"
 fi
 supp_opt=()
 [ -s "$supp" ] && supp_opt=(--suppressions="$supp")
@@ -60,26 +58,7 @@ WRAP
 chmod 755 "$wrapper"
 
 pgdata=$LE_RUNDIR/pgdata
-if [ ! -f "$pgdata/PG_VERSION" ]; then
-	le_log "creating a cluster in $pgdata"
-	as_run_user "$LE_PGBIN/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-fi
-cat >"$LE_RUNDIR/cluster.conf" <<CONF
-port = $LE_PGPORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$LE_RUNDIR'
-shared_preload_libraries = 'lead_enrich'
-max_worker_processes = 32
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-log_line_prefix = '%m [%p] %q%a '
-lead_enrich.endpoint = 'http://127.0.0.1:$LE_PROVIDER_PORT'
-regress.fault_endpoint = 'http://127.0.0.1:$LE_FAULT_PORT'
-CONF
-chown "$LE_RUN_USER" "$LE_RUNDIR/cluster.conf" 2>/dev/null || true
-grep -q "include '$LE_RUNDIR/cluster.conf'" "$pgdata/postgresql.conf" ||
-	echo "include '$LE_RUNDIR/cluster.conf'" >>"$pgdata/postgresql.conf"
+le_cluster_prepare
 
 stop_all() {
 	le_provider_stop

@@ -98,8 +98,10 @@ le_conninfo() {
 	echo "host=$LE_RUNDIR port=$LE_PGPORT user=postgres dbname=$1"
 }
 
-# le_cluster_start [extra postgresql.conf lines]: a throwaway cluster.
-le_cluster_start() {
+# le_cluster_prepare [extra postgresql.conf lines]: create the throwaway
+# cluster if needed and write its settings; LE_CONF_CHANGED=1 when they
+# changed.
+le_cluster_prepare() {
 	mkdir -p "$LE_RUNDIR"
 	[ "$(id -u)" = 0 ] && chown "$LE_RUN_USER" "$LE_RUNDIR"
 	chmod 755 "$LE_RUNDIR"
@@ -124,15 +126,21 @@ regress.fault_endpoint = 'http://127.0.0.1:$LE_FAULT_PORT'
 CONF
 	local extra
 	for extra in "$@"; do echo "$extra" >>"$conf"; done
-	local changed=1
-	if cmp -s "$conf" "$LE_RUNDIR/cluster.conf"; then changed=0; fi
+	LE_CONF_CHANGED=1
+	if cmp -s "$conf" "$LE_RUNDIR/cluster.conf"; then LE_CONF_CHANGED=0; fi
 	mv "$conf" "$LE_RUNDIR/cluster.conf"
 	chown "$LE_RUN_USER" "$LE_RUNDIR/cluster.conf" 2>/dev/null || true
-	grep -q "include 'cluster.conf'" "$pgdata/postgresql.conf" ||
+	grep -qF "include '$LE_RUNDIR/cluster.conf'" "$pgdata/postgresql.conf" ||
 		echo "include '$LE_RUNDIR/cluster.conf'" >>"$pgdata/postgresql.conf"
+}
+
+# le_cluster_start [extra postgresql.conf lines]: a throwaway cluster.
+le_cluster_start() {
+	local pgdata=$LE_RUNDIR/pgdata
+	le_cluster_prepare "$@"
 	if as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
 		# restart only when the settings or the preloaded library changed
-		if [ "$changed" = 1 ] || [ "$("$LE_PG_CONFIG" --pkglibdir)/lead_enrich.so" -nt "$pgdata/postmaster.pid" ]; then
+		if [ "$LE_CONF_CHANGED" = 1 ] || [ "$("$LE_PG_CONFIG" --pkglibdir)/lead_enrich.so" -nt "$pgdata/postmaster.pid" ]; then
 			le_log "restarting PostgreSQL"
 			as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" -w -m fast restart -l "$LE_RUNDIR/postgres.log" >/dev/null
 		fi
