@@ -514,6 +514,22 @@ $$
 	AND r.created_at > now() - interval '7 days'
 $$;
 
+-- The start of every charging call: the account (created with the trial
+-- credits on first use) and, for an id already answered, the stored answer
+-- to send again (NULL otherwise).
+CREATE OR REPLACE FUNCTION provider.open_call(p_token text, p_trial numeric,
+	p_service text, p_id text)
+RETURNS jsonb LANGUAGE plpgsql AS
+$$
+BEGIN
+	PERFORM provider.ensure_account(p_token, p_trial);
+	IF p_id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	RETURN provider.stored_reply(p_token, p_service, p_id);
+END
+$$;
+
 -- Charge cost credits for a computed answer and store the answer, in the
 -- caller's transaction.  Locks the account row so that concurrent requests
 -- never overdraw it.  Returns what to send: a stored reply if a concurrent
@@ -597,12 +613,9 @@ BEGIN
 		PERFORM provider.reject('LP602', format('params.domains[%s] must be a string (a domain such as "acme.com")', to_jsonb(bad)));
 	END IF;
 
-	PERFORM provider.ensure_account(tok, trial);
-	IF rpc_id IS NOT NULL THEN
-		r := provider.stored_reply(tok, 'enrich', rpc_id);
-		IF r IS NOT NULL THEN
-			RETURN r;
-		END IF;
+	r := provider.open_call(tok, trial, 'enrich', rpc_id);
+	IF r IS NOT NULL THEN
+		RETURN r;
 	END IF;
 
 	-- All candidate names of all domains in one set-based look-up: the
@@ -884,12 +897,9 @@ BEGIN
 		END IF;
 	END IF;
 
-	PERFORM provider.ensure_account(tok, trial);
-	IF rpc_id IS NOT NULL THEN
-		r := provider.stored_reply(tok, 'mine', rpc_id);
-		IF r IS NOT NULL THEN
-			RETURN r;
-		END IF;
+	r := provider.open_call(tok, trial, 'mine', rpc_id);
+	IF r IS NOT NULL THEN
+		RETURN r;
 	END IF;
 
 	-- One miner per database at a time, so that concurrent requests cannot

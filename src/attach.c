@@ -34,7 +34,7 @@ lead_table_load(bool missing_ok)
 
 	if (plan == NULL)
 	{
-		SPIPlanPtr p = SPI_prepare(
+		plan = le_keep_plan(
 			"SELECT c.lead_table::oid, "
 			"       quote_ident(n.nspname) || '.' || quote_ident(r.relname), "
 			"       quote_ident(n.nspname), c.dbuuid, c.layout = 'odoo', "
@@ -45,11 +45,6 @@ lead_table_load(bool missing_ok)
 			"JOIN pg_catalog.pg_class r ON r.oid = c.lead_table "
 			"JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace",
 			0, NULL);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
 	}
 	ret = SPI_execute_plan(plan, NULL, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
@@ -87,6 +82,20 @@ lt_col(LeadTable *lt, const char *key)
 	char *c = jb_get_text(&lt->columns->root, key);
 
 	return c ? quote_identifier(c) : NULL;
+}
+
+/*
+ * lt_now: the current time for a timestamp column: in UTC for a column
+ * without time zone, as Odoo stores its dates.
+ */
+const char *
+lt_now(LeadTable *lt, const char *key)
+{
+	const char *type = lt_type(lt, key);
+
+	return type != NULL && strcmp(type, "timestamp without time zone") == 0
+			   ? "(now() AT TIME ZONE 'UTC')"
+			   : "now()";
 }
 
 /*

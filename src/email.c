@@ -231,14 +231,10 @@ webmail_flags(const char **domains, int n, bool *out)
 
 	if (plan == NULL)
 	{
-		Oid		   argtype = TEXTARRAYOID;
-		SPIPlanPtr p2 = SPI_prepare("SELECT domain FROM lead_enrich.webmail_domain WHERE domain = ANY ($1)",
-									1, &argtype);
+		Oid argtype = TEXTARRAYOID;
 
-		if (p2 == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p2);
-		plan = p2;
+		plan = le_keep_plan("SELECT domain FROM lead_enrich.webmail_domain WHERE domain = ANY ($1)",
+							1, &argtype);
 	}
 	ret = SPI_execute_plan(plan, &arg, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -268,16 +264,4 @@ webmail_flags(const char **domains, int n, bool *out)
 				out[i] = true;
 		}
 	}
-}
-
-/*
- * is_webmail_domain: webmail_flags for one domain.
- */
-bool
-is_webmail_domain(const char *domain)
-{
-	bool flag;
-
-	webmail_flags(&domain, 1, &flag);
-	return flag;
 }

@@ -63,21 +63,6 @@ static PlanCache plans = {0};
 #define UPDATE_NARGS 10
 
 /*
- * keep_plan: prepare and keep a plan, or fail loudly.
- */
-static SPIPlanPtr
-keep_plan(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr p = SPI_prepare(sql, nargs, argtypes);
-
-	if (p == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(p);
-	return p;
-}
-
-/*
  * text_set_expr: the new value of a text column under the fill-only-empty
  * rule, or NULL (SQL) for "leave it".  The value is cast to the column's
  * type, which truncates to a varchar's length instead of failing.
@@ -199,10 +184,7 @@ build_update_sql(LeadTable *lt)
 	if (lt_col(lt, "enrich_done") != NULL)
 		appendStringInfo(&s, ", %s = true", lt_col(lt, "enrich_done"));
 	if (lt_col(lt, "write_date") != NULL)
-		appendStringInfo(&s, ", %s = now()%s", lt_col(lt, "write_date"),
-						 strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
-							 ? " AT TIME ZONE 'UTC'"
-							 : "");
+		appendStringInfo(&s, ", %s = %s", lt_col(lt, "write_date"), lt_now(lt, "write_date"));
 	appendStringInfo(&s, " FROM v WHERE t.%s = v.in_id RETURNING v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
 					 id, filled.data);
 	return s.data;
@@ -265,26 +247,23 @@ prepare_plans(LeadTable *lt)
 					 lt->qualname, id, id, id);
 
 	argtypes[0] = INT8ARRAYOID;
-	plans.select_plan = keep_plan(s.data, 1, argtypes);
+	plans.select_plan = le_keep_plan(s.data, 1, argtypes);
 	appendStringInfoString(&s, " SKIP LOCKED");
-	plans.select_skip_plan = keep_plan(s.data, 1, argtypes);
+	plans.select_skip_plan = le_keep_plan(s.data, 1, argtypes);
 
 	argtypes[0] = INT8ARRAYOID;
 	for (i = 1; i < UPDATE_NARGS; i++)
 		argtypes[i] = TEXTARRAYOID;
-	plans.update_plan = keep_plan(build_update_sql(lt), UPDATE_NARGS, argtypes);
+	plans.update_plan = le_keep_plan(build_update_sql(lt), UPDATE_NARGS, argtypes);
 
 	if (done != NULL)
 	{
 		resetStringInfo(&s);
 		appendStringInfo(&s, "UPDATE %s SET %s = true", lt->qualname, done);
 		if (lt_col(lt, "write_date") != NULL)
-			appendStringInfo(&s, ", %s = now()%s", lt_col(lt, "write_date"),
-							 strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
-								 ? " AT TIME ZONE 'UTC'"
-								 : "");
+			appendStringInfo(&s, ", %s = %s", lt_col(lt, "write_date"), lt_now(lt, "write_date"));
 		appendStringInfo(&s, " WHERE %s = ANY ($1)", id);
-		plans.done_plan = keep_plan(s.data, 1, argtypes);
+		plans.done_plan = le_keep_plan(s.data, 1, argtypes);
 	}
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
@@ -378,7 +357,7 @@ state_flush(StateBuf *sb, const char *source)
 		Oid types[STATE_NCOLS + 1] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 									  TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTOID};
 
-		plan = keep_plan(
+		plan = le_keep_plan(
 			"INSERT INTO lead_enrich.lead_state AS s "
 			"(lead_id, status, email, domain, company, filled, credits, attempts, error, source, "
 			" next_attempt_at, updated_at) "

@@ -96,6 +96,10 @@ extern const char *rpc_status_name(RpcStatus status);
 extern void		   rpc_report(RpcCall *call, int elevel);
 extern void		   rpc_make_id(char *dst, const char *seed);
 
+/* spi_util.c */
+#include "executor/spi.h"
+extern SPIPlanPtr le_keep_plan(const char *sql, int nargs, Oid *argtypes);
+
 /* json_util.c: small jsonb accessors */
 extern JsonbValue	  *jb_get(JsonbContainer *obj, const char *key, JsonbValue *buf);
 extern char			  *jb_get_text(JsonbContainer *obj, const char *key);
@@ -107,7 +111,6 @@ extern char			  *jsonb_container_to_cstring(JsonbContainer *c);
 /* email.c: Odoo's strict normalisation and the webmail check */
 extern char		  *email_normalize_strict(const char *raw);
 extern const char *email_domain(const char *normalized);
-extern bool		   is_webmail_domain(const char *domain);
 extern void		   webmail_flags(const char **domains, int n, bool *out);
 
 /* account.c: token and database uuid */
@@ -134,6 +137,7 @@ struct LeadTable
 extern LeadTable  *lead_table_load(bool missing_ok);
 extern const char *lt_col(LeadTable *lt, const char *key);
 extern const char *lt_type(LeadTable *lt, const char *key);
+extern const char *lt_now(LeadTable *lt, const char *key);
 
 /* enrich.c */
 extern void le_record_state(int64 lead_id, const char *status,

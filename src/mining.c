@@ -236,10 +236,7 @@ build_insert_sql(LeadTable *lt)
 	if (lt_col(lt, "reveal_id") == NULL)
 		add_mapped(&b, lt, "enrich_done", "true");
 	if (lt_col(lt, "write_date") != NULL)
-		add_mapped(&b, lt, "write_date",
-				   strcmp(lt_type(lt, "write_date"), "timestamp without time zone") == 0
-					   ? "(now() AT TIME ZONE 'UTC')"
-					   : "now()");
+		add_mapped(&b, lt, "write_date", lt_now(lt, "write_date"));
 
 	/* what Odoo's ORM sets on create and the database has no default for */
 	if (lt->odoo)

@@ -114,16 +114,13 @@ get_plan(TriggerData *td, bool row)
 	{
 		argtype = td->tg_relation->rd_rel->reltype;
 		sql = build_enqueue_sql(tg, "(SELECT ($1).*)");
-		plan = SPI_prepare(sql, 1, &argtype);
+		plan = le_keep_plan(sql, 1, &argtype);
 	}
 	else
 	{
 		sql = build_enqueue_sql(tg, quote_identifier(tg->tgnewtable));
-		plan = SPI_prepare(sql, 0, NULL);
+		plan = le_keep_plan(sql, 0, NULL);
 	}
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
 
 	/* forget the oldest plan when full: triggers are rarely recreated */
 	if (n_enqueue_plans == MAX_ENQUEUE_PLANS)

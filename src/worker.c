@@ -544,16 +544,13 @@ record_failure(int64 *ids, int n, const char *msg)
 	{
 		Oid types[5] = {INT8ARRAYOID, INT4OID, FLOAT8OID, FLOAT8OID, TEXTOID};
 
-		plan = SPI_prepare("UPDATE lead_enrich.lead_state SET attempts = attempts + 1, "
-						   "status = CASE WHEN attempts + 1 >= $2 THEN 'error' ELSE 'pending' END, "
-						   "next_attempt_at = CASE WHEN attempts + 1 >= $2 THEN NULL "
-						   "  ELSE now() + make_interval(secs => least($3 * power(2, least(attempts, 30)), $4)) END, "
-						   "error = $5, source = 'worker', updated_at = now() "
-						   "WHERE lead_id = ANY ($1) AND status = 'pending'",
-						   5, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
+		plan = le_keep_plan("UPDATE lead_enrich.lead_state SET attempts = attempts + 1, "
+							"status = CASE WHEN attempts + 1 >= $2 THEN 'error' ELSE 'pending' END, "
+							"next_attempt_at = CASE WHEN attempts + 1 >= $2 THEN NULL "
+							"  ELSE now() + make_interval(secs => least($3 * power(2, least(attempts, 30)), $4)) END, "
+							"error = $5, source = 'worker', updated_at = now() "
+							"WHERE lead_id = ANY ($1) AND status = 'pending'",
+							5, types);
 	}
 	values[0] = int8_array(ids, n);
 	values[1] = Int32GetDatum(le_max_attempts);
@@ -777,13 +774,10 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 	{
 		Oid types[2] = {INT8ARRAYOID, INT4OID};
 
-		plan = SPI_prepare("SELECT lead_id FROM lead_enrich.lead_state "
-						   "WHERE status = 'pending' AND coalesce(next_attempt_at <= now(), true) "
-						   "AND lead_id <> ALL ($1) ORDER BY lead_id LIMIT $2",
-						   2, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
+		plan = le_keep_plan("SELECT lead_id FROM lead_enrich.lead_state "
+							"WHERE status = 'pending' AND coalesce(next_attempt_at <= now(), true) "
+							"AND lead_id <> ALL ($1) ORDER BY lead_id LIMIT $2",
+							2, types);
 	}
 	values[0] = int8_array(skip_ids, nskip);
 	values[1] = Int32GetDatum(limit);

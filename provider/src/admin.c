@@ -80,17 +80,39 @@ resolve_data_path(const char *given, char *buf, size_t size)
 }
 
 /*
+ * copy_end
+ *		Finish a COPY FROM STDIN (aborting it with failure when !ok) and
+ *		collect its results; true when the rows were loaded.
+ */
+static bool
+copy_end(PGconn *conn, bool ok, const char *failure, const char *path)
+{
+	PGresult *res;
+
+	PQputCopyEnd(conn, ok ? NULL : failure);
+	res = PQgetResult(conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		log_error("loading %s failed: %s", path, PQerrorMessage(conn));
+		ok = false;
+	}
+	PQclear(res);
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+	return ok;
+}
+
+/*
  * copy_gzip
  *		Stream a (gzip or plain) file into a COPY FROM STDIN already started.
  */
 static bool
 copy_gzip(PGconn *conn, const char *path)
 {
-	gzFile	  gz = gzopen(path, "rb");
-	char	  buf[65536];
-	int		  n;
-	bool	  ok = true;
-	PGresult *res;
+	gzFile gz = gzopen(path, "rb");
+	char   buf[65536];
+	int	   n;
+	bool   ok = true;
 
 	if (gz == NULL)
 	{
@@ -115,17 +137,7 @@ copy_gzip(PGconn *conn, const char *path)
 		ok = false;
 	}
 	gzclose(gz);
-	PQputCopyEnd(conn, ok ? NULL : "read error");
-	res = PQgetResult(conn);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-	{
-		log_error("loading %s failed: %s", path, PQerrorMessage(conn));
-		ok = false;
-	}
-	PQclear(res);
-	while ((res = PQgetResult(conn)) != NULL)
-		PQclear(res);
-	return ok;
+	return copy_end(conn, ok, "read error", path);
 }
 
 /*
@@ -169,17 +181,7 @@ copy_psl(PGconn *conn, const char *path)
 		}
 	}
 	fclose(f);
-	PQputCopyEnd(conn, ok ? NULL : "write error");
-	res = PQgetResult(conn);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-	{
-		log_error("loading %s failed: %s", path, PQerrorMessage(conn));
-		ok = false;
-	}
-	PQclear(res);
-	while ((res = PQgetResult(conn)) != NULL)
-		PQclear(res);
-	return ok;
+	return copy_end(conn, ok, "write error", path);
 }
 
 /*
