@@ -1114,9 +1114,9 @@ run_batch(LeadTable *lt, int64 *ids, int n, const char *token, bool stop_credit)
 }
 
 /*
- * lead_enrich.enrich_lead(id): enrich one lead now.  Failures of the
- * provider are errors, and the transaction rolls back: the lead is not
- * marked and nothing is half-written.
+ * lead_enrich.enrich_lead(id): enrich one lead now, as a batch of one.
+ * Failures of the provider are errors, and the transaction rolls back: the
+ * lead is not marked and nothing is half-written.
  */
 Datum
 lead_enrich_enrich_lead(PG_FUNCTION_ARGS)
@@ -1131,30 +1131,19 @@ lead_enrich_enrich_lead(PG_FUNCTION_ARGS)
 	SPI_connect();
 	lt = lead_table_load(false);
 	token = le_account_token_lookup(lt, false);
-	b = enrich_prepare(lt, &id, 1, false);
+	b = run_batch(lt, &id, 1, token, false);
 	if (strcmp(b->rows[0].status, "missing") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("lead " INT64_FORMAT " does not exist in %s", id, lt->qualname)));
-	enrich_apply_local(b, "manual");
-	if (enrich_call(b, token) != NULL)
-	{
-		HttpRequest *h = &b->call->http;
-
-		http_perform(&h, 1, 1);
-		rpc_finish(b->call);
-		if (b->call->status != RPC_OK)
-			rpc_report(b->call, ERROR);
-		enrich_apply(b, "manual");
-		/* a malformed answer is an error here, not a recorded outcome */
-		if (b->call->status != RPC_OK)
-			rpc_report(b->call, ERROR);
-		if (strcmp(b->rows[0].status, "error") == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("the IAP provider sent an invalid response"),
-					 errdetail("%s", b->rows[0].error)));
-	}
+	/* failures are errors here, not recorded outcomes: the ERROR rolls back */
+	if (b->call != NULL && b->call->status != RPC_OK)
+		rpc_report(b->call, ERROR);
+	if (strcmp(b->rows[0].status, "error") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("the IAP provider sent an invalid response"),
+				 errdetail("%s", b->rows[0].error)));
 	MemoryContextSwitchTo(outer);
 	result = row_to_jsonb(&b->rows[0]);
 	result = PointerGetDatum(DatumGetJsonbPCopy(result));
