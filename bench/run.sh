@@ -57,7 +57,7 @@ le_provider_start --trial-credits 0 --threads 4
 PSQL() { le_psql -d bench -X -q -t -A "$@"; }
 
 le_log "preparing database bench ($leads leads per run)"
-le_psql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" >/dev/null
+le_psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" >/dev/null
 le_psql -d bench -f "$LE_REPO/test/fixtures/odoo17_crm.sql" >/dev/null
 python3 "$LE_REPO/scripts/gen_res_country.py" odoo | le_psql -d bench >/dev/null
 # a fresh database uuid, so nothing is answered from the provider's replay store
@@ -234,7 +234,7 @@ record "worker_rss_growth_per_1M_leads_mb" "$(calc "($rss_end - $rss_start) / 10
 
 # 6. lead mining: 200 leads, companies and contacts mode, into an empty CRM
 # table of a database of its own (the bench table holds every company by now)
-le_psql -d postgres -c "DROP DATABASE IF EXISTS bench_mining" -c "CREATE DATABASE bench_mining" >/dev/null
+le_psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS bench_mining" -c "CREATE DATABASE bench_mining" >/dev/null
 le_psql -d bench_mining -f "$LE_REPO/test/fixtures/odoo17_crm.sql" >/dev/null
 python3 "$LE_REPO/scripts/gen_res_country.py" odoo | le_psql -d bench_mining >/dev/null
 le_psql -d bench_mining -c "UPDATE odoo.ir_config_parameter SET value = gen_random_uuid()::text WHERE key = 'database.uuid'" \

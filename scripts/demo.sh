@@ -11,7 +11,7 @@ le_cluster_start "lead_enrich.account_token = 'demo-account'"
 le_provider_start --trial-credits 1000
 
 le_log "creating database crm with an Odoo 17 crm_lead table"
-le_psql -d postgres -c "DROP DATABASE IF EXISTS crm" -c "CREATE DATABASE crm" >/dev/null
+le_psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS crm" -c "CREATE DATABASE crm" >/dev/null
 le_psql -d crm -f "$LE_REPO/test/fixtures/odoo17_crm.sql" >/dev/null
 python3 "$LE_REPO/scripts/gen_res_country.py" odoo | le_psql -d crm >/dev/null
 le_psql -d crm -c "CREATE EXTENSION lead_enrich" \
