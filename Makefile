@@ -2,7 +2,7 @@
 # whole set-up (packages, build, cluster, provider); this file only builds.
 
 EXTENSION = lead_enrich
-EXTVERSION = 1.1
+EXTVERSION = 1.2
 MODULE_big = lead_enrich
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 # The install script of the current version is assembled from sql/install/;
