@@ -69,8 +69,10 @@ le_deps() {
 		apt-get update -q >/dev/null
 		apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 	fi
-	export PATH="/usr/lib/postgresql/$LE_PGVERSION/bin:$PATH"
-	LE_PGBIN=/usr/lib/postgresql/$LE_PGVERSION/bin
+	# LE_PGBIN picks another PostgreSQL installation (a version built from
+	# source, or a private copy); the default is Debian's.
+	LE_PGBIN=${LE_PGBIN:-/usr/lib/postgresql/$LE_PGVERSION/bin}
+	export PATH="$LE_PGBIN:$PATH"
 	LE_PG_CONFIG=$LE_PGBIN/pg_config
 	[ -x "$LE_PG_CONFIG" ] || LE_PG_CONFIG=$(command -v pg_config)
 	if [ "$(id -u)" = 0 ] && ! id "$LE_RUN_USER" >/dev/null 2>&1; then
