@@ -14,6 +14,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
+#include "guard.h"
 #include "lead_enrich.h"
 
 /*
@@ -28,9 +29,17 @@ le_account_token_lookup(LeadTable *lt, bool missing_ok)
 
 	if (lt != NULL)
 	{
-		char *q;
-		int	  ret;
+		char   *q;
+		int		ret;
+		char   *token = NULL;
+		LeGuard g;
 
+		/*
+		 * Odoo's table, read like the CRM table (guard.c): as the table's
+		 * owner in the worker, as the caller otherwise; schema-qualified,
+		 * under the pinned search_path.
+		 */
+		le_guard_crm(&g, lt);
 		q = psprintf("SELECT to_regclass(%s)::oid",
 					 quote_literal_cstr(psprintf("%s.iap_account", lt->nspname)));
 		ret = SPI_execute(q, true, 1);
@@ -43,8 +52,11 @@ le_account_token_lookup(LeadTable *lt, bool missing_ok)
 						 lt->nspname);
 			ret = SPI_execute(q, true, 1);
 			if (ret == SPI_OK_SELECT && SPI_processed == 1)
-				return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+				token = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		}
+		le_guard_end(&g);
+		if (token != NULL)
+			return token;
 	}
 	if (missing_ok)
 		return NULL;

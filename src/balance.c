@@ -11,6 +11,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -105,7 +106,9 @@ append_param(StringInfo s, const char *name, const char *value)
 
 /*
  * lead_enrich.iap_credit_url(credit): the buy-credits page, as Odoo's
- * get_credits_url builds it.
+ * get_credits_url builds it.  The account token is part of it only for a
+ * superuser, the only role that can set lead_enrich.account_token: for
+ * any other caller the URL leaves it out (the page then asks to log in).
  */
 Datum
 lead_enrich_iap_credit_url(PG_FUNCTION_ARGS)
@@ -121,7 +124,7 @@ lead_enrich_iap_credit_url(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	lt = lead_table_load(true);
-	token = le_account_token_lookup(lt, true);
+	token = superuser() ? le_account_token_lookup(lt, true) : NULL;
 	MemoryContextSwitchTo(outer);
 	while (blen > 0 && base[blen - 1] == '/')
 		blen--;
@@ -130,7 +133,8 @@ lead_enrich_iap_credit_url(PG_FUNCTION_ARGS)
 	appendStringInfoString(&s, "/iap/1/credit?");
 	append_param(&s, "dbuuid", lt ? lt->dbuuid : "");
 	append_param(&s, "service_name", "reveal");
-	append_param(&s, "account_token", token ? token : "");
+	if (token != NULL)
+		append_param(&s, "account_token", token);
 	appendStringInfo(&s, "&credit=%d", credit);
 	result = cstring_to_text(s.data);
 	SPI_finish();

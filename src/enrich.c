@@ -19,6 +19,14 @@
  * pairs, so a batch sent again after a failure is answered from the
  * provider's replay store and not charged twice.
  *
+ * Who runs what (guard.c): the statements on the CRM table run under
+ * le_guard_crm (the table's owner, restricted, in the worker; the calling
+ * user otherwise), those on lead_state under le_guard_extension; both pin
+ * search_path to pg_catalog, pg_temp, so every unqualified operator and
+ * function below (=, <>, >=, coalesce's casts, unnest, now, btrim,
+ * array_remove) is pg_catalog's.  Identifiers come from the catalog
+ * through quote_identifier.
+ *
  * The worker holds no row lock while its request is in flight.  What keeps
  * a manual enrichment from sending the same lead at the same time is a
  * per-lead advisory lock (le_lock_lead): the worker takes it, without
@@ -43,6 +51,7 @@
 
 #include "enrich.h"
 #include "errcodes.h"
+#include "guard.h"
 #include "lead_enrich.h"
 
 PG_FUNCTION_INFO_V1(lead_enrich_enrich_lead);
@@ -207,11 +216,13 @@ prepare_plans(LeadTable *lt)
 	int			   i;
 	MemoryContext  old;
 
-	key = psprintf("%u|%s|%d%d%d", lt->relid,
+	/* the name too: a renamed table's statements are prepared again */
+	key = psprintf("%u|%s|%s|%d%d%d", lt->relid, lt->qualname,
 				   JsonbToCString(NULL, &lt->columns->root, VARSIZE(lt->columns)),
 				   lt->odoo, lt->country_fk, lt->state_fk);
 	if (plans.key != NULL && strcmp(plans.key, key) == 0)
 		return;
+	lead_table_check(lt);
 
 	if (plans.key != NULL)
 	{
@@ -224,14 +235,17 @@ prepare_plans(LeadTable *lt)
 		memset(&plans, 0, sizeof(plans));
 	}
 
-	/* lead id, e-mail, done, reveal id set, won, last status, last e-mail */
+	/*
+	 * lead id, e-mail, done, reveal id set, won: the CRM table alone (the
+	 * worker reads it as the table's owner, who has no rights on
+	 * lead_state); without a done column, done_elsewhere() asks lead_state.
+	 */
 	initStringInfo(&s);
 	appendStringInfo(&s, "SELECT l.%s::bigint, l.%s::text, ", id, lt_col(lt, "email"));
 	if (done != NULL)
 		appendStringInfo(&s, "coalesce(l.%s, false), ", done);
 	else
-		appendStringInfoString(&s,
-							   "coalesce(s.status IN ('enriched', 'not_found', 'generic_domain', 'mined'), false), ");
+		appendStringInfoString(&s, "false, ");
 	if (reveal != NULL)
 		appendStringInfo(&s, "coalesce(l.%s::text, '') <> '', ", reveal);
 	else
@@ -241,10 +255,8 @@ prepare_plans(LeadTable *lt)
 	else
 		appendStringInfoString(&s, "false, ");
 	appendStringInfo(&s,
-					 "s.status, s.email FROM %s l "
-					 "LEFT JOIN lead_enrich.lead_state s ON s.lead_id = l.%s "
-					 "WHERE l.%s = ANY ($1) ORDER BY l.%s FOR UPDATE OF l",
-					 lt->qualname, id, id, id);
+					 "NULL FROM %s l WHERE l.%s = ANY ($1) ORDER BY l.%s FOR UPDATE OF l",
+					 lt->qualname, id, id);
 
 	argtypes[0] = INT8ARRAYOID;
 	plans.select_plan = le_keep_plan(s.data, 1, argtypes);
@@ -350,8 +362,11 @@ state_flush(StateBuf *sb, const char *source)
 	int				  ret;
 	int				  k;
 
+	LeGuard g;
+
 	if (sb->n == 0)
 		return;
+	le_guard_extension(&g);
 	if (plan == NULL)
 	{
 		Oid types[STATE_NCOLS + 1] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
@@ -386,6 +401,7 @@ state_flush(StateBuf *sb, const char *source)
 	}
 	args[STATE_NCOLS] = CStringGetTextDatum(source);
 	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	le_guard_end(&g);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not record lead outcomes: %s", SPI_result_code_string(ret));
 	sb->n = 0;
@@ -410,14 +426,19 @@ le_record_state(int64 lead_id, const char *status, const char *email,
  * not found) in one statement.
  */
 static void
-mark_done(int64 *ids, int n)
+mark_done(LeadTable *lt, int64 *ids, int n)
 {
-	Datum arg;
+	Datum	arg;
+	int		ret;
+	LeGuard g;
 
 	if (plans.done_plan == NULL || n == 0)
 		return;
 	arg = int8_array(ids, n);
-	if (SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0) != SPI_OK_UPDATE)
+	le_guard_crm(&g, lt);
+	ret = SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not mark %d leads enriched", n);
 }
 
@@ -467,16 +488,20 @@ le_unlock_lead(int64 lead_id)
  * lock table.
  */
 static int
-select_waiting(int64 *ids, int nids, Datum arg)
+select_waiting(LeadTable *lt, int64 *ids, int nids, Datum arg)
 {
 	volatile int nlocked = 0;
 	int			 ret;
 
 	PG_TRY();
 	{
+		LeGuard g;
+
 		for (; nlocked < nids; nlocked++)
 			(void) le_lock_lead(ids[nlocked], true, true);
+		le_guard_crm(&g, lt);
 		ret = SPI_execute_plan(plans.select_plan, &arg, NULL, false, 0);
+		le_guard_end(&g);
 	}
 	PG_CATCH();
 	{
@@ -488,6 +513,56 @@ select_waiting(int64 *ids, int nids, Datum arg)
 	for (int i = 0; i < nlocked; i++)
 		le_unlock_lead(ids[i]);
 	return ret;
+}
+
+/*
+ * cmp_int64: qsort/bsearch order of lead ids.
+ */
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64 x = *(const int64 *) a;
+	int64 y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * done_elsewhere: for a table without a done column, the ids among ids
+ * whose last outcome is final in lead_state (sorted, in *out).  Read as
+ * the extension's owner.
+ */
+static int
+done_elsewhere(int64 *ids, int nids, int64 **out)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum			  arg = int8_array(ids, nids);
+	LeGuard			  g;
+	int				  n = 0;
+
+	le_guard_extension(&g);
+	if (plan == NULL)
+	{
+		Oid argtype = INT8ARRAYOID;
+
+		plan = le_keep_plan("SELECT lead_id FROM lead_enrich.lead_state "
+							"WHERE lead_id = ANY ($1) "
+							"AND status IN ('enriched', 'not_found', 'generic_domain', 'mined') "
+							"ORDER BY lead_id",
+							1, &argtype);
+	}
+	if (SPI_execute_plan(plan, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read lead outcomes");
+	le_guard_end(&g);
+	*out = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool isnull;
+
+		(*out)[n++] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return n;
 }
 
 /*
@@ -511,8 +586,15 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 	uint64		   r;
 	uint64		   nrows;
 	SPITupleTable *tt;
+	LeGuard		   g;
+	int64		  *done_ids = NULL;
+	int			   ndone = 0;
 
+	le_guard_crm(&g, lt);
 	prepare_plans(lt);
+	le_guard_end(&g);
+	if (lt_col(lt, "enrich_done") == NULL)
+		ndone = done_elsewhere(ids, nids, &done_ids);
 	b->lt = lt;
 	b->rows = palloc0(sizeof(LeadRow) * nids);
 	b->domains = palloc0(sizeof(char *) * nids);
@@ -522,9 +604,13 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 		d[i] = Int64GetDatum(ids[i]);
 	arg = PointerGetDatum(construct_array(d, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (skip_locked)
+	{
+		le_guard_crm(&g, lt);
 		ret = SPI_execute_plan(plans.select_skip_plan, &arg, NULL, false, 0);
+		le_guard_end(&g);
+	}
 	else
-		ret = select_waiting(ids, nids, arg);
+		ret = select_waiting(lt, ids, nids, arg);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the leads: %s", SPI_result_code_string(ret));
 
@@ -543,7 +629,8 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 		row->owner = -1;
 		if (DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
 			row->skip = "won";
-		else if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+		else if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) ||
+				 (ndone > 0 && bsearch(&row->id, done_ids, ndone, sizeof(int64), cmp_int64) != NULL))
 			row->skip = "already_enriched";
 		else if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
 			row->skip = "reveal_id_set";
@@ -583,7 +670,9 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 				doms[nd++] = b->rows[i].domain;
 			}
 		}
+		le_guard_extension(&g);
 		webmail_flags(doms, nd, webmail);
+		le_guard_end(&g);
 		for (int k = 0; k < nd; k++)
 		{
 			LeadRow *row = &b->rows[which[k]];
@@ -814,13 +903,14 @@ company_add(CompanyBuf *cb, LeadRow *row, JsonbContainer *company)
  * columns (a text[] literal).  A lead deleted meanwhile gets none.
  */
 static void
-company_flush(CompanyBuf *cb)
+company_flush(LeadTable *lt, CompanyBuf *cb)
 {
-	Datum  args[UPDATE_NARGS];
-	int	   dims[1] = {cb->n};
-	int	   lbs[1] = {1};
-	int	   ret;
-	uint64 r;
+	Datum	args[UPDATE_NARGS];
+	int		dims[1] = {cb->n};
+	int		lbs[1] = {1};
+	int		ret;
+	uint64	r;
+	LeGuard g;
 
 	if (cb->n == 0)
 		return;
@@ -829,7 +919,9 @@ company_flush(CompanyBuf *cb)
 	for (int k = 1; k < UPDATE_NARGS; k++)
 		args[k] = PointerGetDatum(construct_md_array(cb->values[k], cb->nulls[k], 1, dims, lbs,
 													 TEXTOID, -1, false, TYPALIGN_INT));
+	le_guard_crm(&g, lt);
 	ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
+	le_guard_end(&g);
 	if (ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not update %d leads: %s", cb->n, SPI_result_code_string(ret));
 	for (r = 0; r < SPI_processed; r++)
@@ -874,7 +966,7 @@ enrich_apply_local(EnrichBatch *b, const char *source)
 			state_add(&sb, row->id, row->status, row->email ? row->email : row->email_raw,
 					  row->domain, NULL, NULL, 0, NULL);
 	}
-	mark_done(done, ndone);
+	mark_done(b->lt, done, ndone);
 	state_flush(&sb, source);
 }
 
@@ -977,7 +1069,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 		}
 	}
 
-	company_flush(&cb);
+	company_flush(b->lt, &cb);
 	for (i = 0; i < b->n; i++)
 	{
 		LeadRow *row = &b->rows[i];
@@ -996,7 +1088,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 		state_add(&sb, row->id, "enriched", row->email, row->domain, row->company,
 				  row->filled, row->credits, NULL);
 	}
-	mark_done(not_found, nnot_found);
+	mark_done(b->lt, not_found, nnot_found);
 	state_flush(&sb, source);
 }
 
@@ -1050,18 +1142,6 @@ row_to_jsonb(LeadRow *row)
 		appendStringInfo(&s, ", \"company\": %s", row->company);
 	appendStringInfoChar(&s, '}');
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
-}
-
-/*
- * cmp_int64: qsort comparator.
- */
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64 x = *(const int64 *) a;
-	int64 y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
 }
 
 /*

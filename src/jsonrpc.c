@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "guard.h"
 #include "lead_enrich.h"
 #include "errcodes.h"
 
@@ -183,8 +184,8 @@ classify_error(RpcCall *call, JsonbContainer *err)
 /*
  * rpc_finish: classify a finished call.
  */
-void
-rpc_finish(RpcCall *call)
+static void
+classify(RpcCall *call)
 {
 	HttpRequest	   *h = &call->http;
 	Jsonb		   *doc = NULL;
@@ -245,6 +246,20 @@ rpc_finish(RpcCall *call)
 	}
 	call->status = RPC_OK;
 	call->result = JsonbValueToJsonb(res);
+}
+
+/*
+ * rpc_finish: classify a finished call.  What the provider said goes into
+ * errors, the worker's status and lead_state, which roles other than a
+ * superuser read: a provider echoing the account token (a buy-credits URL
+ * carrying it) must not show it to them.
+ */
+void
+rpc_finish(RpcCall *call)
+{
+	classify(call);
+	call->message = le_redact_token(call->message);
+	call->credit_url = le_redact_token(call->credit_url);
 }
 
 /*

@@ -124,6 +124,7 @@ extern Numeric le_fetch_balance(const char *dbuuid, const char *token, RpcCall *
 struct LeadTable
 {
 	Oid	   relid;
+	Oid	   owner;	 /* the table's owner: the worker acts as this role */
 	char  *qualname; /* quoted schema.table */
 	char  *nspname;	 /* quoted schema */
 	char  *dbuuid;
@@ -132,9 +133,11 @@ struct LeadTable
 	bool   state_fk;
 	char  *mode;
 	Jsonb *columns; /* logical name -> column, and "<key>:type" */
+	char  *missing; /* mapped columns gone or retyped since attach(), or NULL */
 };
 
 extern LeadTable  *lead_table_load(bool missing_ok);
+extern void		   lead_table_check(LeadTable *lt);
 extern const char *lt_col(LeadTable *lt, const char *key);
 extern const char *lt_type(LeadTable *lt, const char *key);
 extern const char *lt_now(LeadTable *lt, const char *key);

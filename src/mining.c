@@ -36,10 +36,168 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "access/xact.h"
+#include "miscadmin.h"
+
 #include "errcodes.h"
+#include "guard.h"
 #include "lead_enrich.h"
 
 PG_FUNCTION_INFO_V1(lead_enrich_generate_leads);
+PG_FUNCTION_INFO_V1(lead_enrich_mining_request_open);
+PG_FUNCTION_INFO_V1(lead_enrich_mining_request_link);
+PG_FUNCTION_INFO_V1(lead_enrich_mining_request_close);
+
+/*
+ * Who writes lead_enrich.mining_request.  The criteria checks and Odoo's
+ * own request row are PL/pgSQL run as the caller (_mining_prepare,
+ * _mining_finish); the caller has no rights on mining_request, so those
+ * functions record the request through the three C functions below, which
+ * write as the extension's owner (guard.c) and only for the request that
+ * generate_leads is running in this transaction: mining_active is -1
+ * outside generate_leads, 0 until the request is opened, then its id.
+ */
+static int	mining_active = -1;
+static bool mining_callback_set = false;
+
+/*
+ * mining_xact_end: a transaction's end ends any request in progress.
+ */
+static void
+mining_xact_end(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		mining_active = -1;
+}
+
+/*
+ * mining_check_active: refuse a call from outside generate_leads, or for
+ * another request than the one it runs.
+ */
+static void
+mining_check_active(int32 request_id)
+{
+	if (mining_active < 0 || (request_id >= 0 && request_id != mining_active))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("lead mining requests are recorded by lead_enrich.generate_leads() only")));
+}
+
+/*
+ * mining_record: run one statement on mining_request as the extension's
+ * owner and return its single jsonb column (or NULL).
+ */
+static Datum
+mining_record(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls,
+			  bool *isnull)
+{
+	LeGuard		  g;
+	int			  ret;
+	Datum		  result = (Datum) 0;
+	MemoryContext outer = CurrentMemoryContext;
+
+	*isnull = true;
+	SPI_connect();
+	le_guard_extension(&g);
+	ret = SPI_execute_with_args(sql, nargs, types, args, nulls, false, 0);
+	le_guard_end(&g);
+	if (ret < 0)
+		elog(ERROR, "could not record the mining request: %s", SPI_result_code_string(ret));
+	if (SPI_tuptable != NULL && SPI_processed == 1)
+	{
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+		if (!*isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(outer);
+
+			result = PointerGetDatum(DatumGetJsonbPCopy(result));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	SPI_finish();
+	return result;
+}
+
+/*
+ * lead_enrich._mining_request_open(criteria, lead_table): the request's
+ * row; returns {"id": ..., "name": ...}.  requested_by is the caller.
+ */
+Datum
+lead_enrich_mining_request_open(PG_FUNCTION_ARGS)
+{
+	Oid	   types[3] = {JSONBOID, TEXTOID, NAMEOID};
+	Datum  args[3];
+	Datum  result;
+	bool   isnull;
+	Jsonb *jb;
+
+	mining_check_active(-1);
+	if (mining_active != 0)
+		elog(ERROR, "the mining request is already recorded");
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = PG_GETARG_DATUM(1);
+	args[2] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	result = mining_record("INSERT INTO lead_enrich.mining_request (criteria, lead_table, requested_by) "
+						   "VALUES ($1, $2, $3) "
+						   "RETURNING pg_catalog.jsonb_build_object('id', id, 'name', name)",
+						   3, types, args, NULL, &isnull);
+	jb = DatumGetJsonbP(result);
+	mining_active = atoi(jb_get_text(&jb->root, "id"));
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * lead_enrich._mining_request_link(request_id, odoo_request_id): the row
+ * of Odoo's crm_iap_lead_mining_request that goes with the request.
+ */
+Datum
+lead_enrich_mining_request_link(PG_FUNCTION_ARGS)
+{
+	Oid	  types[2] = {INT4OID, INT4OID};
+	Datum args[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
+	bool  isnull;
+
+	mining_check_active(PG_GETARG_INT32(0));
+	(void) mining_record("UPDATE lead_enrich.mining_request SET odoo_request_id = $2 WHERE id = $1",
+						 2, types, args, NULL, &isnull);
+	PG_RETURN_VOID();
+}
+
+/*
+ * lead_enrich._mining_request_close(request_id, state, error_type, error,
+ * lead_ids, companies, contacts, skipped): the request's outcome; returns
+ * {"odoo_request_id": ..., "lead_table": ...} for _mining_finish.
+ */
+Datum
+lead_enrich_mining_request_close(PG_FUNCTION_ARGS)
+{
+	Oid	  types[8] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID,
+					  INT4OID, INT4OID, INT4OID};
+	Datum args[8];
+	char  nulls[8];
+	bool  isnull;
+	Datum result;
+
+	mining_check_active(PG_GETARG_INT32(0));
+	for (int i = 0; i < 8; i++)
+	{
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+	}
+	result = mining_record("UPDATE lead_enrich.mining_request m "
+						   "SET state = $2, error_type = $3, error = $4, lead_ids = $5, "
+						   "    companies = $6, contacts = $7, skipped = $8, "
+						   "    credits = $6 OPERATOR(pg_catalog.+) $7, finished_at = clock_timestamp() "
+						   "WHERE m.id = $1 "
+						   "RETURNING pg_catalog.jsonb_build_object('odoo_request_id', m.odoo_request_id, "
+						   "                                        'lead_table', m.lead_table)",
+						   8, types, args, nulls, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
 
 /* parameters of the lead INSERT */
 enum
@@ -514,11 +672,26 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	int				i;
 	TimestampTz		t0 = GetCurrentTimestamp();
 	TimestampTz		t1;
+	LeGuard			guard;
 
 	InitMaterializedSRF(fcinfo, 0);
+	if (!mining_callback_set)
+	{
+		RegisterXactCallback(mining_xact_end, NULL);
+		mining_callback_set = true;
+	}
 	SPI_connect();
 	lt = lead_table_load(false);
+	lead_table_check(lt);
 	token = le_account_token_lookup(lt, false);
+
+	/*
+	 * The caller's statements on the CRM table run under the pinned
+	 * search_path (guard.c), to the end of the call: every operator and
+	 * function below is pg_catalog's.
+	 */
+	le_guard_crm(&guard, lt);
+	mining_active = 0;
 	req = prepare_request(criteria, lt);
 
 	/* the call: Odoo's _perform_request */
@@ -568,6 +741,8 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 				 errdetail("%s The request may cost up to %d credits.", call.message, req->max_credits),
 				 errhint("Buy credits at %s, then run the request again with its criteria from lead_enrich.mining_request.",
 						 call.credit_url ? call.credit_url : "the URL lead_enrich.iap_credit_url() returns")));
+		le_guard_end(&guard);
+		mining_active = -1;
 		SPI_finish();
 		return (Datum) 0;
 	}
@@ -579,6 +754,8 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		ereport(NOTICE,
 				(errmsg("request %s did not return any result (no credits were used)", req->name),
 				 errhint("Try removing some filters.")));
+		le_guard_end(&guard);
+		mining_active = -1;
 		SPI_finish();
 		return (Datum) 0;
 	}
@@ -758,6 +935,8 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 						req->name, nskipped, n, lt->qualname),
 				 errdetail("Already there (same reveal id, website or e-mail domain): %s%s.", skipped.data,
 						   nskipped > 10 ? psprintf(" and %d more", nskipped - 10) : "")));
+	le_guard_end(&guard);
+	mining_active = -1;
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -56,6 +56,34 @@ check_endpoint(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * check_account_token: the token may live in postgresql.conf, in
+ * postgresql.auto.conf (ALTER SYSTEM) or be SET by a superuser in a
+ * session, all readable by superusers only.  A database- or role-level
+ * setting (ALTER DATABASE / ALTER ROLE ... SET) is stored in
+ * pg_db_role_setting, which every role can read: refused there.  The
+ * values stored before this check existed are ignored when a session
+ * starts, with a warning.
+ */
+static bool
+check_account_token(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (source == PGC_S_TEST || source == PGC_S_DATABASE || source == PGC_S_USER ||
+		source == PGC_S_DATABASE_USER)
+	{
+		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+		GUC_check_errmsg("lead_enrich.account_token cannot be set per database or per role");
+		GUC_check_errdetail("Such settings are stored in pg_db_role_setting, which every role can read.");
+		GUC_check_errhint("Use ALTER SYSTEM SET lead_enrich.account_token = '...' and SELECT pg_reload_conf(), "
+						  "or Odoo's iap_account table; remove this one with ALTER DATABASE ... RESET "
+						  "lead_enrich.account_token or ALTER ROLE ... RESET lead_enrich.account_token.");
+		return false;
+	}
+	return true;
+}
+
+/*
  * check_databases: a list of names, as SplitIdentifierString reads it.
  */
 static bool
@@ -131,7 +159,7 @@ le_define_settings(void)
 							   "Empty: use Odoo's iap_account row for service reveal, if any.",
 							   &le_account_token, "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, NULL);
+							   check_account_token, NULL, NULL);
 	DefineCustomIntVariable("lead_enrich.connect_timeout",
 							"Time allowed to connect to the provider.",
 							NULL, &le_connect_timeout_ms, 2000, 1, 600000,

@@ -23,6 +23,15 @@
  * per trigger and process.  Only leads that need enriching are enqueued:
  * an e-mail, not done, no reveal_id, not won.
  *
+ * enqueue() is SECURITY DEFINER (the inserting roles have no rights on
+ * lead_state) with search_path pinned to pg_catalog, pg_temp, so its
+ * statement can resolve no operator or function an ordinary role created;
+ * it reads only the new rows' columns of the types attach() accepted, so
+ * no code of the table's owner runs with the extension owner's rights.
+ * When a column it names is gone (dropped or renamed since attach()), it
+ * does nothing and says so once per process in the server log: the CRM
+ * keeps working, and lead_enrich.status shows why nothing is enqueued.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -37,6 +46,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "guard.h"
 #include "lead_enrich.h"
 #include "worker.h"
 
@@ -77,8 +87,10 @@ build_enqueue_sql(Trigger *tg, const char *source)
 		appendStringInfo(&s, " AND NOT coalesce(n.%s, false)", quote_identifier(tg->tgargs[2]));
 	if (tg->tgargs[3][0] != '\0')
 		appendStringInfo(&s, " AND coalesce(n.%s::text, '') = ''", quote_identifier(tg->tgargs[3]));
+	/* probability is numeric or float: the operator is named exactly */
 	if (tg->tgargs[4][0] != '\0')
-		appendStringInfo(&s, " AND coalesce(n.%s < 100, true)", quote_identifier(tg->tgargs[4]));
+		appendStringInfo(&s, " AND coalesce(n.%s OPERATOR(pg_catalog.<) 100, true)",
+						 quote_identifier(tg->tgargs[4]));
 	/* a lead already done (or mined) is not enriched again */
 	appendStringInfoString(&s,
 						   " ON CONFLICT (lead_id) DO UPDATE SET status = 'pending', "
@@ -137,6 +149,34 @@ get_plan(TriggerData *td, bool row)
 }
 
 /*
+ * columns_present: are the columns the trigger names all in the table?
+ * A missing one is reported once per trigger and process, in the log.
+ */
+static bool
+columns_present(TriggerData *td)
+{
+	static Oid warned_tgoid = InvalidOid;
+	Trigger	  *tg = td->tg_trigger;
+	TupleDesc  desc = RelationGetDescr(td->tg_relation);
+
+	for (int i = 0; i < tg->tgnargs; i++)
+	{
+		if (tg->tgargs[i][0] == '\0' || SPI_fnumber(desc, tg->tgargs[i]) > 0)
+			continue;
+		if (warned_tgoid != tg->tgoid)
+		{
+			warned_tgoid = tg->tgoid;
+			ereport(LOG,
+					(errmsg("lead_enrich: column \"%s\" of table \"%s\" is gone: new leads are not enqueued",
+							tg->tgargs[i], RelationGetRelationName(td->tg_relation)),
+					 errhint("Run lead_enrich.attach() again.")));
+		}
+		return false;
+	}
+	return true;
+}
+
+/*
  * lead_enrich.enqueue(): the trigger function (see the file comment).
  */
 Datum
@@ -163,6 +203,8 @@ lead_enrich_enqueue(PG_FUNCTION_ARGS)
 						td->tg_trigger->tgname)));
 	/* an INSERT of no rows costs nothing more */
 	if (!row && tuplestore_tuple_count(td->tg_newtable) == 0)
+		return PointerGetDatum(NULL);
+	if (td->tg_trigger->tgnargs == 5 && !columns_present(td))
 		return PointerGetDatum(NULL);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -200,10 +242,7 @@ lead_enrich_set_mode(PG_FUNCTION_ARGS)
 	char		 *mode = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	LeadTable	 *lt;
 	char		 *old;
-	Oid			  owner;
-	Oid			  save_uid;
-	int			  save_sec;
-	bool		  isnull;
+	LeGuard		  g;
 	Datum		  arg;
 	Oid			  argtype = TEXTOID;
 	text		 *result;
@@ -222,23 +261,17 @@ lead_enrich_set_mode(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be the owner of table %s or a superuser to change the enrichment mode",
 						lt->qualname)));
-	if (SPI_execute("SELECT relowner FROM pg_catalog.pg_class "
-					"WHERE oid = 'lead_enrich.config'::pg_catalog.regclass",
-					true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not find the owner of lead_enrich.config");
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	old = lt->mode;
 
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	/* as the extension's owner, restricted, search_path pinned */
+	le_guard_extension(&g);
 	arg = CStringGetTextDatum(mode);
 	if (SPI_execute_with_args("UPDATE lead_enrich.config SET mode = $1", 1, &argtype, &arg,
 							  NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update lead_enrich.config");
 	if (SPI_execute("SELECT lead_enrich.sync_triggers()", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not install the enqueue triggers");
-	SetUserIdAndSecContext(save_uid, save_sec);
+	le_guard_end(&g);
 
 	if (strcmp(mode, "auto") == 0)
 	{

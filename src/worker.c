@@ -74,11 +74,13 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/guc.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "enrich.h"
+#include "guard.h"
 #include "lead_enrich.h"
 #include "worker.h"
 
@@ -537,9 +539,11 @@ record_failure(int64 *ids, int n, const char *msg)
 	static SPIPlanPtr plan = NULL;
 	Datum			  values[5];
 	int				  ret;
+	LeGuard			  g;
 
 	if (n == 0)
 		return;
+	le_guard_extension(&g);
 	if (plan == NULL)
 	{
 		Oid types[5] = {INT8ARRAYOID, INT4OID, FLOAT8OID, FLOAT8OID, TEXTOID};
@@ -558,6 +562,7 @@ record_failure(int64 *ids, int n, const char *msg)
 	values[3] = Float8GetDatum((double) le_interval_min * 60.0);
 	values[4] = CStringGetTextDatum(msg);
 	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	le_guard_end(&g);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not record a failed attempt: %s", SPI_result_code_string(ret));
 }
@@ -569,15 +574,20 @@ record_failure(int64 *ids, int n, const char *msg)
 static void
 forget_pending(int64 *ids, int n)
 {
-	Datum arg;
-	Oid	  type = INT8ARRAYOID;
+	Datum	arg;
+	Oid		type = INT8ARRAYOID;
+	int		ret;
+	LeGuard g;
 
 	if (n == 0)
 		return;
 	arg = int8_array(ids, n);
-	if (SPI_execute_with_args("DELETE FROM lead_enrich.lead_state "
-							  "WHERE lead_id = ANY ($1) AND status = 'pending'",
-							  1, &type, &arg, NULL, false, 0) != SPI_OK_DELETE)
+	le_guard_extension(&g);
+	ret = SPI_execute_with_args("DELETE FROM lead_enrich.lead_state "
+								"WHERE lead_id = ANY ($1) AND status = 'pending'",
+								1, &type, &arg, NULL, false, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "could not remove leads from the queue");
 }
 
@@ -639,10 +649,12 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 	/* leads not returned: row-locked elsewhere, or deleted */
 	if (b->n < wb->nlocked)
 	{
-		int64 *absent = palloc(sizeof(int64) * wb->nlocked);
-		int	   nabsent = 0;
-		Datum  arg;
-		Oid	   type = INT8ARRAYOID;
+		int64  *absent = palloc(sizeof(int64) * wb->nlocked);
+		int		nabsent = 0;
+		Datum	arg;
+		Oid		type = INT8ARRAYOID;
+		int		ret;
+		LeGuard g;
 
 		for (int i = 0; i < wb->nlocked; i++)
 		{
@@ -654,9 +666,13 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 				absent[nabsent++] = wb->locked[i];
 		}
 		arg = int8_array(absent, nabsent);
-		if (SPI_execute_with_args(psprintf("SELECT l.%s::bigint FROM %s l WHERE l.%s = ANY ($1)",
-										   lt_col(lt, "id"), lt->qualname, lt_col(lt, "id")),
-								  1, &type, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		/* the CRM table, as its owner (guard.c) */
+		le_guard_crm(&g, lt);
+		ret = SPI_execute_with_args(psprintf("SELECT l.%s::bigint FROM %s l WHERE l.%s = ANY ($1)",
+											 lt_col(lt, "id"), lt->qualname, lt_col(lt, "id")),
+									1, &type, &arg, NULL, true, 0);
+		le_guard_end(&g);
+		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not look for leads");
 		for (int i = 0; i < nabsent; i++)
 		{
@@ -741,6 +757,8 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 	int64			 *ids;
 	int				  nids;
 	int				  limit = maxb * le_batch_size;
+	int				  ret;
+	LeGuard			  g;
 
 	*nout = 0;
 	begin_xact("claiming pending leads");
@@ -757,6 +775,18 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 	if (lt == NULL || strcmp(lt->mode, "auto") != 0)
 	{
 		end_xact();
+		*stop = true;
+		return 0;
+	}
+	if (lt->missing != NULL)
+	{
+		char *reason = psprintf("table %s detached: mapped columns %s were dropped, renamed or retyped",
+								lt->qualname, lt->missing);
+		char *hint = psprintf("Run SELECT lead_enrich.attach('%s'); again, then lead_enrich.wake().",
+							  lt->qualname);
+
+		end_xact();
+		set_pause(reason, hint);
 		*stop = true;
 		return 0;
 	}
@@ -781,7 +811,10 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 	}
 	values[0] = int8_array(skip_ids, nskip);
 	values[1] = Int32GetDatum(limit);
-	if (SPI_execute_plan(plan, values, NULL, true, 0) != SPI_OK_SELECT)
+	le_guard_extension(&g);
+	ret = SPI_execute_plan(plan, values, NULL, true, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
 	nids = (int) SPI_processed;
 	ids = palloc(sizeof(int64) * Max(nids, 1));
@@ -1168,6 +1201,16 @@ le_worker_main(Datum arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("lead_enrich worker");
+
+	/*
+	 * The worker connects as the bootstrap superuser, as autovacuum does,
+	 * and acts on the CRM table as the table's owner, restricted, and on
+	 * lead_enrich's tables as the extension's owner (guard.c).  Its
+	 * search_path is pinned for the life of the process, above any SET a
+	 * trigger of the table's owner could run.
+	 */
+	le_acting_for_owner = true;
+	SetConfigOption("search_path", LE_SAFE_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* one worker per database */
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);

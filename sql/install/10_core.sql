@@ -71,7 +71,12 @@ SELECT pg_catalog.pg_extension_config_dump('lead_enrich.webmail_domain', '');
 REVOKE ALL ON ALL TABLES IN SCHEMA lead_enrich FROM PUBLIC;
 GRANT SELECT ON lead_enrich.webmail_domain TO lead_enrich_user;
 GRANT SELECT ON lead_enrich.config TO lead_enrich_user;
-GRANT SELECT, INSERT, UPDATE ON lead_enrich.lead_state TO lead_enrich_user;
+/*
+ * lead_enrich_user reads outcomes, including each lead's e-mail address
+ * and company data: the same facts it reads in the CRM table it enriches.
+ * Only the extension writes them (as its owner, src/guard.c).
+ */
+GRANT SELECT ON lead_enrich.lead_state TO lead_enrich_user;
 
 /*
  * Outcomes with the company data as typed columns.
@@ -108,6 +113,18 @@ SELECT
 	s.updated_at
 FROM lead_enrich.lead_state s;
 GRANT SELECT ON lead_enrich.enrichment TO lead_enrich_user;
+
+/*
+ * _odoo_setting(lead_table, key): Odoo's ir_config_parameter value in the
+ * table's schema, read as the table's owner with
+ * SECURITY_RESTRICTED_OPERATION (src/attach.c): attach() runs as a
+ * superuser, and the owner of Odoo's tables wrote them.
+ */
+CREATE FUNCTION lead_enrich._odoo_setting(lead_table regclass, key text)
+RETURNS text
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_odoo_setting';
+REVOKE ALL ON FUNCTION lead_enrich._odoo_setting(regclass, text) FROM PUBLIC;
 
 /*
  * attach(lead_table, columns): the CRM table to work on and which of its
@@ -235,8 +252,7 @@ BEGIN
 	is_odoo := mapping ? 'enrich_done' AND kinds ->> 'country' = 'fk'
 		AND to_regclass(format('%I.ir_config_parameter', nspname)) IS NOT NULL;
 	IF is_odoo THEN
-		EXECUTE format('SELECT value FROM %I.ir_config_parameter WHERE key = %L', nspname, 'database.uuid')
-			INTO uuid;
+		uuid := lead_enrich._odoo_setting(lead_table, 'database.uuid');
 	END IF;
 	IF uuid IS NULL THEN
 		SELECT c.dbuuid INTO uuid FROM lead_enrich.config c;

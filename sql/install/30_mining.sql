@@ -625,8 +625,30 @@ REVOKE ALL ON lead_enrich.mining_industry, lead_enrich.mining_role, lead_enrich.
 	lead_enrich.iso_country, lead_enrich.iso_subdivision, lead_enrich.mining_request FROM PUBLIC;
 GRANT SELECT ON lead_enrich.mining_industry, lead_enrich.mining_role, lead_enrich.mining_seniority,
 	lead_enrich.iso_country, lead_enrich.iso_subdivision TO lead_enrich_user;
-GRANT SELECT, INSERT, UPDATE ON lead_enrich.mining_request TO lead_enrich_user;
-GRANT USAGE ON SEQUENCE lead_enrich.mining_request_id_seq TO lead_enrich_user;
+GRANT SELECT ON lead_enrich.mining_request TO lead_enrich_user;
+/* the request ids are drawn by the extension's owner alone */
+REVOKE ALL ON SEQUENCE lead_enrich.mining_request_id_seq FROM PUBLIC;
+
+/*
+ * The request's row is written as the extension's owner by C functions
+ * that only serve the request generate_leads() is running (src/mining.c):
+ * lead_enrich_user reads mining_request, and cannot write it.
+ */
+CREATE FUNCTION lead_enrich._mining_request_open(criteria jsonb, lead_table text)
+RETURNS jsonb
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_mining_request_open';
+
+CREATE FUNCTION lead_enrich._mining_request_link(request_id integer, odoo_request_id integer)
+RETURNS void
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_mining_request_link';
+
+CREATE FUNCTION lead_enrich._mining_request_close(request_id integer, state text, error_type text,
+	error text, lead_ids bigint[], companies integer, contacts integer, skipped integer)
+RETURNS jsonb
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_mining_request_close';
 
 /*
  * _mining_invalid: the error of a bad criterion, naming the key.
@@ -792,6 +814,7 @@ DECLARE
 	payload		jsonb;
 	req_id		integer;
 	req_name	text;
+	rec			jsonb;
 	odoo_req	integer;
 	ids			integer[];
 BEGIN
@@ -1163,9 +1186,9 @@ BEGIN
 		END IF;
 	END IF;
 
-	INSERT INTO lead_enrich.mining_request (criteria, lead_table)
-	VALUES (norm, cfg.lead_table::text)
-	RETURNING id, name INTO req_id, req_name;
+	rec := lead_enrich._mining_request_open(norm, cfg.lead_table::text);
+	req_id := (rec ->> 'id')::integer;
+	req_name := rec ->> 'name';
 
 	-- Odoo's own request row, so that leads can point to it
 	IF odoo AND to_regclass(format('%I.crm_iap_lead_mining_request', nsp)) IS NOT NULL
@@ -1210,7 +1233,7 @@ BEGIN
 						   '(SELECT min(id) FROM %I.crm_iap_lead_seniority WHERE reveal_id = $1) WHERE id = $2', nsp, nsp)
 				USING seniority_rid, odoo_req;
 		END IF;
-		UPDATE lead_enrich.mining_request SET odoo_request_id = odoo_req WHERE id = req_id;
+		PERFORM lead_enrich._mining_request_link(req_id, odoo_req);
 	END IF;
 
 	RETURN jsonb_build_object('request_id', req_id, 'request_name', req_name,
@@ -1230,23 +1253,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	r lead_enrich.mining_request;
+	r jsonb;
 BEGIN
-	UPDATE lead_enrich.mining_request m
-	SET state = _mining_finish.state, error_type = _mining_finish.error_type,
-		error = _mining_finish.error, lead_ids = _mining_finish.lead_ids,
-		companies = _mining_finish.companies, contacts = _mining_finish.contacts,
-		skipped = _mining_finish.skipped,
-		credits = _mining_finish.companies + _mining_finish.contacts,
-		finished_at = clock_timestamp()
-	WHERE m.id = request_id
-	RETURNING * INTO r;
-	IF r.odoo_request_id IS NOT NULL THEN
+	r := lead_enrich._mining_request_close(request_id, state, error_type, error, lead_ids,
+										   companies, contacts, skipped);
+	IF r ->> 'odoo_request_id' IS NOT NULL THEN
 		EXECUTE format('UPDATE %s SET state = $1, error_type = $2, write_date = now() AT TIME ZONE ''UTC'' WHERE id = $3',
 					   (SELECT format('%I.crm_iap_lead_mining_request', n.nspname)
 						FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-						WHERE c.oid = r.lead_table::regclass))
-			USING state, error_type, r.odoo_request_id;
+						WHERE c.oid = (r ->> 'lead_table')::regclass))
+			USING state, error_type, (r ->> 'odoo_request_id')::integer;
 	END IF;
 END
 $$;
@@ -1257,14 +1273,20 @@ REVOKE ALL ON FUNCTION lead_enrich._mining_invalid(text, text, text),
 	lead_enrich._mining_odoo_insert(regclass, jsonb),
 	lead_enrich._mining_odoo_rel(text, text, text, text, integer, integer[]),
 	lead_enrich._mining_prepare(jsonb),
-	lead_enrich._mining_finish(integer, text, text, text, bigint[], integer, integer, integer) FROM PUBLIC;
+	lead_enrich._mining_finish(integer, text, text, text, bigint[], integer, integer, integer),
+	lead_enrich._mining_request_open(jsonb, text),
+	lead_enrich._mining_request_link(integer, integer),
+	lead_enrich._mining_request_close(integer, text, text, text, bigint[], integer, integer, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lead_enrich._mining_invalid(text, text, text),
 	lead_enrich._mining_int(text, jsonb, integer, integer, text),
 	lead_enrich._mining_list(text, jsonb, boolean, text),
 	lead_enrich._mining_odoo_insert(regclass, jsonb),
 	lead_enrich._mining_odoo_rel(text, text, text, text, integer, integer[]),
 	lead_enrich._mining_prepare(jsonb),
-	lead_enrich._mining_finish(integer, text, text, text, bigint[], integer, integer, integer) TO lead_enrich_user;
+	lead_enrich._mining_finish(integer, text, text, text, bigint[], integer, integer, integer),
+	lead_enrich._mining_request_open(jsonb, text),
+	lead_enrich._mining_request_link(integer, integer),
+	lead_enrich._mining_request_close(integer, text, text, text, bigint[], integer, integer, integer) TO lead_enrich_user;
 
 /*
  * generate_leads(criteria): Odoo's "Generate Leads".  One row per lead

@@ -12,13 +12,14 @@ CREATE INDEX lead_state_pending_idx ON lead_enrich.lead_state (lead_id)
  * The trigger function; its arguments are the attached table's id, e-mail,
  * done, reveal_id and probability columns ('' when unmapped).  SECURITY
  * DEFINER: the roles that insert leads need no rights on lead_state.  Its
- * statement uses only schema-qualified names and is prepared once per
- * process, so it sets no search_path (which would cost a GUC save and
- * restore on every INSERT).
+ * search_path is pinned: the statement it prepares reads columns of the
+ * inserting role's table, and an operator that role created in its own
+ * schema must never be picked (src/trigger.c).
  */
 CREATE FUNCTION lead_enrich.enqueue()
 RETURNS trigger
 LANGUAGE C SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'lead_enrich_enqueue';
 REVOKE ALL ON FUNCTION lead_enrich.enqueue() FROM PUBLIC;
 
@@ -182,9 +183,21 @@ SELECT
 	w.runs,
 	w.requests,
 	w.started_at AS worker_started_at,
-	w.launcher_running
+	w.launcher_running,
+	CASE WHEN d.missing IS NOT NULL
+		THEN format('table %s detached: mapped columns %s were dropped, renamed or retyped; '
+					'new leads are not enqueued and enrichment is suspended until lead_enrich.attach() is run again',
+					c.lead_table, d.missing) END AS problem
 FROM lead_enrich.worker_info() w
 LEFT JOIN lead_enrich.config c ON true
+LEFT JOIN LATERAL (
+	SELECT string_agg(format('%I (%s)', j.key, j.value), ', ' ORDER BY j.key) AS missing
+	FROM jsonb_each_text(c.columns) j
+	WHERE j.key !~ ':type$' AND NOT EXISTS (
+		SELECT FROM pg_attribute a
+		WHERE a.attrelid = c.lead_table AND a.attname = j.value
+		  AND a.attnum > 0 AND NOT a.attisdropped
+		  AND format_type(a.atttypid, a.atttypmod) = c.columns ->> (j.key || ':type'))) d ON true
 CROSS JOIN LATERAL (
 	SELECT count(*) FILTER (WHERE s.status = 'pending') AS pending,
 		   count(*) FILTER (WHERE s.status = 'pending'
