@@ -60,15 +60,38 @@ EXCEPTION WHEN others THEN
 END
 $$;
 
--- Companies already delivered by mining to a database (dbuuid).
+-- Companies already delivered by mining, per account and database (dbuuid):
+-- keyed by both, so that an account sending another account's dbuuid never
+-- uses up that account's mining directory.
 CREATE TABLE IF NOT EXISTS provider.mined
 (
+	token		text NOT NULL,
 	dbuuid		text NOT NULL,
 	clearbit_id	text NOT NULL,
-	token		text,
 	mined_at	timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (dbuuid, clearbit_id)
+	PRIMARY KEY (token, dbuuid, clearbit_id)
 );
+
+-- A provider.mined of an older version is keyed by (dbuuid, clearbit_id)
+-- with a nullable token: re-key it.  Rows without a token (never written by
+-- the daemon) cannot be attributed to an account and are dropped.
+DO $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_constraint
+			   WHERE conrelid = 'provider.mined'::regclass AND contype = 'p'
+			   AND conkey = ARRAY[(SELECT attnum FROM pg_attribute
+								   WHERE attrelid = 'provider.mined'::regclass
+								   AND attname = 'dbuuid'),
+								  (SELECT attnum FROM pg_attribute
+								   WHERE attrelid = 'provider.mined'::regclass
+								   AND attname = 'clearbit_id')]::smallint[]) THEN
+		DELETE FROM provider.mined WHERE token IS NULL;
+		ALTER TABLE provider.mined ALTER COLUMN token SET NOT NULL;
+		ALTER TABLE provider.mined DROP CONSTRAINT mined_pkey;
+		ALTER TABLE provider.mined ADD PRIMARY KEY (token, dbuuid, clearbit_id);
+	END IF;
+END
+$$;
 
 -- ---------------------------------------------------------------------------
 -- Directory: dropped and rebuilt by every "init"
@@ -391,9 +414,22 @@ $$;
 
 -- Normalise what a client sent as a domain: lower-case, trimmed, without a
 -- trailing dot, and the part after "@" if an e-mail address was sent.
+-- Linear in the length of d.
 CREATE OR REPLACE FUNCTION provider.norm_domain(d text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
 $$ SELECT rtrim(lower(btrim(regexp_replace(d, '^.*@', ''))), '.') $$;
+
+-- Can this normalised domain be a DNS name at all: at most 253 characters
+-- and 127 labels (RFC 1035)?  Only such names are split into their parent
+-- names for a look-up; the split is quadratic in the number of labels, so
+-- an unbounded domain would hold a thread and its connection for minutes.
+-- Both counts are linear.
+CREATE OR REPLACE FUNCTION provider.domain_ok(d text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$
+	SELECT length(d) <= 253
+		AND length(d) - length(replace(d, '.', '')) + 1 <= 127
+$$;
 
 -- Is this name a public suffix (never matched as an organisation)?
 CREATE OR REPLACE FUNCTION provider.is_public_suffix(d text) RETURNS boolean
@@ -411,12 +447,15 @@ $$;
 
 -- The organisation for a domain: exact domain or alias, else the longest
 -- parent domain (labels stripped from the left) that is known and is not a
--- public suffix.  NULL when nothing matches.
+-- public suffix.  NULL when nothing matches or the domain is over the
+-- limits of provider.domain_ok().
 CREATE OR REPLACE FUNCTION provider.find_org(d text) RETURNS integer
 LANGUAGE sql STABLE AS
 $$
 	SELECT od.org_id
-	FROM (SELECT string_to_array(provider.norm_domain(d), '.') AS l) s
+	FROM (SELECT string_to_array(n.d, '.') AS l
+		  FROM (SELECT provider.norm_domain(d) AS d) n
+		  WHERE provider.domain_ok(n.d)) s
 	CROSS JOIN LATERAL generate_series(1, cardinality(s.l) - 1) AS i
 	JOIN provider.org_domain od
 		ON od.domain = array_to_string(s.l[i:cardinality(s.l)], '.')
@@ -429,8 +468,10 @@ $$;
 -- Accounts and the ledger
 -- ---------------------------------------------------------------------------
 
--- The account's balance, creating the account with the trial credits (and
--- its "trial" ledger row) on first use.
+-- The account's balance, creating the account with p_trial credits (and its
+-- "trial" ledger row) when there is none.  Called by add_credits() (the
+-- operator's command, p_trial 0) and by a charging call when the daemon
+-- runs with --trial-credits N > 0; never by a balance call.
 CREATE OR REPLACE FUNCTION provider.ensure_account(p_token text, p_trial numeric)
 RETURNS numeric LANGUAGE plpgsql AS
 $$
@@ -514,15 +555,19 @@ $$
 	AND r.created_at > now() - interval '7 days'
 $$;
 
--- The start of every charging call: the account (created with the trial
--- credits on first use) and, for an id already answered, the stored answer
--- to send again (NULL otherwise).
+-- The start of every charging call: the account, created with the trial
+-- credits on first use only when the daemon grants some (--trial-credits
+-- N > 0; the default is none), and, for an id already answered, the stored
+-- answer to send again (NULL otherwise).  Without a trial grant an unknown
+-- token gets no account: it writes nothing, and charge() refuses any cost.
 CREATE OR REPLACE FUNCTION provider.open_call(p_token text, p_trial numeric,
 	p_service text, p_id text)
 RETURNS jsonb LANGUAGE plpgsql AS
 $$
 BEGIN
-	PERFORM provider.ensure_account(p_token, p_trial);
+	IF coalesce(p_trial, 0) > 0 THEN
+		PERFORM provider.ensure_account(p_token, p_trial);
+	END IF;
 	IF p_id IS NULL THEN
 		RETURN NULL;
 	END IF;
@@ -535,6 +580,8 @@ $$;
 -- never overdraw it.  Returns what to send: a stored reply if a concurrent
 -- request with the same id won the race, the InsufficientCreditError when
 -- the balance does not cover the cost (nothing charged), else p_answer.
+-- A token without an account has nothing to charge: a free answer is sent
+-- but not stored, any cost is refused; nothing is written either way.
 CREATE OR REPLACE FUNCTION provider.charge(p_token text, p_service text,
 	p_id text, p_cost numeric, p_answer jsonb, p_detail jsonb, p_base_url text)
 RETURNS jsonb LANGUAGE plpgsql AS
@@ -544,6 +591,12 @@ DECLARE
 	r jsonb;
 BEGIN
 	SELECT balance INTO b FROM provider.account WHERE token = p_token FOR UPDATE;
+	IF NOT FOUND THEN
+		IF p_cost > 0 THEN
+			RETURN jsonb_build_object('error', provider.credit_error(p_cost, p_base_url));
+		END IF;
+		RETURN p_answer;
+	END IF;
 	IF p_id IS NOT NULL THEN
 		r := provider.stored_reply(p_token, p_service, p_id);
 		IF r IS NOT NULL THEN
@@ -596,6 +649,8 @@ DECLARE
 	doms jsonb := params->'domains';
 	bad text;
 	n integer;
+	nlong integer;
+	longkey text;
 	r jsonb;
 	res jsonb;
 	cost integer;
@@ -612,6 +667,19 @@ BEGIN
 	IF bad IS NOT NULL THEN
 		PERFORM provider.reject('LP602', format('params.domains[%s] must be a string (a domain such as "acme.com")', to_jsonb(bad)));
 	END IF;
+	-- A value that cannot be a domain name (provider.domain_ok) is never
+	-- split into parent names.  In a batch it is answered false, like any
+	-- domain naming no company, so that one lead's bad e-mail does not fail
+	-- its neighbours (Odoo skips a failed batch and retries it only within
+	-- the leads' first hour); a request in which no value is a domain name
+	-- is refused.
+	SELECT count(*) FILTER (WHERE NOT e.ok), min(e.key) FILTER (WHERE NOT e.ok)
+	INTO nlong, longkey
+	FROM (SELECT key, provider.domain_ok(provider.norm_domain(value #>> '{}')) AS ok
+		  FROM jsonb_each(doms)) e;
+	IF n > 0 AND nlong = n THEN
+		PERFORM provider.reject('LP602', format('params.domains[%s] is not a domain name: a domain has at most 253 characters and 127 labels', to_jsonb(longkey)));
+	END IF;
 
 	r := provider.open_call(tok, trial, 'enrich', rpc_id);
 	IF r IS NOT NULL THEN
@@ -620,15 +688,17 @@ BEGIN
 
 	-- All candidate names of all domains in one set-based look-up: the
 	-- domain itself, then its parents (labels stripped from the left); the
-	-- longest known one that is not a public suffix wins.
+	-- longest known one that is not a public suffix wins.  A value over the
+	-- limits is split into nothing (a NULL array), whatever the plan.
 	WITH q AS (
-		SELECT e.key, provider.norm_domain(e.value #>> '{}') AS d
+		SELECT e.key, n.d, provider.domain_ok(n.d) AS ok
 		FROM jsonb_each(doms) e
+		CROSS JOIN LATERAL provider.norm_domain(e.value #>> '{}') AS n(d)
 	),
 	cand AS (
 		SELECT q.key, i, array_to_string(l[i:cardinality(l)], '.') AS name
 		FROM q
-		CROSS JOIN LATERAL string_to_array(q.d, '.') AS l
+		CROSS JOIN LATERAL string_to_array(CASE WHEN q.ok THEN q.d END, '.') AS l
 		CROSS JOIN LATERAL generate_series(1, cardinality(l) - 1) AS i
 	),
 	hit AS (
@@ -734,7 +804,7 @@ $$;
 
 -- Lead mining: Odoo's payload (odoo-iap.md 4.3) -> {data: [...],
 -- credit_error: false}.  1 credit per company + 1 per contact delivered;
--- never the same company twice to one dbuuid.
+-- never the same company twice to one account for one dbuuid.
 CREATE OR REPLACE FUNCTION provider.rpc_mine(params jsonb, rpc_id text,
 	trial numeric, base_url text DEFAULT 'http://127.0.0.1:7070')
 RETURNS jsonb LANGUAGE plpgsql
@@ -902,9 +972,9 @@ BEGIN
 		RETURN r;
 	END IF;
 
-	-- One miner per database at a time, so that concurrent requests cannot
-	-- hand out the same company twice.
-	PERFORM pg_advisory_xact_lock(provider.h('mine/' || db));
+	-- One miner per (account, database) at a time, so that concurrent
+	-- requests cannot hand out the same company twice.
+	PERFORM pg_advisory_xact_lock(provider.h('mine/' || tok || '/' || db));
 
 	WITH pick AS (
 		SELECT o.clearbit_id, o.domain, o.company, o.mine_rank
@@ -918,7 +988,8 @@ BEGIN
 		-- OFFSET 0 keeps this a per-row primary-key probe, whatever the
 		-- statistics of provider.mined say
 		AND NOT EXISTS (SELECT 1 FROM provider.mined m
-						WHERE m.dbuuid = db AND m.clearbit_id = o.clearbit_id
+						WHERE m.token = tok AND m.dbuuid = db
+						AND m.clearbit_id = o.clearbit_id
 						OFFSET 0)
 		ORDER BY o.mine_rank, o.clearbit_id
 		LIMIT lead_number
@@ -941,8 +1012,8 @@ BEGIN
 		jsonb_build_object('result', jsonb_build_object('data', res, 'credit_error', false)),
 		jsonb_build_object('companies', ncomp, 'contacts', ncont, 'dbuuid', db), base_url);
 	IF r ? 'result' AND ncomp > 0 THEN
-		INSERT INTO provider.mined (dbuuid, clearbit_id, token)
-		SELECT db, unnest(ids), tok
+		INSERT INTO provider.mined (token, dbuuid, clearbit_id)
+		SELECT tok, db, unnest(ids)
 		ON CONFLICT DO NOTHING;
 	END IF;
 	RETURN r;
@@ -1007,7 +1078,10 @@ BEGIN
 		rid := CASE WHEN jsonb_typeof(id) = 'null' THEN NULL ELSE id::text END;
 
 		IF endpoint = 'balance' THEN
-			answer := jsonb_build_object('result', provider.ensure_account(tok, trial));
+			-- Read-only: an unknown token's balance is what its first
+			-- charging call would grant it (0 unless --trial-credits).
+			answer := jsonb_build_object('result',
+				coalesce(provider.balance(tok), greatest(coalesce(trial, 0), 0)));
 		ELSIF endpoint = 'enrich' THEN
 			answer := provider.rpc_enrich(params, rid, trial, base_url, max_domains);
 		ELSIF endpoint = 'mine' THEN
@@ -1047,7 +1121,7 @@ $$
 ' || CASE
 		WHEN coalesce(p_token, '') = '' THEN '<p>No account token was given.</p>'
 		WHEN b.balance IS NULL THEN '<p>Account <code>' || provider.html(p_token)
-			|| '</code> has not been used yet; it gets its trial credits on first use.</p>'
+			|| '</code> has not been used yet: it has no credits of its own (trial credits, when this provider grants any, come with its first enrichment or mining call).</p>'
 		ELSE '<p>Account <code>' || provider.html(p_token) || '</code>: balance <strong>'
 			|| provider.html(b.balance::text) || '</strong> credits (spent '
 			|| provider.html(provider.spent(p_token)::text) || ').</p>'

@@ -14,6 +14,7 @@
 #include "provider.h"
 
 static const char	 *db_conninfo = NULL;
+static long			  db_timeout_ms = 30000;
 static pthread_key_t  conn_key;
 static pthread_once_t conn_key_once = PTHREAD_ONCE_INIT;
 
@@ -42,13 +43,35 @@ conn_key_create(void)
 
 /*
  * db_setup
- *		Remember the conninfo every worker thread connects with.
+ *		Remember the conninfo every worker thread connects with, and the
+ *		statement_timeout each of those connections sets.
  */
 void
-db_setup(const char *conninfo)
+db_setup(const char *conninfo, long statement_timeout_ms)
 {
 	db_conninfo = conninfo;
+	db_timeout_ms = statement_timeout_ms;
 	pthread_once(&conn_key_once, conn_key_create);
+}
+
+/*
+ * db_set_timeout
+ *		Set the session's statement_timeout, so that no request (a lock wait,
+ *		an unexpectedly slow query) holds a worker thread and its connection
+ *		for longer; false when the server refused it.
+ */
+bool
+db_set_timeout(PGconn *conn, long statement_timeout_ms)
+{
+	char	  sql[64];
+	PGresult *res;
+	bool	  ok;
+
+	snprintf(sql, sizeof(sql), "SET statement_timeout = %ld", statement_timeout_ms);
+	res = PQexec(conn, sql);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	return ok;
 }
 
 /*
@@ -101,6 +124,12 @@ db_thread_conn(void)
 	/* short statements: JIT compilation would cost more than it saves */
 	res = PQexec(conn, "SET application_name = 'lead_provider'; SET jit = off");
 	PQclear(res);
+	if (!db_set_timeout(conn, db_timeout_ms))
+	{
+		log_error("cannot set statement_timeout: %s", PQerrorMessage(conn));
+		PQfinish(conn);
+		return NULL;
+	}
 	res = PQprepare(conn, "rpc", RPC_SQL, 5, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
@@ -203,7 +232,10 @@ db_ping(void)
  *		Call provider.rpc() with the raw body; return the HTTP status and set
  *		*response to a malloc'd JSON-RPC response.  Errors of the database
  *		itself become JSON-RPC errors here: invalid UTF-8 (rejected by the
- *		server before parsing) is a parse error, anything else is 500/503.
+ *		server before parsing) is a parse error, a cancelled statement (the
+ *		statement_timeout) is 503 Timeout, anything else is 500/503.  A
+ *		cancelled call was rolled back: nothing charged, nothing stored, so
+ *		the client may send it again.
  */
 int
 db_rpc(const char *endpoint, const char *body, size_t len,
@@ -241,6 +273,19 @@ db_rpc(const char *endpoint, const char *body, size_t len,
 			*response = rpc_error_json(-32700, "ParseError",
 									   "the request body is not valid UTF-8");
 			status = 400;
+		}
+		else if (state != NULL && strcmp(state, "57014") == 0)
+		{
+			char msg[256];
+
+			snprintf(msg, sizeof(msg),
+					 "the request was cancelled: it ran longer than the provider's "
+					 "statement timeout (%ld ms) or the operator cancelled it; nothing "
+					 "was charged, it may be sent again",
+					 cfg->statement_timeout_ms);
+			log_error("provider.rpc cancelled: %s", PQresultErrorMessage(res));
+			*response = rpc_error_json(-32603, "Timeout", msg);
+			status = 503;
 		}
 		else
 		{

@@ -35,7 +35,11 @@ static const char *usage_text =
 	"      --port N             TCP port (LEAD_PROVIDER_PORT, 7070)\n"
 	"      --db CONNINFO        libpq conninfo (LEAD_PROVIDER_DB, \"" DEFAULT_DB "\")\n"
 	"      --threads N          worker threads = DB connections (LEAD_PROVIDER_THREADS, 4)\n"
-	"      --trial-credits N    credits of a new account (LEAD_PROVIDER_TRIAL_CREDITS, 1000)\n"
+	"      --trial-credits N    credits granted to a new account on its first\n"
+	"                           enrichment or mining call (LEAD_PROVIDER_TRIAL_CREDITS,\n"
+	"                           0: none; credits are then added with \"credits add\")\n"
+	"      --statement-timeout MS  statement_timeout of every database connection\n"
+	"                           (LEAD_PROVIDER_STATEMENT_TIMEOUT, 30000)\n"
 	"      --max-body BYTES     largest request body (LEAD_PROVIDER_MAX_BODY, 1048576)\n"
 	"      --max-domains N      most domains per enrichment call (LEAD_PROVIDER_MAX_DOMAINS, 1000)\n"
 	"      --public-url URL     public base URL, for the credit page link\n"
@@ -43,7 +47,8 @@ static const char *usage_text =
 	"      --access-log FILE|-  one line per request (LEAD_PROVIDER_ACCESS_LOG, none)\n"
 	"  lead_provider credits add TOKEN N [--db CONNINFO]\n"
 	"      Add N credits to an account (created if needed); N < 0 removes credits,\n"
-	"      never below zero.\n"
+	"      never below zero.  Credits and accounts are managed only here (and in\n"
+	"      SQL): no HTTP request reaches them.\n"
 	"  lead_provider accounts [--db CONNINFO]\n"
 	"      List accounts: token, balance, spent, created.\n"
 	"\n"
@@ -121,6 +126,7 @@ enum
 	OPT_MAXDOM,
 	OPT_PUBURL,
 	OPT_ACCESSLOG,
+	OPT_STMT_TIMEOUT,
 	OPT_DATA,
 	OPT_PSL,
 	OPT_HELP
@@ -136,6 +142,7 @@ static const struct option long_opts[] = {
 	{"max-domains", required_argument, NULL, OPT_MAXDOM},
 	{"public-url", required_argument, NULL, OPT_PUBURL},
 	{"access-log", required_argument, NULL, OPT_ACCESSLOG},
+	{"statement-timeout", required_argument, NULL, OPT_STMT_TIMEOUT},
 	{"data", required_argument, NULL, OPT_DATA},
 	{"psl", required_argument, NULL, OPT_PSL},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -234,7 +241,8 @@ static int
 cmd_serve(int argc, char **argv)
 {
 	static const int allowed[] = {OPT_LISTEN, OPT_PORT, OPT_DB, OPT_THREADS,
-								  OPT_TRIAL, OPT_MAXBODY, OPT_MAXDOM, OPT_PUBURL, OPT_ACCESSLOG, 0};
+								  OPT_TRIAL, OPT_MAXBODY, OPT_MAXDOM, OPT_PUBURL, OPT_ACCESSLOG,
+								  OPT_STMT_TIMEOUT, 0};
 	static char		 public_url[512];
 	ServeConfig		 cfg;
 	Flags			 f;
@@ -255,8 +263,12 @@ cmd_serve(int argc, char **argv)
 	cfg.db = flag(&f, OPT_DB, "LEAD_PROVIDER_DB", DEFAULT_DB);
 	cfg.threads = (int) parse_long(flag(&f, OPT_THREADS, "LEAD_PROVIDER_THREADS", "4"),
 								   "threads", 1, 256);
-	cfg.trial_credits = parse_long(flag(&f, OPT_TRIAL, "LEAD_PROVIDER_TRIAL_CREDITS", "1000"),
+	/* no free credits unless the operator asks for them */
+	cfg.trial_credits = parse_long(flag(&f, OPT_TRIAL, "LEAD_PROVIDER_TRIAL_CREDITS", "0"),
 								   "trial credits", 0, 1000000000L);
+	cfg.statement_timeout_ms = parse_long(flag(&f, OPT_STMT_TIMEOUT,
+											   "LEAD_PROVIDER_STATEMENT_TIMEOUT", "30000"),
+										  "statement timeout (ms)", 1, 86400000L);
 	cfg.max_body = (size_t) parse_long(flag(&f, OPT_MAXBODY, "LEAD_PROVIDER_MAX_BODY", "1048576"),
 									   "max body", 64, 1L << 30);
 	cfg.max_domains = (int) parse_long(flag(&f, OPT_MAXDOM, "LEAD_PROVIDER_MAX_DOMAINS", "1000"),
@@ -285,6 +297,13 @@ cmd_serve(int argc, char **argv)
 		free(err);
 		return 1;
 	}
+	if (!db_set_timeout(conn, cfg.statement_timeout_ms))
+	{
+		log_error("cannot set statement_timeout on database \"%s\": %s", cfg.db,
+				  PQerrorMessage(conn));
+		PQfinish(conn);
+		return 1;
+	}
 	res = PQexec(conn, "SELECT to_regprocedure('provider.rpc(text,text,numeric,text,integer)') "
 					   "IS NOT NULL AND to_regclass('provider.org') IS NOT NULL");
 	ready = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
@@ -301,7 +320,7 @@ cmd_serve(int argc, char **argv)
 		log_error("cannot open access log %s", cfg.access_log);
 		return 1;
 	}
-	db_setup(cfg.db);
+	db_setup(cfg.db, cfg.statement_timeout_ms);
 	return http_serve(&cfg);
 }
 

@@ -20,17 +20,19 @@ typedef struct ServeConfig
 {
 	const char *listen; /* IPv4 or IPv6 address to bind */
 	int			port;
-	const char *db;			   /* libpq conninfo */
-	int			threads;	   /* libmicrohttpd thread pool size */
-	long		trial_credits; /* credits granted to a new account */
-	size_t		max_body;	   /* largest accepted request body, bytes */
-	int			max_domains;   /* most domains in one enrichment call */
-	const char *public_url;	   /* base of the credit page URL in errors */
-	const char *access_log;	   /* file, "-" for stdout, NULL for none */
+	const char *db;					  /* libpq conninfo */
+	int			threads;			  /* libmicrohttpd thread pool size */
+	long		trial_credits;		  /* credits granted to a new account (0: none) */
+	long		statement_timeout_ms; /* statement_timeout of every connection */
+	size_t		max_body;			  /* largest accepted request body, bytes */
+	int			max_domains;		  /* most domains in one enrichment call */
+	const char *public_url;			  /* base of the credit page URL in errors */
+	const char *access_log;			  /* file, "-" for stdout, NULL for none */
 } ServeConfig;
 
 /* db.c */
-extern void	   db_setup(const char *conninfo);
+extern void	   db_setup(const char *conninfo, long statement_timeout_ms);
+extern bool	   db_set_timeout(PGconn *conn, long statement_timeout_ms);
 extern PGconn *db_connect_checked(const char *conninfo, char **errmsg);
 extern PGconn *db_thread_conn(void);
 extern void	   db_thread_drop(void);

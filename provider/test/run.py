@@ -97,7 +97,11 @@ class Server:
         cmd = [ARGS.bin, "serve", "--port", str(self.port), "--db", ARGS.db,
                "--access-log", self.log] + list(flags)
         e = dict(os.environ)
-        e.update(env or {})
+        for k, v in (env or {}).items():
+            if v is None:
+                e.pop(k, None)      # None: the variable is not set at all
+            else:
+                e[k] = v
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=e)
         self.stderr = []
         ready = threading.Event()
@@ -217,21 +221,89 @@ def t_init_idempotent_keeps_accounts():
     check(balance(tok) == 5, "account lost by init")
 
 
+def t_init_rekeys_old_mined():
+    """init turns the provider.mined of an older version, keyed by dbuuid
+    alone, into the per-account table, keeping the rows it can attribute."""
+    tok = new_token()
+    sql("DROP TABLE provider.mined; "
+        "CREATE TABLE provider.mined (dbuuid text NOT NULL, clearbit_id text NOT NULL, token text, "
+        "mined_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (dbuuid, clearbit_id)); "
+        "INSERT INTO provider.mined (dbuuid, clearbit_id, token) VALUES "
+        "('olddb', 'c1', %s), ('olddb', 'c2', NULL)" % q(tok))
+    r = subprocess.run([ARGS.bin, "init", "--db", ARGS.db] +
+                       (["--data", ARGS.data] if ARGS.data else []),
+                       capture_output=True, text=True)
+    check(r.returncode == 0, "init failed: %s" % r.stderr)
+    key = sql1("SELECT string_agg(a.attname, ',' ORDER BY k.i) FROM pg_constraint c "
+               "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(n, i) "
+               "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n "
+               "WHERE c.conrelid = 'provider.mined'::regclass AND c.contype = 'p'")
+    check(key == "token,dbuuid,clearbit_id", "primary key: %r" % key)
+    rows = sql("SELECT token, dbuuid, clearbit_id FROM provider.mined WHERE dbuuid = 'olddb'")
+    check(rows == [[tok, "olddb", "c1"]], "rows kept: %r" % rows)
+    check(sql1("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'provider.mined'::regclass "
+               "AND attname = 'token'") == "t", "token NOT NULL")
+    sql("DELETE FROM provider.mined WHERE dbuuid = 'olddb'")
+
+
 def t_health():
     st, _, body = SRV.request("GET", "/health")
     check(st == 200 and json.loads(body) == {"status": "ok"}, "health: %d %r" % (st, body))
 
 
 def t_balance_trial_and_ids():
+    # SRV grants 1000 trial credits (--trial-credits 1000)
     tok = new_token()
     st, r = SRV.rpc(BALANCE, {"dbuuid": "x", "account_token": tok, "service_name": "reveal"}, rid="abc")
     check(st == 200, "status %d" % st)
     check(r.get("jsonrpc") == "2.0" and r.get("id") == "abc", "envelope/id: %r" % r)
-    check(r.get("result") == 1000, "trial balance: %r" % r)
+    check(r.get("result") == 1000, "an unknown token's balance is the trial it would get: %r" % r)
+    check(balance(tok) is None, "a balance call created an account (balance %r)" % balance(tok))
     st, r = SRV.rpc(BALANCE, {"account_token": tok}, rid=42)
     check(r.get("id") == 42 and r.get("result") == 1000, "int id / second call: %r" % r)
+    check(sql1("SELECT count(*) FROM provider.ledger WHERE token = %s" % q(tok)) == "0",
+          "a balance call wrote to the ledger")
+    # the first charging call creates the account with its trial grant
+    st, r = enrich(tok, {"1": missing_domain()})
+    check(st == 200 and r["result"]["1"] is False, "enrich: %r" % r)
     rows = sql("SELECT reason, delta FROM provider.ledger WHERE token = %s" % q(tok))
     check(rows == [["trial", "1000"]], "trial ledger row: %r" % rows)
+    st, r = SRV.rpc(BALANCE, {"account_token": tok})
+    check(r.get("result") == 1000 and balance(tok) == 1000, "balance after first use: %r" % r)
+
+
+def t_no_free_credits_by_default():
+    """Without --trial-credits (or its variable) nobody gets credits for
+    free, and a token the provider never saw writes nothing."""
+    srv = Server(env={"LEAD_PROVIDER_TRIAL_CREDITS": None})
+    try:
+        tok = new_token()
+        st, r = srv.rpc(BALANCE, {"dbuuid": "x", "account_token": tok, "service_name": "reveal"})
+        check(st == 200 and r.get("result") == 0, "balance of a new token: %d %r" % (st, r))
+        check(balance(tok) is None, "the balance call created an account (balance %r)" % balance(tok))
+        d = sample_domains(1)[0]
+        st, r = enrich(tok, {"1": d}, rid=new_id(), srv=srv)
+        check(st == 200 and "error" in r and r["error"]["data"]["name"].endswith("InsufficientCreditError"),
+              "enrichment without credits: %d %r" % (st, r))
+        st, r = enrich(tok, {"1": missing_domain()}, rid=new_id(), srv=srv)
+        check(st == 200 and r.get("result") == {"1": False}, "free miss: %r" % r)
+        st, r = srv.rpc(MINE, {"account_token": tok, "dbuuid": new_id(),
+                               "data": {"lead_number": 2, "search_type": "companies"}})
+        check("error" in r and r["error"]["data"]["name"].endswith("InsufficientCreditError"),
+              "mining without credits: %r" % r)
+        for table in ("account", "ledger", "reply", "mined"):
+            n = sql1("SELECT count(*) FROM provider.%s WHERE token = %s" % (table, q(tok)))
+            check(n == "0", "an unknown token wrote %s row(s) to provider.%s" % (n, table))
+        # credits are granted explicitly by the operator
+        r = admin("credits", "add", tok, "5")
+        check(r.returncode == 0, "credits add: %s" % r.stderr)
+        st, r = enrich(tok, {"1": d}, srv=srv)
+        check("result" in r and isinstance(r["result"]["1"], dict) and balance(tok) == 4,
+              "after credits add: %r, balance %r" % (r, balance(tok)))
+        rows = sql("SELECT reason FROM provider.ledger WHERE token = %s ORDER BY id" % q(tok))
+        check(rows == [["admin"], ["enrich"]], "no trial row: %r" % rows)
+    finally:
+        srv.stop()
 
 
 def t_enrich_found_and_keys():
@@ -592,7 +664,7 @@ def bad_cases(tok):
 
 def t_bad_input_table():
     tok = new_token()
-    SRV.rpc(BALANCE, {"account_token": tok})
+    admin("credits", "add", tok, "5")
     before = balance(tok)
     failures = []
     for name, path, body, want_status, want_code in bad_cases(tok):
@@ -694,7 +766,7 @@ def t_trial_flag_and_env():
 
 def t_credit_page():
     tok = new_token()
-    SRV.rpc(BALANCE, {"account_token": tok})
+    enrich(tok, {"1": missing_domain()})       # the account exists, 1000 trial credits
     st, h, body = SRV.request("GET", "/iap/1/credit?dbuuid=%3Cscript%3E&service_name=reveal&account_token="
                               + tok + "&credit=4")
     body = body.decode()
@@ -702,6 +774,11 @@ def t_credit_page():
     check("1000" in body and tok in body, "balance and token shown")
     check("<script>" not in body and "&lt;script&gt;" in body, "HTML escaping")
     check("credits add" in body, "how to add credits")
+    # an unknown token: the page says so and creates nothing
+    tok = new_token()
+    st, h, body = SRV.request("GET", "/iap/1/credit?account_token=" + tok + "&credit=500")
+    check(st == 200 and "not been used" in body.decode(), "unknown token page: %d" % st)
+    check(balance(tok) is None, "the credit page created an account")
 
 
 def t_concurrent_spending():
@@ -805,12 +882,208 @@ def t_graceful_sigterm():
     check(any("shutting down" in l for l in srv.stderr), "no shutdown message")
 
 
+def t_mine_per_account():
+    """provider.mined is per (account, dbuuid): one account mining a
+    database uuid never uses up another account's directory for it."""
+    db = new_id()
+    data = {"lead_number": 20, "search_type": "companies", "countries": [{"code": "US"}]}
+    got = []
+    for tok in (new_token(), new_token()):
+        st, r = mine(tok, db, data)
+        check(st == 200 and "result" in r, "mine: %d %r" % (st, r))
+        got.append([i["company_data"]["clearbit_id"] for i in r["result"]["data"]])
+        check(len(got[-1]) == 20, "count %d" % len(got[-1]))
+    check(got[0] == got[1], "a second account with the same dbuuid got other companies "
+          "(%d of 20 in common)" % len(set(got[0]) & set(got[1])))
+    rows = sql("SELECT count(DISTINCT token), count(*) FROM provider.mined WHERE dbuuid = %s" % q(db))
+    check(rows == [["2", "40"]], "mined rows per account: %r" % rows)
+
+
+def long_domain_server():
+    # its own server, so that a slow look-up (the bug) does not hold SRV's threads
+    return Server("--trial-credits", "1000", "--max-body", "1048576")
+
+
+def enrich_within(srv, tok, domains, rid, timeout):
+    """An enrichment call that gives up after timeout seconds: then the
+    provider's statement still running is cancelled, so that the suite can
+    go on, and the test fails."""
+    raw = json.dumps({"jsonrpc": "2.0", "method": "call", "id": rid,
+                      "params": {"domains": domains, "account_token": tok, "dbuuid": "x"}})
+    try:
+        st, _, data = srv.request("POST", ENRICH, raw, timeout=timeout)
+    except socket.timeout:
+        sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'lead_provider' AND state = 'active' "
+            "AND query LIKE '%provider.rpc%'")
+        raise Fail("no answer within %g s" % timeout)
+    return st, json.loads(data)
+
+
+def t_long_domain_refused():
+    """A domain over 253 characters or 127 labels is never split into its
+    parent names: alone it is refused at once with InvalidParams."""
+    srv = long_domain_server()
+    try:
+        tok = new_token()
+        huge = "a." * 50000 + "com"            # 100 KB, 50001 labels
+        t0 = time.time()
+        st, r = enrich_within(srv, tok, {"7": huge}, "long", 5)
+        took = time.time() - t0
+        check(took < 1.0, "a 100 KB domain took %.2f s" % took)
+        check(st == 400 and r.get("id") == "long" and r["error"]["code"] == -32602
+              and r["error"]["data"]["name"] == "InvalidParams",
+              "100 KB domain: %d %r" % (st, json.dumps(r)[:300]))
+        msg = r["error"]["data"]["message"]
+        check('"7"' in msg and "253" in msg and "127" in msg, "message names the lead and the limits: %r" % msg)
+        # 128 labels of one letter is 255 characters: both limits say no
+        st, r = enrich(tok, {"1": "a." * 127 + "a"}, srv=srv)
+        check(st == 400 and r["error"]["code"] == -32602, "128 labels: %d %r" % (st, r))
+        check(balance(tok) is None or balance(tok) == 1000, "refusal charged")
+        check(sql1("SELECT count(*) FROM provider.reply WHERE token = %s" % q(tok)) == "0", "refusal stored")
+        st, _, _ = srv.request("GET", "/health")
+        check(st == 200, "still serving")
+        return "100 KB domain refused in %.0f ms" % (took * 1000)
+    finally:
+        srv.stop()
+
+
+def t_long_domain_in_batch():
+    """In a batch with good domains, an over-long one is answered false
+    (it cannot name a company) and the others are enriched; the 253-character
+    boundary is exact."""
+    srv = long_domain_server()
+    try:
+        tok = new_token()
+        d = sample_domains(1, "length(domain) < 60")[0]
+        # n characters: labels "x." (and one "xy." when the count is odd) before d
+        pad = lambda n: ("x." * ((n - len(d)) // 2) + d if (n - len(d)) % 2 == 0
+                         else "x." * ((n - len(d) - 3) // 2) + "xy." + d)
+        at253 = pad(253)
+        at254 = "z" + at253
+        check(len(at253) == 253 and len(at254) == 254, "test data: %d %d" % (len(at253), len(at254)))
+        t0 = time.time()
+        st, r = enrich_within(srv, tok, {"1": d, "2": "a." * 20000 + "com", "3": at254, "4": at253,
+                                         "5": "user@" + at253}, new_id(), 5)
+        took = time.time() - t0
+        check(st == 200 and "result" in r, "batch: %d %r" % (st, json.dumps(r)[:300]))
+        res = r["result"]
+        check(isinstance(res["1"], dict) and res["1"]["domain"] == d, "good domain: %r" % res["1"])
+        check(res["2"] is False and res["3"] is False, "over-long domains must be false: %r %r" % (res["2"], res["3"]))
+        check(isinstance(res["4"], dict) and res["4"]["domain"] == d, "253 characters is allowed: %r" % res["4"])
+        check(isinstance(res["5"], dict), "the limit applies to the domain, not the e-mail address")
+        check(balance(tok) == 999, "one company charged: %r" % balance(tok))
+        check(took < 1.0, "batch took %.2f s" % took)
+    finally:
+        srv.stop()
+
+
+def lock_account(tok, seconds):
+    """A psql session holding tok's account row (FOR UPDATE) for a while;
+    returns once the lock is held."""
+    p = subprocess.Popen(["psql", ARGS.db, "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                          "-c", "SET application_name = 'lp_test_locker'",
+                          "-c", "BEGIN",
+                          "-c", "SELECT 1 FROM provider.account WHERE token = %s FOR UPDATE" % q(tok),
+                          "-c", "SELECT pg_sleep(%d)" % seconds,
+                          "-c", "COMMIT"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if sql1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lp_test_locker' "
+                "AND query LIKE 'SELECT pg_sleep%'") == "1":
+            return p
+        time.sleep(0.05)
+    p.kill()
+    raise Fail("the locking session did not start: %s" % p.stderr.read())
+
+
+def unlock_account(p):
+    sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'lp_test_locker'")
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+
+
+def t_statement_timeout():
+    """Every provider connection has a statement_timeout: a request stuck
+    behind a lock ends with a JSON-RPC error, charges nothing and is not
+    stored, and the server goes on serving."""
+    d = sample_domains(1)[0]
+    for how, flags, env in (("environment", [], {"LEAD_PROVIDER_STATEMENT_TIMEOUT": "500"}),
+                            ("flag", ["--statement-timeout", "500"], {"LEAD_PROVIDER_STATEMENT_TIMEOUT": "9000"})):
+        srv = Server("--threads", "1", *flags, env=env)
+        try:
+            tok = new_token()
+            admin("credits", "add", tok, "10")
+            locker = lock_account(tok, 8)
+            try:
+                t0 = time.time()
+                try:
+                    st, r = srv_rpc_timeout(srv, tok, d, 5)
+                except socket.timeout:
+                    raise Fail("%s: no answer within 5 s while the account is locked (no statement_timeout)" % how)
+                took = time.time() - t0
+            finally:
+                unlock_account(locker)
+            check(st == 503 and r["error"]["code"] == -32603 and r["error"]["data"]["name"] == "Timeout",
+                  "%s: %d %r" % (how, st, r))
+            check("500 ms" in r["error"]["data"]["message"], "%s: message names the limit: %r" % (how, r))
+            check(0.4 < took < 3, "%s: answered after %.2f s" % (how, took))
+            check(balance(tok) == 10 and ledger_sum(tok) == 10, "%s: charged by a cancelled call" % how)
+            check(sql1("SELECT count(*) FROM provider.reply WHERE token = %s" % q(tok)) == "0",
+                  "%s: cancelled call stored" % how)
+            # the same connection (one thread) serves the retry, which goes through
+            st, r = srv.rpc(ENRICH, {"domains": {"1": d}, "account_token": tok, "dbuuid": "x"}, rid="slow")
+            check(st == 200 and isinstance(r["result"]["1"], dict) and balance(tok) == 9,
+                  "%s: retry after the lock: %d %r" % (how, st, r))
+        finally:
+            srv.stop()
+
+
+def srv_rpc_timeout(srv, tok, domain, timeout):
+    """An enrichment call with a client-side timeout."""
+    raw = json.dumps({"jsonrpc": "2.0", "method": "call", "id": "slow",
+                      "params": {"domains": {"1": domain}, "account_token": tok, "dbuuid": "x"}})
+    st, _, data = srv.request("POST", ENRICH, raw, timeout=timeout)
+    return st, json.loads(data)
+
+
+def t_admin_not_over_http():
+    """Credits and accounts are managed from the command line only: no
+    HTTP path or method reaches them."""
+    tok = new_token()
+    admin("credits", "add", tok, "3")
+    paths = ["/admin", "/credits", "/credits/add", "/accounts", "/init", "/add_credits",
+             "/iap/1/credits", "/iap/1/credits/add", "/iap/1/add_credits", "/iap/1/accounts",
+             "/iap/1/account", "/provider/add_credits", "/provider.add_credits", "/iap/1/balance/add",
+             "/iap/1/credit/add", "/iap/1/init", "/iap/1/services-token"]
+    body = json.dumps({"jsonrpc": "2.0", "method": "add_credits", "id": 1,
+                       "params": {"account_token": tok, "token": tok, "credits": 500, "n": 500}})
+    bad = []
+    for path in paths:
+        for method in ("GET", "POST", "PUT"):
+            st, _, _ = SRV.request(method, path + ("?account_token=%s&credits=500" % tok), body)
+            if st != 404:
+                bad.append("%s %s -> %d" % (method, path, st))
+    check(not bad, "reachable over HTTP: %s" % "; ".join(bad))
+    # the RPC endpoints ignore "method" and take no credit parameter
+    for path in (BALANCE, ENRICH, MINE):
+        SRV.request("POST", path, body)
+    SRV.request("GET", "/iap/1/credit?account_token=%s&credit=500&credits=500" % tok)
+    check(balance(tok) == 3, "credits changed over HTTP: %r" % balance(tok))
+    rows = sql("SELECT reason FROM provider.ledger WHERE token = %s" % q(tok))
+    check(rows == [["admin"]], "ledger: %r" % rows)
+
+
 TESTS = [
     ("help for all commands", t_help),
     ("init loaded the directory", t_init_loaded),
     ("init is idempotent and keeps accounts", t_init_idempotent_keeps_accounts),
+    ("init re-keys an older provider.mined per account", t_init_rekeys_old_mined),
     ("health", t_health),
     ("balance: trial credits on first use, ids echoed", t_balance_trial_and_ids),
+    ("no free credits by default; an unknown token writes nothing", t_no_free_credits_by_default),
     ("enrich: found, not found, company keys, charge", t_enrich_found_and_keys),
     ("enrich: unknown values are null", t_enrich_nulls_not_invented),
     ("enrich: subdomains and normalisation", t_enrich_subdomains),
@@ -825,12 +1098,17 @@ TESTS = [
     ("mine: size filter", t_mine_size),
     ("mine: no result is free", t_mine_no_result_free),
     ("mine: never the same company twice to one dbuuid", t_mine_never_twice),
+    ("mine: two accounts with one dbuuid each get the same companies", t_mine_per_account),
     ("mine: people, role filter, synthetic contacts, charge", t_mine_people_role),
     ("mine: people, seniority filter", t_mine_people_seniority),
     ("mine: 200 leads well under 250 ms", t_mine_performance),
     ("bad input table", t_bad_input_table),
     ("HTTP method and path errors", t_http_errors),
     ("limits: max domains, max body", t_limits),
+    ("a domain over 253 characters or 127 labels is refused at once", t_long_domain_refused),
+    ("an over-long domain in a good batch is answered false", t_long_domain_in_batch),
+    ("statement_timeout: a stuck request ends cleanly", t_statement_timeout),
+    ("admin actions are not reachable over HTTP", t_admin_not_over_http),
     ("trial credits and public url by flag and env", t_trial_flag_and_env),
     ("credit page", t_credit_page),
     ("concurrent clients spending one account", t_concurrent_spending),
@@ -862,7 +1140,9 @@ def main():
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise Fail("init failed: %s" % r.stderr.strip())
-        SRV = Server()
+        # the suite's main server grants trial credits explicitly (the
+        # default is none: see t_no_free_credits_by_default)
+        SRV = Server("--trial-credits", "1000")
     except Exception as e:      # noqa
         print("not ok - setup: %s" % e)
         print("0 passed, 1 failed")
