@@ -1,5 +1,6 @@
 # lead_enrich: PGXS build.  `scripts/test.sh` and `scripts/demo.sh` do the
-# whole set-up (packages, build, cluster, provider); this file only builds.
+# whole set-up (packages, build, cluster, provider); this file builds, and
+# `make installcheck` runs the pg_regress suite against a running server.
 
 EXTENSION = lead_enrich
 EXTVERSION = 1.2
@@ -11,19 +12,23 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
 REGRESS = $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))
-EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql
+EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql tmp_installcheck
+# what `make installcheck` starts first (below); set before PGXS reads it
+REGRESS_PREP = installcheck-services
 
 PG_CONFIG ?= pg_config
 CURL_CONFIG ?= curl-config
 PG_CPPFLAGS = -Isrc $(shell $(CURL_CONFIG) --cflags 2>/dev/null)
 PG_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK = $(shell $(CURL_CONFIG) --libs 2>/dev/null)
+# PGXS on Debian also emits LLVM bitcode with clang; it is not needed here.
+# (Makefile.global sets with_llvm and PGXS tests it as it is read: only an
+# override before the include turns it off.)
+override with_llvm = no
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
 endif
-# PGXS on Debian also emits LLVM bitcode with clang; it is not needed here.
-with_llvm = no
 
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
@@ -39,6 +44,23 @@ test:
 # The regression tests, for scripts/test.sh.
 print-regress:
 	@echo $(REGRESS)
+
+# `make installcheck` (PGXS) runs them against the server libpq's
+# environment names (PGHOST, PGPORT, PGUSER), which must preload
+# lead_enrich.  scripts/installcheck_services.sh first starts what they call
+# unless it is already running: the reference provider (database
+# lead_provider on that server) and test/fault_server.py, and stops them when
+# make exits.  The tests' sessions get the two endpoints from PGOPTIONS
+# (superuser settings, for these sessions only: nothing is stored in the
+# server); each test sets its own account token with set_config().
+LE_PROVIDER_PORT ?= 57070
+LE_FAULT_PORT ?= 57071
+installcheck: export PGOPTIONS += -c lead_enrich.endpoint=http://127.0.0.1:$(LE_PROVIDER_PORT) \
+	-c regress.fault_endpoint=http://127.0.0.1:$(LE_FAULT_PORT)
+.PHONY: installcheck-services
+installcheck-services:
+	@LE_PROVIDER_PORT=$(LE_PROVIDER_PORT) LE_FAULT_PORT=$(LE_FAULT_PORT) PSQL='$(bindir)/psql' \
+		$(srcdir)/scripts/installcheck_services.sh $$PPID
 
 # Formatting and static analysis (docs/developing.md): `make format` fixes
 # the layout, `make format-check` prints the drift and fails, `make lint`

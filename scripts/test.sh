@@ -74,6 +74,7 @@ for t in "$LE_REPO"/test/t_*.sh; do
 	set -e
 	tally "$LE_RUNDIR/$(basename "$t").log"
 done
+le_log check_packages.sh; set +e; bash "$LE_REPO/scripts/check_packages.sh" 2>&1 | tee "$LE_RUNDIR/check_packages.log"; [ "${PIPESTATUS[0]}" = 0 ] || status=1; set -e; tally "$LE_RUNDIR/check_packages.log"
 
 [ "$failed" = 0 ] || status=1
 echo "$passed passed, $failed failed"
