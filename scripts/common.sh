@@ -157,7 +157,7 @@ le_provider_start() {
 	le_provider_stop
 	le_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'lead_provider'" | grep -q 1 ||
 		le_psql -d postgres -c "CREATE DATABASE lead_provider"
-	if ! le_psql -d lead_provider -tAc "SELECT to_regclass('provider.organisation') IS NOT NULL" | grep -q t ||
+	if ! le_psql -d lead_provider -tAc "SELECT to_regclass('provider.org') IS NOT NULL" | grep -q t ||
 		[ "$LE_REPO/data/directory.csv.gz" -nt "$LE_RUNDIR/provider.loaded" ] ||
 		[ "$LE_REPO/provider/lead_provider" -nt "$LE_RUNDIR/provider.loaded" ]; then
 		le_log "loading the directory into the provider's database"

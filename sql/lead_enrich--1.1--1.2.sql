@@ -22,6 +22,22 @@ REVOKE ALL ON SEQUENCE lead_enrich.mining_request_id_seq FROM PUBLIC, lead_enric
 ALTER FUNCTION lead_enrich.enqueue() SET search_path = pg_catalog, pg_temp;
 
 /* attach() reads Odoo's database.uuid as the table's owner */
+CREATE OR REPLACE FUNCTION lead_enrich._changed_columns(lead_table regclass, columns jsonb)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT string_agg(format('%I (%s)', j.key, j.value), ', ' ORDER BY j.key)
+	FROM jsonb_each_text(columns) j
+	WHERE j.key !~ ':type$' AND NOT EXISTS (
+		SELECT FROM pg_attribute a
+		WHERE a.attrelid = lead_table AND a.attname = j.value
+		  AND a.attnum > 0 AND NOT a.attisdropped
+		  AND format_type(a.atttypid, a.atttypmod) = columns ->> (j.key || ':type'))
+$$;
+REVOKE ALL ON FUNCTION lead_enrich._changed_columns(regclass, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lead_enrich._changed_columns(regclass, jsonb) TO lead_enrich_user;
+
 CREATE OR REPLACE FUNCTION lead_enrich._odoo_setting(lead_table regclass, key text)
 RETURNS text
 LANGUAGE C STRICT VOLATILE
@@ -735,14 +751,7 @@ SELECT
 					c.lead_table, d.missing) END AS problem
 FROM lead_enrich.worker_info() w
 LEFT JOIN lead_enrich.config c ON true
-LEFT JOIN LATERAL (
-	SELECT string_agg(format('%I (%s)', j.key, j.value), ', ' ORDER BY j.key) AS missing
-	FROM jsonb_each_text(c.columns) j
-	WHERE j.key !~ ':type$' AND NOT EXISTS (
-		SELECT FROM pg_attribute a
-		WHERE a.attrelid = c.lead_table AND a.attname = j.value
-		  AND a.attnum > 0 AND NOT a.attisdropped
-		  AND format_type(a.atttypid, a.atttypmod) = c.columns ->> (j.key || ':type'))) d ON true
+LEFT JOIN LATERAL (SELECT lead_enrich._changed_columns(c.lead_table, c.columns) AS missing) d ON true
 CROSS JOIN LATERAL (
 	SELECT count(*) FILTER (WHERE s.status = 'pending') AS pending,
 		   count(*) FILTER (WHERE s.status = 'pending'

@@ -115,6 +115,29 @@ FROM lead_enrich.lead_state s;
 GRANT SELECT ON lead_enrich.enrichment TO lead_enrich_user;
 
 /*
+ * _changed_columns(lead_table, columns): the mapped columns (attach()'s
+ * "columns") that were dropped, renamed or retyped since, as
+ * "key (column), ..."; NULL when the table is as attach() saw it.  The C
+ * code (src/attach.c) suspends enrichment then, and lead_enrich.status
+ * shows it.
+ */
+CREATE FUNCTION lead_enrich._changed_columns(lead_table regclass, columns jsonb)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT string_agg(format('%I (%s)', j.key, j.value), ', ' ORDER BY j.key)
+	FROM jsonb_each_text(columns) j
+	WHERE j.key !~ ':type$' AND NOT EXISTS (
+		SELECT FROM pg_attribute a
+		WHERE a.attrelid = lead_table AND a.attname = j.value
+		  AND a.attnum > 0 AND NOT a.attisdropped
+		  AND format_type(a.atttypid, a.atttypmod) = columns ->> (j.key || ':type'))
+$$;
+REVOKE ALL ON FUNCTION lead_enrich._changed_columns(regclass, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lead_enrich._changed_columns(regclass, jsonb) TO lead_enrich_user;
+
+/*
  * _odoo_setting(lead_table, key): Odoo's ir_config_parameter value in the
  * table's schema, read as the table's owner with
  * SECURITY_RESTRICTED_OPERATION (src/attach.c): attach() runs as a

@@ -190,14 +190,7 @@ SELECT
 					c.lead_table, d.missing) END AS problem
 FROM lead_enrich.worker_info() w
 LEFT JOIN lead_enrich.config c ON true
-LEFT JOIN LATERAL (
-	SELECT string_agg(format('%I (%s)', j.key, j.value), ', ' ORDER BY j.key) AS missing
-	FROM jsonb_each_text(c.columns) j
-	WHERE j.key !~ ':type$' AND NOT EXISTS (
-		SELECT FROM pg_attribute a
-		WHERE a.attrelid = c.lead_table AND a.attname = j.value
-		  AND a.attnum > 0 AND NOT a.attisdropped
-		  AND format_type(a.atttypid, a.atttypmod) = c.columns ->> (j.key || ':type'))) d ON true
+LEFT JOIN LATERAL (SELECT lead_enrich._changed_columns(c.lead_table, c.columns) AS missing) d ON true
 CROSS JOIN LATERAL (
 	SELECT count(*) FILTER (WHERE s.status = 'pending') AS pending,
 		   count(*) FILTER (WHERE s.status = 'pending'
