@@ -217,7 +217,8 @@ fi
 	# shellcheck disable=SC1091
 	. /etc/lead-provider/lead-provider.conf
 	set +a
-	export LEAD_PROVIDER_DB=$provider_db LEAD_PROVIDER_PORT=$PKG_PROVIDER_PORT
+	# the quick start's trial credits (the package's default is none)
+	export LEAD_PROVIDER_DB=$provider_db LEAD_PROVIDER_PORT=$PKG_PROVIDER_PORT LEAD_PROVIDER_TRIAL_CREDITS=1000
 	exec runuser -u lead_provider -- /usr/bin/lead_provider serve
 ) </dev/null >"$work/provider.log" 2>&1 &
 provider_pid=$!
