@@ -2,8 +2,8 @@
  *
  * shmem.c
  *	  Shared memory of the background workers: one slot per database with
- *	  the worker's pid, latch and status; the wake-up at commit; the SQL
- *	  functions that wake, start and stop a database's worker.
+ *	  the worker's pid, latch and status, and the wake-up at commit.  The
+ *	  SQL functions that steer a worker are in worker_ctl.c.
  *
  * A transaction that enqueues leads asks for a wake-up (le_wake_at_commit);
  * a transaction callback sets the worker's latch when the transaction
@@ -35,11 +35,6 @@
 
 #include "lead_enrich.h"
 #include "worker.h"
-
-PG_FUNCTION_INFO_V1(lead_enrich_wake);
-PG_FUNCTION_INFO_V1(lead_enrich_worker_start);
-PG_FUNCTION_INFO_V1(lead_enrich_worker_stop);
-PG_FUNCTION_INFO_V1(lead_enrich_worker_info);
 
 LeShared *le_shared = NULL;
 
@@ -161,12 +156,12 @@ le_request_worker(Oid dboid)
 }
 
 /*
- * wake_worker: set the wake bits and the latch of the database's worker;
+ * le_wake_worker: set the wake bits and the latch of the database's worker;
  * when none runs, ask the launcher for one.  Returns whether a worker
  * was running.
  */
-static bool
-wake_worker(Oid dboid, uint32 bits)
+bool
+le_wake_worker(Oid dboid, uint32 bits)
 {
 	LeDbSlot *slot;
 	Latch	 *latch = NULL;
@@ -207,7 +202,7 @@ le_xact_callback(XactEvent event, void *arg)
 			if (wake_pending)
 			{
 				wake_pending = false;
-				wake_worker(MyDatabaseId, LE_WAKE_COMMIT);
+				le_wake_worker(MyDatabaseId, LE_WAKE_COMMIT);
 			}
 			break;
 		case XACT_EVENT_ABORT:
@@ -237,210 +232,4 @@ le_wake_at_commit(void)
 		xact_callback_registered = true;
 	}
 	wake_pending = true;
-}
-
-/*
- * require_shared: an error when the library was not preloaded.
- */
-static void
-require_shared(void)
-{
-	if (le_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the lead_enrich background worker is not available"),
-				 errdetail("lead_enrich is not in shared_preload_libraries."),
-				 errhint("Add lead_enrich to shared_preload_libraries and restart the server.")));
-}
-
-/*
- * lead_enrich.wake(): make this database's worker run a pass now; also
- * ends a pause for lack of credits if the balance allows.  Returns whether
- * a worker was running (otherwise one is requested from the launcher).
- */
-Datum
-lead_enrich_wake(PG_FUNCTION_ARGS)
-{
-	if (le_shared == NULL)
-	{
-		ereport(WARNING,
-				(errmsg("the lead_enrich background worker is not available"),
-				 errdetail("lead_enrich is not in shared_preload_libraries.")));
-		PG_RETURN_BOOL(false);
-	}
-	PG_RETURN_BOOL(wake_worker(MyDatabaseId, LE_WAKE_EXPLICIT));
-}
-
-/*
- * wait_for_pid: poll the slot until its pid is (or is no longer) set, for
- * at most ten seconds.  Returns the pid seen last.
- */
-static pid_t
-wait_for_pid(LeDbSlot *slot, bool running)
-{
-	pid_t pid = 0;
-
-	for (int i = 0; i < 100; i++)
-	{
-		LWLockAcquire(le_shared->lock, LW_SHARED);
-		pid = slot->pid;
-		LWLockRelease(le_shared->lock);
-		if ((pid != 0) == running)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 100, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-	return pid;
-}
-
-/*
- * lead_enrich.worker_start(): start this database's worker (again, after
- * worker_stop()).  Returns its pid, or NULL if it did not start within ten
- * seconds (see the server log).
- */
-Datum
-lead_enrich_worker_start(PG_FUNCTION_ARGS)
-{
-	LeDbSlot *slot;
-	pid_t	  pid;
-
-	require_shared();
-	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-	if (le_shared->launcher_pid == 0)
-	{
-		LWLockRelease(le_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the lead_enrich launcher is not running"),
-				 errhint("Check the server log; the postmaster restarts it after a crash.")));
-	}
-	slot = le_slot_find(MyDatabaseId, true);
-	if (slot == NULL)
-	{
-		LWLockRelease(le_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("the lead_enrich launcher already serves %d databases", LE_MAX_DATABASES),
-				 errhint("List the databases to serve in lead_enrich.databases.")));
-	}
-	slot->stopped = false;
-	slot->no_extension = false;
-	LWLockRelease(le_shared->lock);
-	le_request_worker(MyDatabaseId);
-	pid = wait_for_pid(slot, true);
-	if (pid == 0)
-		PG_RETURN_NULL();
-	PG_RETURN_INT32(pid);
-}
-
-/*
- * lead_enrich.worker_stop(): stop this database's worker until
- * worker_start() or the next server start.  A request in flight is
- * abandoned; its leads stay pending.  Returns whether one was running.
- */
-Datum
-lead_enrich_worker_stop(PG_FUNCTION_ARGS)
-{
-	LeDbSlot *slot;
-	pid_t	  pid = 0;
-
-	require_shared();
-	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-	slot = le_slot_find(MyDatabaseId, true);
-	if (slot != NULL)
-	{
-		slot->stopped = true;
-		pid = slot->pid;
-	}
-	LWLockRelease(le_shared->lock);
-	if (pid == 0)
-		PG_RETURN_BOOL(false);
-	if (kill(pid, SIGTERM) != 0)
-		ereport(WARNING,
-				(errmsg("could not signal the lead_enrich worker (pid %d): %m", (int) pid)));
-	wait_for_pid(slot, false);
-	PG_RETURN_BOOL(true);
-}
-
-/*
- * lead_enrich.worker_info(): this database's worker as shared memory has
- * it; one row, NULLs where nothing is known.
- */
-Datum
-lead_enrich_worker_info(PG_FUNCTION_ARGS)
-{
-	TupleDesc desc;
-	Datum	  values[12];
-	bool	  nulls[12];
-	LeDbSlot  copy;
-	LeDbSlot *slot = NULL;
-	bool	  launcher = false;
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	memset(nulls, true, sizeof(nulls));
-
-	if (le_shared != NULL)
-	{
-		LWLockAcquire(le_shared->lock, LW_SHARED);
-		launcher = le_shared->launcher_pid != 0;
-		slot = le_slot_find(MyDatabaseId, false);
-		if (slot != NULL)
-			memcpy(&copy, slot, sizeof(LeDbSlot));
-		LWLockRelease(le_shared->lock);
-	}
-	values[0] = BoolGetDatum(le_shared != NULL && launcher);
-	nulls[0] = false;
-	if (slot != NULL)
-	{
-		if (copy.pid != 0)
-		{
-			values[1] = Int32GetDatum(copy.pid);
-			nulls[1] = false;
-		}
-		values[2] = CStringGetTextDatum(copy.pid != 0 ? copy.activity : copy.stopped	? "stopped"
-																	: copy.no_extension ? "no extension"
-																						: "not running");
-		nulls[2] = false;
-#define TS(i, v) \
-	do \
-	{ \
-		if ((v) != 0) \
-		{ \
-			values[i] = TimestampTzGetDatum(v); \
-			nulls[i] = false; \
-		} \
-	} while (0)
-#define TXT(i, v) \
-	do \
-	{ \
-		if ((v)[0] != '\0') \
-		{ \
-			values[i] = CStringGetTextDatum(v); \
-			nulls[i] = false; \
-		} \
-	} while (0)
-		TS(3, copy.started_at);
-		TS(4, copy.last_run);
-		values[5] = Int64GetDatum(copy.runs);
-		nulls[5] = false;
-		values[6] = Int64GetDatum(copy.requests);
-		nulls[6] = false;
-		TXT(7, copy.last_error);
-		TS(8, copy.last_error_at);
-		TS(9, copy.paused_since);
-		TXT(10, copy.pause_reason);
-#undef TS
-#undef TXT
-		values[11] = BoolGetDatum(copy.stopped);
-		nulls[11] = false;
-	}
-	else
-	{
-		values[2] = CStringGetTextDatum(le_shared == NULL ? "not preloaded" : "not running");
-		nulls[2] = false;
-	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -51,8 +51,6 @@
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(lead_enrich_enqueue);
-PG_FUNCTION_INFO_V1(lead_enrich_set_mode);
-PG_FUNCTION_INFO_V1(lead_enrich_wake_at_commit);
 
 typedef struct EnqueuePlan
 {
@@ -227,74 +225,4 @@ lead_enrich_enqueue(PG_FUNCTION_ARGS)
 		le_wake_at_commit();
 	SPI_finish();
 	return PointerGetDatum(NULL);
-}
-
-/*
- * lead_enrich.set_mode(mode): switch between 'manual' and 'auto', install
- * or remove the triggers.  Allowed to a superuser and to the attached
- * table's owner; the change itself runs as the extension's owner, who owns
- * lead_enrich.config.  The worker is woken at commit, so that it reads the
- * new mode.
- */
-Datum
-lead_enrich_set_mode(PG_FUNCTION_ARGS)
-{
-	char		 *mode = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	LeadTable	 *lt;
-	char		 *old;
-	LeGuard		  g;
-	Datum		  arg;
-	Oid			  argtype = TEXTOID;
-	text		 *result;
-	MemoryContext outer = CurrentMemoryContext;
-
-	if (strcmp(mode, "manual") != 0 && strcmp(mode, "auto") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid enrichment mode \"%s\"", mode),
-				 errhint("The mode is 'manual' (enrich on demand only) or 'auto' (enrich new leads automatically).")));
-
-	SPI_connect();
-	lt = lead_table_load(false);
-	if (!superuser() && !pg_class_ownercheck(lt->relid, GetUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be the owner of table %s or a superuser to change the enrichment mode",
-						lt->qualname)));
-	old = lt->mode;
-
-	/* as the extension's owner, restricted, search_path pinned */
-	le_guard_extension(&g);
-	arg = CStringGetTextDatum(mode);
-	if (SPI_execute_with_args("UPDATE lead_enrich.config SET mode = $1", 1, &argtype, &arg,
-							  NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update lead_enrich.config");
-	if (SPI_execute("SELECT lead_enrich.sync_triggers()", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not install the enqueue triggers");
-	le_guard_end(&g);
-
-	if (strcmp(mode, "auto") == 0)
-	{
-		if (le_shared == NULL)
-			ereport(WARNING,
-					(errmsg("leads will be queued but not enriched: the background worker is not running"),
-					 errdetail("lead_enrich is not in shared_preload_libraries."),
-					 errhint("Add lead_enrich to shared_preload_libraries and restart the server.")));
-		le_wake_at_commit();
-	}
-	MemoryContextSwitchTo(outer);
-	result = cstring_to_text(old);
-	SPI_finish();
-	PG_RETURN_TEXT_P(result);
-}
-
-/*
- * lead_enrich.wake_at_commit(): wake this database's worker when the
- * transaction commits (for enqueue_leads and other SQL that enqueues).
- */
-Datum
-lead_enrich_wake_at_commit(PG_FUNCTION_ARGS)
-{
-	le_wake_at_commit();
-	PG_RETURN_VOID();
 }

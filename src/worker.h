@@ -57,12 +57,13 @@ typedef struct LeShared
 	LeDbSlot slots[LE_MAX_DATABASES];
 } LeShared;
 
-/* shmem.c */
+/* shmem.c (the SQL functions that use it: worker_ctl.c) */
 extern LeShared *le_shared;
 extern void		 le_shmem_init(void);
 extern LeDbSlot *le_slot_find(Oid dboid, bool create);
 extern void		 le_request_worker(Oid dboid);
 extern void		 le_wake_at_commit(void);
+extern bool		 le_wake_worker(Oid dboid, uint32 bits);
 extern void		 le_slot_set_activity(LeDbSlot *slot, const char *activity);
 
 /* worker.c */
