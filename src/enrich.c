@@ -38,6 +38,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -48,11 +49,14 @@
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "enrich.h"
 #include "errcodes.h"
 #include "guard.h"
 #include "lead_enrich.h"
+#include "queue.h"
 
 PG_FUNCTION_INFO_V1(lead_enrich_enrich_lead);
 PG_FUNCTION_INFO_V1(lead_enrich_enrich_leads);
@@ -254,8 +258,13 @@ prepare_plans(LeadTable *lt)
 		appendStringInfo(&s, "coalesce(l.%s >= 100, false), ", prob);
 	else
 		appendStringInfoString(&s, "false, ");
+	/* archived (Odoo's active = false): not enriched automatically */
+	if (lt_col(lt, "active") != NULL)
+		appendStringInfo(&s, "NOT coalesce(l.%s, true) ", lt_col(lt, "active"));
+	else
+		appendStringInfoString(&s, "false ");
 	appendStringInfo(&s,
-					 "NULL FROM %s l WHERE l.%s = ANY ($1) ORDER BY l.%s FOR UPDATE OF l",
+					 "FROM %s l WHERE l.%s = ANY ($1) ORDER BY l.%s FOR UPDATE OF l",
 					 lt->qualname, id, id);
 
 	argtypes[0] = INT8ARRAYOID;
@@ -528,44 +537,6 @@ cmp_int64(const void *a, const void *b)
 }
 
 /*
- * done_elsewhere: for a table without a done column, the ids among ids
- * whose last outcome is final in lead_state (sorted, in *out).  Read as
- * the extension's owner.
- */
-static int
-done_elsewhere(int64 *ids, int nids, int64 **out)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum			  arg = int8_array(ids, nids);
-	LeGuard			  g;
-	int				  n = 0;
-
-	le_guard_extension(&g);
-	if (plan == NULL)
-	{
-		Oid argtype = INT8ARRAYOID;
-
-		plan = le_keep_plan("SELECT lead_id FROM lead_enrich.lead_state "
-							"WHERE lead_id = ANY ($1) "
-							"AND status IN ('enriched', 'not_found', 'generic_domain', 'mined') "
-							"ORDER BY lead_id",
-							1, &argtype);
-	}
-	if (SPI_execute_plan(plan, &arg, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read lead outcomes");
-	le_guard_end(&g);
-	*out = palloc(sizeof(int64) * Max(SPI_processed, 1));
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool isnull;
-
-		(*out)[n++] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return n;
-}
-
-/*
  * enrich_prepare: read and lock the leads, classify them, collect the
  * distinct domains.  With skip_locked, leads locked by someone else are
  * left out (the worker); otherwise the call waits for them (manual).
@@ -576,8 +547,9 @@ done_elsewhere(int64 *ids, int nids, int64 **out)
  * right now is seen done once its answer is written, not sent twice.
  */
 EnrichBatch *
-enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
+enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 {
+	bool		   skip_locked = mode == PREPARE_CLAIM;
 	EnrichBatch	  *b = palloc0(sizeof(EnrichBatch));
 	Datum		  *d = palloc(sizeof(Datum) * nids);
 	Datum		   arg;
@@ -589,12 +561,18 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 	LeGuard		   g;
 	int64		  *done_ids = NULL;
 	int			   ndone = 0;
+	int64		  *queued_ids = NULL;
+	int			   nqueued = 0;
 
 	le_guard_crm(&g, lt);
 	prepare_plans(lt);
 	le_guard_end(&g);
-	if (lt_col(lt, "enrich_done") == NULL)
-		ndone = done_elsewhere(ids, nids, &done_ids);
+	/* lead_state: final outcomes (a table without a done column), batches */
+	queue_lead_flags(ids, nids, &done_ids, &ndone, &queued_ids, &nqueued);
+	if (lt_col(lt, "enrich_done") != NULL)
+		ndone = 0;
+	if (mode != PREPARE_MANUAL)
+		nqueued = 0;
 	b->lt = lt;
 	b->rows = palloc0(sizeof(LeadRow) * nids);
 	b->domains = palloc0(sizeof(char *) * nids);
@@ -629,6 +607,10 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 		row->owner = -1;
 		if (DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
 			row->skip = "won";
+		else if (nqueued > 0 && bsearch(&row->id, queued_ids, nqueued, sizeof(int64), cmp_int64) != NULL)
+			row->skip = "queued"; /* the worker sends it again, with its batch */
+		else if (mode != PREPARE_MANUAL && DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)))
+			row->skip = "archived";
 		else if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) ||
 				 (ndone > 0 && bsearch(&row->id, done_ids, ndone, sizeof(int64), cmp_int64) != NULL))
 			row->skip = "already_enriched";
@@ -736,7 +718,7 @@ enrich_recheck(EnrichBatch *b)
 			ids[n++] = b->rows[i].id;
 	if (n == 0)
 		return;
-	fresh = enrich_prepare(b->lt, ids, n, false);
+	fresh = enrich_prepare(b->lt, ids, n, PREPARE_RECHECK);
 	for (int i = 0; i < b->n; i++)
 	{
 		LeadRow *row = &b->rows[i];
@@ -803,6 +785,8 @@ enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
 		r->error = copy_str(r->error);
 		/* status and skip point to constant strings */
 	}
+	c->batch_id = b->batch_id;
+	c->request_id = copy_str(b->request_id);
 	c->ndomains = b->ndomains;
 	c->domains = palloc0(sizeof(char *) * Max(b->ndomains, 1));
 	c->owner = palloc0(sizeof(int) * Max(b->ndomains, 1));
@@ -830,11 +814,16 @@ enrich_call(EnrichBatch *b, const char *token)
 
 	if (b->ndomains == 0)
 		return NULL;
-	initStringInfo(&seed);
-	appendStringInfoString(&seed, b->lt->dbuuid);
-	for (j = 0; j < b->ndomains; j++)
-		appendStringInfo(&seed, "|" INT64_FORMAT ":%s", b->rows[b->owner[j]].id, b->domains[j]);
-	rpc_make_id(id, seed.data);
+	if (b->request_id != NULL)
+		strlcpy(id, b->request_id, sizeof(id)); /* a recorded batch (queue.c) */
+	else
+	{
+		initStringInfo(&seed);
+		appendStringInfoString(&seed, b->lt->dbuuid);
+		for (j = 0; j < b->ndomains; j++)
+			appendStringInfo(&seed, "|" INT64_FORMAT ":%s", b->rows[b->owner[j]].id, b->domains[j]);
+		rpc_make_id(id, seed.data);
+	}
 
 	call = palloc(sizeof(RpcCall));
 	rpc_init(call, LE_SERVICE_ENRICH, "/iap/clearbit/1/lead_enrichment_email", id);
@@ -899,38 +888,37 @@ company_add(CompanyBuf *cb, LeadRow *row, JsonbContainer *company)
 }
 
 /*
- * company_flush: the batch UPDATE; sets each updated lead's filled
- * columns (a text[] literal).  A lead deleted meanwhile gets none.
+ * company_update: the fill-only-empty UPDATE of cb's leads from .. from+n-1,
+ * one statement; sets each updated lead's filled columns (a text[]
+ * literal).  A lead deleted meanwhile gets none.
  */
 static void
-company_flush(LeadTable *lt, CompanyBuf *cb)
+company_update(LeadTable *lt, CompanyBuf *cb, int from, int n)
 {
 	Datum	args[UPDATE_NARGS];
-	int		dims[1] = {cb->n};
+	int		dims[1] = {n};
 	int		lbs[1] = {1};
 	int		ret;
 	uint64	r;
 	LeGuard g;
 
-	if (cb->n == 0)
-		return;
-	args[0] = PointerGetDatum(construct_md_array(cb->values[0], cb->nulls[0], 1, dims, lbs,
+	args[0] = PointerGetDatum(construct_md_array(cb->values[0] + from, cb->nulls[0] + from, 1, dims, lbs,
 												 INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	for (int k = 1; k < UPDATE_NARGS; k++)
-		args[k] = PointerGetDatum(construct_md_array(cb->values[k], cb->nulls[k], 1, dims, lbs,
+		args[k] = PointerGetDatum(construct_md_array(cb->values[k] + from, cb->nulls[k] + from, 1, dims, lbs,
 													 TEXTOID, -1, false, TYPALIGN_INT));
 	le_guard_crm(&g, lt);
 	ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
 	le_guard_end(&g);
 	if (ret != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not update %d leads: %s", cb->n, SPI_result_code_string(ret));
+		elog(ERROR, "could not update %d leads: %s", n, SPI_result_code_string(ret));
 	for (r = 0; r < SPI_processed; r++)
 	{
 		bool  isnull;
 		int64 id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
 											   1, &isnull));
 
-		for (int k = 0; k < cb->n; k++)
+		for (int k = from; k < from + n; k++)
 		{
 			if (cb->rows[k]->id == id)
 			{
@@ -940,6 +928,69 @@ company_flush(LeadTable *lt, CompanyBuf *cb)
 		}
 	}
 	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * try_update: company_update in a subtransaction.  On error, the
+ * subtransaction is rolled back (with whatever a trigger of the table did)
+ * and the message returned in *err; false.
+ */
+static bool
+try_update(LeadTable *lt, CompanyBuf *cb, int from, int n, char **err)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		company_update(lt, cb, from, n);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData *ed;
+
+		MemoryContextSwitchTo(oldcxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		*err = ed->detail ? psprintf("%s (%s)", ed->message, ed->detail) : ed->message;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * company_flush: the batch's leads in one UPDATE; when the CRM table
+ * refuses it (a CHECK, a unique reveal_id, a trigger of the table's
+ * owner), lead by lead, each in its own subtransaction, so that one lead
+ * the table refuses holds back no other.  A refused lead is marked
+ * rejected, with the reason; the company data paid for is kept in its
+ * outcome (enrich_apply).
+ */
+static void
+company_flush(LeadTable *lt, CompanyBuf *cb)
+{
+	char *err = NULL;
+
+	if (cb->n == 0 || try_update(lt, cb, 0, cb->n, &err))
+		return;
+	for (int k = 0; k < cb->n; k++)
+	{
+		if (!try_update(lt, cb, k, 1, &err))
+		{
+			cb->rows[k]->rejected = true;
+			cb->rows[k]->error = psprintf("the lead could not take the company found: %s", err);
+		}
+	}
 }
 
 /*
@@ -1037,10 +1088,14 @@ enrich_apply(EnrichBatch *b, const char *source)
 		JsonbValue *val;
 		char		key[32];
 
-		if (row->owner < 0 || strcmp(row->status, "pending") != 0)
+		bool stale = strcmp(row->status, "stale") == 0;
+
+		if (row->owner < 0 || (!stale && strcmp(row->status, "pending") != 0))
 			continue;
 		if (call->status != RPC_OK)
 		{
+			if (stale)
+				continue;
 			row->status = call->status == RPC_INSUFFICIENT_CREDIT ? "insufficient_credit" : "error";
 			row->error = call->message;
 			state_add(&sb, row->id, row->status, row->email, row->domain, NULL, NULL, 0,
@@ -1052,8 +1107,11 @@ enrich_apply(EnrichBatch *b, const char *source)
 		if (val != NULL && val->type == jbvBinary && JsonContainerIsObject(val->val.binary.data))
 		{
 			companies[i] = val->val.binary.data;
-			company_add(&cb, row, companies[i]);
+			if (!stale)
+				company_add(&cb, row, companies[i]);
 		}
+		else if (stale)
+			continue;
 		else if (val == NULL || val->type == jbvNull ||
 				 (val->type == jbvBool && !val->val.boolean))
 		{
@@ -1076,14 +1134,41 @@ enrich_apply(EnrichBatch *b, const char *source)
 
 		if (companies[i] == NULL)
 			continue;
-		if (row->filled == NULL)
-		{
-			row->status = "missing"; /* deleted meanwhile */
-			continue;
-		}
 		row->company = jsonb_container_to_cstring(companies[i]);
 		row->credits = first_charge(charged, &ncharged, jb_get_text(companies[i], "clearbit_id"),
 									row->domain);
+		if (strcmp(row->status, "stale") == 0)
+		{
+			/*
+			 * A resent batch's lead that changed since the claim: the
+			 * company was paid for, so it is kept with its credit; the lead
+			 * is not written.  A lead whose e-mail changed stays queued for
+			 * its new address.
+			 */
+			if (row->skip != NULL && strcmp(row->skip, "pending") == 0)
+				queue_add_credits(row->id, row->credits);
+			else
+				state_add(&sb, row->id, "enriched", row->email, row->domain, row->company, "{}",
+						  row->credits,
+						  psprintf("the company was found but not written to the lead (%s)",
+								   row->skip ? row->skip : "changed"));
+			continue;
+		}
+		if (row->rejected)
+		{
+			row->status = "error";
+			state_add(&sb, row->id, "error", row->email, row->domain, row->company, "{}",
+					  row->credits, row->error);
+			continue;
+		}
+		if (row->filled == NULL)
+		{
+			/* deleted meanwhile: the company paid for is kept */
+			row->status = "missing";
+			state_add(&sb, row->id, "enriched", row->email, row->domain, row->company, "{}",
+					  row->credits, "the company was found but the lead was deleted meanwhile");
+			continue;
+		}
 		row->status = "enriched";
 		state_add(&sb, row->id, "enriched", row->email, row->domain, row->company,
 				  row->filled, row->credits, NULL);
@@ -1165,7 +1250,7 @@ sort_unique_ids(int64 *ids, int n)
 static EnrichBatch *
 run_batch(LeadTable *lt, int64 *ids, int n, const char *token, bool stop_credit)
 {
-	EnrichBatch *b = enrich_prepare(lt, ids, n, false);
+	EnrichBatch *b = enrich_prepare(lt, ids, n, PREPARE_MANUAL);
 	RpcCall		*call;
 
 	enrich_apply_local(b, "manual");

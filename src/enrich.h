@@ -23,6 +23,7 @@ typedef struct LeadRow
 	char	   *company; /* JSON text */
 	int			credits;
 	char	   *error;
+	bool		rejected; /* the CRM row refused the company (error says why) */
 } LeadRow;
 
 typedef struct EnrichBatch
@@ -34,10 +35,25 @@ typedef struct EnrichBatch
 	char	 **domains;
 	int		  *owner; /* row index of the lead sent per domain */
 	RpcCall	  *call;
+	int64	   batch_id;   /* the worker's recorded batch (queue.c), or 0 */
+	char	  *request_id; /* its JSON-RPC id, or NULL: derived from the contents */
 } EnrichBatch;
 
+/*
+ * Who prepares a batch: a user's call (waits for locked leads, leaves the
+ * leads of an unsettled worker batch alone), the worker's claim (skips
+ * locked and archived leads), or the worker writing an answer (waits, and
+ * finds which leads changed since the claim).
+ */
+typedef enum PrepareMode
+{
+	PREPARE_MANUAL,
+	PREPARE_CLAIM,
+	PREPARE_RECHECK
+} PrepareMode;
+
 extern EnrichBatch *enrich_prepare(LeadTable *lt, int64 *ids, int nids,
-								   bool skip_locked);
+								   PrepareMode mode);
 extern RpcCall	   *enrich_call(EnrichBatch *b, const char *token);
 extern void			enrich_apply_local(EnrichBatch *b, const char *source);
 extern void			enrich_apply(EnrichBatch *b, const char *source);

@@ -74,6 +74,7 @@
 #include "enrich.h"
 #include "guard.h"
 #include "lead_enrich.h"
+#include "queue.h"
 #include "worker.h"
 
 /* How often an idle worker looks for due retries and DROP DATABASE. */
@@ -96,7 +97,9 @@ static MemoryContext work_cxt = NULL;	  /* where work allocates: one of the two 
 static ResourceOwner worker_owner = NULL; /* between transactions */
 static bool			 paused = false;
 static TimestampTz	 pause_check_at = 0;
-static int64		*skip_ids = NULL; /* leads locked by others in this pass */
+static bool			 provider_down = false; /* paused because the provider is unavailable */
+static int			 provider_failures = 0; /* consecutive failed sends or probes */
+static int64		*skip_ids = NULL;		/* leads locked by others in this pass */
 static int			 nskip = 0;
 static int			 skip_cap = 0;
 
@@ -182,11 +185,43 @@ set_pause(const char *reason, const char *hint)
 		ereport(LOG,
 				(errmsg("lead enrichment resumed in database \"%s\"", my_dbname)));
 		paused = false;
+		provider_down = false;
+		provider_failures = 0;
 		LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
 		my_slot->paused_since = 0;
 		my_slot->pause_reason[0] = '\0';
 		LWLockRelease(le_shared->lock);
 	}
+}
+
+/*
+ * pause_provider: the provider could not be reached or did not answer in
+ * the protocol (refused, timeout, 5xx, garbage): the whole queue waits,
+ * nothing is counted against the leads, and the provider is probed again
+ * after retry_delay, doubling up to five minutes (or the interval).
+ */
+static void
+pause_provider(const char *msg)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		delay_ms = (long) le_retry_delay_s * 1000L;
+	long		cap_ms = Min(300 * 1000L, (long) le_interval_min * 60 * 1000L);
+	TimestampTz since;
+
+	for (int i = 1; i < provider_failures && delay_ms < cap_ms; i++)
+		delay_ms *= 2;
+	delay_ms = Min(Max(delay_ms, 1000L), Max(cap_ms, 1000L));
+	provider_failures++;
+	set_error(msg);
+	LWLockAcquire(le_shared->lock, LW_SHARED);
+	since = my_slot->paused_since != 0 && provider_down ? my_slot->paused_since : now;
+	LWLockRelease(le_shared->lock);
+	set_pause(psprintf("provider unavailable since %s: %s; next probe at %s",
+					   timestamptz_to_str(since), msg,
+					   timestamptz_to_str(TimestampTzPlusMilliseconds(now, delay_ms))),
+			  "Check the provider and lead_enrich.endpoint; the worker resumes by itself, or call lead_enrich.wake().");
+	provider_down = true;
+	pause_check_at = TimestampTzPlusMilliseconds(now, delay_ms);
 }
 
 /* ------------------------------------------------------------------------
@@ -297,7 +332,7 @@ forget_pending(int64 *ids, int n)
 	arg = int8_array(ids, n);
 	le_guard_extension(&g);
 	ret = SPI_execute_with_args("DELETE FROM lead_enrich.lead_state "
-								"WHERE lead_id = ANY ($1) AND status = 'pending'",
+								"WHERE lead_id = ANY ($1) AND status = 'pending' AND batch_id IS NULL",
 								1, &type, &arg, NULL, false, 0);
 	le_guard_end(&g);
 	if (ret != SPI_OK_DELETE)
@@ -357,7 +392,7 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 	}
 	if (wb->nlocked == 0)
 		return;
-	b = enrich_prepare(lt, wb->locked, wb->nlocked, true);
+	b = enrich_prepare(lt, wb->locked, wb->nlocked, PREPARE_CLAIM);
 
 	/* leads not returned: row-locked elsewhere, or deleted */
 	if (b->n < wb->nlocked)
@@ -409,9 +444,12 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 			gone[ngone++] = b->rows[i].id;
 	forget_pending(gone, ngone);
 	enrich_apply_local(b, "worker");
-	/* the call is built after the claim commits, from the copy */
+	/* recorded before it is sent; the call is built after the claim commits */
 	if (b->ndomains > 0)
+	{
+		queue_batch_record(b);
 		wb->b = enrich_batch_copy(b, work_cxt);
+	}
 }
 
 /*
@@ -461,7 +499,7 @@ claim_chunk_guarded(LeadTable *lt, const char *token, int64 *ids, int n,
  * (manual mode, nothing attached, paused).
  */
 static int
-claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
+claim_round(WorkBatch *out, int maxb, int *nout, bool *stop, bool *more)
 {
 	static SPIPlanPtr plan = NULL;
 	LeadTable		 *lt;
@@ -469,11 +507,14 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 	Datum			  values[2];
 	int64			 *ids;
 	int				  nids;
-	int				  limit = maxb * le_batch_size;
+	int				  limit;
+	int				  nresent;
 	int				  ret;
 	LeGuard			  g;
+	EnrichBatch		**resent = palloc(sizeof(EnrichBatch *) * maxb);
 
 	*nout = 0;
+	*more = false;
 	begin_xact("claiming pending leads");
 	if (!extension_present())
 	{
@@ -513,12 +554,19 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 		return 0;
 	}
 
+	/* batches sent before and not settled go first, exactly as recorded */
+	nresent = queue_batch_unsettled(lt, maxb, resent);
+	for (int i = 0; i < nresent; i++)
+		out[(*nout)++].b = enrich_batch_copy(resent[i], work_cxt);
+	limit = (maxb - nresent) * le_batch_size;
+
 	if (plan == NULL)
 	{
 		Oid types[2] = {INT8ARRAYOID, INT4OID};
 
 		plan = le_keep_plan("SELECT lead_id FROM lead_enrich.lead_state "
-							"WHERE status = 'pending' AND coalesce(next_attempt_at <= now(), true) "
+							"WHERE status = 'pending' AND batch_id IS NULL "
+							"AND coalesce(next_attempt_at <= now(), true) "
 							"AND lead_id <> ALL ($1) ORDER BY lead_id LIMIT $2",
 							2, types);
 	}
@@ -530,6 +578,7 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
 	nids = (int) SPI_processed;
+	*more = nresent == maxb || (limit > 0 && nids == limit);
 	ids = palloc(sizeof(int64) * Max(nids, 1));
 	for (int i = 0; i < nids; i++)
 	{
@@ -585,21 +634,6 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 }
 
 /*
- * sent_ids: the leads of a batch that went to the provider and are still
- * waiting for its answer.
- */
-static int
-sent_ids(EnrichBatch *b, int64 *ids)
-{
-	int n = 0;
-
-	for (int i = 0; i < b->n; i++)
-		if (b->rows[i].owner >= 0 && strcmp(b->rows[i].status, "pending") == 0)
-			ids[n++] = b->rows[i].id;
-	return n;
-}
-
-/*
  * recover_from_error: what autovacuum does after an error in one table:
  * report it, abort the transaction, and go on.  Returns the error, copied
  * into the pass's memory context.
@@ -620,63 +654,64 @@ recover_from_error(void)
 	return ed;
 }
 
+/* What became of a batch's send. */
+typedef enum BatchResult
+{
+	BATCH_SETTLED,	  /* the answer is written */
+	BATCH_NO_CREDIT,  /* refused for lack of credits: stays recorded */
+	BATCH_UNANSWERED, /* no answer in the protocol: stays recorded */
+	BATCH_FAILED	  /* writing the answer failed: stays recorded */
+} BatchResult;
+
 /*
- * apply_batch: write one batch's answer in its own transaction.  Returns
- * false when the provider refused for lack of credits.
+ * apply_batch: write one batch's answer in its own transaction, and settle
+ * it.  A batch without a usable answer is left recorded (queue.c): it is
+ * sent again as it is, and its leads' attempts are not counted.
  */
-static bool
+static BatchResult
 apply_batch(WorkBatch *wb)
 {
-	EnrichBatch	 *b = wb->b;
-	RpcCall		 *call = b->call;
-	int64		 *ids = palloc(sizeof(int64) * Max(b->n, 1));
-	int			  nids = sent_ids(b, ids);
-	volatile bool credit_ok = true;
+	EnrichBatch			*b = wb->b;
+	RpcCall				*call = b->call;
+	volatile BatchResult result = BATCH_SETTLED;
+
+	if (call->status == RPC_OK && !JsonContainerIsObject(&call->result->root))
+	{
+		call->status = RPC_BAD_RESPONSE;
+		call->message = pstrdup("the result is not an object keyed by lead id");
+	}
+	if (call->status == RPC_INSUFFICIENT_CREDIT)
+		return BATCH_NO_CREDIT;
 
 	PG_TRY();
 	{
-		begin_xact("writing enrichment results");
-		if (call->status == RPC_OK)
+		if (call->status != RPC_OK)
 		{
-			enrich_recheck(b);
-			enrich_apply(b, "worker");
-			/*
-			 * A malformed answer is recorded per lead by enrich_apply, which
-			 * sets call->status through b->call (cppcheck cannot see that).
-			 */
-			/* cppcheck-suppress knownConditionTrueFalse */
-			if (call->status != RPC_OK)
-				set_error(psprintf("%s: %s", rpc_status_name(call->status), call->message));
-		}
-		else if (call->status == RPC_INSUFFICIENT_CREDIT)
-			credit_ok = false; /* leads untouched: they stay pending */
-		else if (rpc_is_transient(call->status))
-		{
-			char *msg = psprintf("%s: %s", rpc_status_name(call->status), call->message);
-
-			record_failure(ids, nids, msg);
-			set_error(msg);
+			begin_xact("recording a failed send");
+			queue_batch_failed(b, psprintf("%s: %s", rpc_status_name(call->status), call->message));
+			end_xact();
+			result = BATCH_UNANSWERED;
 		}
 		else
 		{
+			begin_xact("writing enrichment results");
+			enrich_recheck(b);
 			enrich_apply(b, "worker");
-			set_error(psprintf("%s: %s", rpc_status_name(call->status), call->message));
+			queue_batch_settle(b);
+			end_xact();
 		}
-		end_xact();
 	}
 	PG_CATCH();
 	{
 		ErrorData *ed = recover_from_error();
 
 		ereport(WARNING,
-				(errmsg("lead_enrich worker: could not write the results of a batch of %d leads; they will be retried", nids)));
+				(errmsg("lead_enrich worker: could not write the answer of a batch of %d leads; it will be sent again", b->n)));
 		set_error(ed->message);
-		begin_xact("recording a failed batch");
-		record_failure(ids, nids, ed->message);
-		end_xact();
+		result = BATCH_FAILED;
 	}
 	PG_END_TRY();
-	return credit_ok;
+	return result;
 }
 
 /*
@@ -725,8 +760,19 @@ resume_check(void)
 		set_pause(dbuuid == NULL ? "no lead table is attached" : "no IAP account token is configured", NULL);
 		return false;
 	}
-	set_activity("checking the balance");
+	set_activity(provider_down ? "probing the provider" : "checking the balance");
 	balance = fetch_balance(dbuuid, token, &msg);
+	if (provider_down)
+	{
+		/* any answer in the protocol ends the outage; credits are seen next */
+		if (balance >= 0)
+		{
+			set_pause(NULL, NULL);
+			return true;
+		}
+		pause_provider(msg ? msg : "no answer");
+		return false;
+	}
 	if (balance > 0)
 	{
 		set_pause(NULL, NULL);
@@ -797,16 +843,17 @@ run_pass(uint32 bits)
 		while (!stop)
 		{
 			int		 nb;
-			int		 nclaimed;
-			bool	 credit_ok = true;
+			bool	 more = false;
+			bool	 failed = false;
 			RpcCall *refused = NULL;
+			RpcCall *unanswered = NULL;
 
 			/* a round's memory goes with the round: a pass may be long */
 			MemoryContextReset(round_cxt);
 			memset(batches, 0, sizeof(WorkBatch) * (maxb * le_batch_size + maxb));
 			work_cxt = round_cxt;
 			out_of_xact();
-			nclaimed = claim_round(batches, maxb, &nb, &stop);
+			(void) claim_round(batches, maxb, &nb, &stop, &more);
 
 			if (nb > 0)
 			{
@@ -823,21 +870,35 @@ run_pass(uint32 bits)
 					rpc_finish(batches[i].b->call);
 				for (int i = 0; i < nb; i++)
 				{
-					if (!apply_batch(&batches[i]))
-						refused = batches[i].b->call;
+					switch (apply_batch(&batches[i]))
+					{
+						case BATCH_SETTLED:
+							break;
+						case BATCH_NO_CREDIT:
+							refused = batches[i].b->call;
+							break;
+						case BATCH_UNANSWERED:
+							unanswered = batches[i].b->call;
+							break;
+						case BATCH_FAILED:
+							failed = true;
+							break;
+					}
 					release_locks(&batches[i]);
 				}
 				/* paused once every answer of the round is written */
 				if (refused != NULL)
-				{
-					credit_ok = false;
 					set_pause(psprintf("insufficient credit: %s", refused->message),
 							  refused->credit_url
 								  ? psprintf("Buy credits at %s, then call lead_enrich.wake().", refused->credit_url)
 								  : "Buy credits, then call lead_enrich.wake().");
-				}
+				else if (unanswered != NULL)
+					pause_provider(psprintf("%s: %s", rpc_status_name(unanswered->status),
+											unanswered->message));
+				else
+					provider_failures = 0;
 			}
-			if (!credit_ok || nclaimed < maxb * le_batch_size)
+			if (refused != NULL || unanswered != NULL || failed || !more)
 				break;
 			CHECK_FOR_INTERRUPTS();
 		}

@@ -189,11 +189,14 @@ elif new_db $DB; then
 	sleep 0.15
 	provider_stop
 	insert_leads $DB 250 100
-	if wait_for 20 $DB "SELECT count(*) > 0 FROM lead_enrich.lead_state WHERE status = 'pending' AND attempts > 0" t; then
-		ok "provider down: leads stay pending, retried with backoff"
+	# the whole queue pauses; the leads' attempts are not counted
+	if wait_for 20 $DB "SELECT pause_reason LIKE 'provider unavailable since %next probe at%' FROM lead_enrich.status" t; then
+		ok "provider down: the queue pauses, the provider is probed"
 	else
-		not_ok "provider down: leads stay pending, retried with backoff"
+		not_ok "provider down: the queue pauses, the provider is probed"
 	fi
+	check "provider down: no lead's attempts counted" \
+		"$(q $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending' AND attempts > 0")" 0
 	check "provider down: the failure shows in the status" \
 		"$(q $DB "SELECT last_error LIKE 'unreachable%' FROM lead_enrich.status")" t
 	check "provider down: no lead marked failed" \

@@ -9,6 +9,33 @@ CREATE INDEX lead_state_pending_idx ON lead_enrich.lead_state (lead_id)
 	WHERE status = 'pending';
 
 /*
+ * The batches the worker sent and has not settled (src/queue.c): the
+ * JSON-RPC id and the members, each lead with the domain sent for it,
+ * recorded when the batch is claimed.  A batch is sent again exactly as
+ * recorded until the provider answers it, so that its replay store
+ * answers a resend without charging again.  lead_state.batch_id points
+ * to it from each member.
+ */
+CREATE TABLE lead_enrich.batch (
+	id			bigserial PRIMARY KEY,
+	request_id	text NOT NULL UNIQUE,
+	lead_ids	bigint[] NOT NULL,
+	domains		text[] NOT NULL CHECK (cardinality(domains) = cardinality(lead_ids)),
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	sends		integer NOT NULL DEFAULT 1,
+	last_sent_at timestamptz,
+	last_error	text
+);
+SELECT pg_catalog.pg_extension_config_dump('lead_enrich.batch', '');
+SELECT pg_catalog.pg_extension_config_dump('lead_enrich.batch_id_seq', '');
+REVOKE ALL ON lead_enrich.batch FROM PUBLIC;
+REVOKE ALL ON SEQUENCE lead_enrich.batch_id_seq FROM PUBLIC;
+GRANT SELECT ON lead_enrich.batch TO lead_enrich_user;
+
+ALTER TABLE lead_enrich.lead_state ADD COLUMN batch_id bigint;
+CREATE INDEX lead_state_batch_idx ON lead_enrich.lead_state (batch_id) WHERE batch_id IS NOT NULL;
+
+/*
  * The trigger function; its arguments are the attached table's id, e-mail,
  * done, reveal_id and probability columns ('' when unmapped).  SECURITY
  * DEFINER: the roles that insert leads need no rights on lead_state.  Its
