@@ -641,6 +641,43 @@ opt_int8(Datum *values, char *nulls, int param, const char *v)
 }
 
 /*
+ * mining_seed: what the request's JSON-RPC id is derived from: the
+ * database, the table, the criteria and how many requests with the same
+ * criteria were answered before.  A call that failed after the provider
+ * committed (a timeout) is rolled back, so the same call made again gets
+ * the same id and the provider's replay store answers it with the same
+ * companies, free; a new run after an answered one gets a new id.
+ */
+static char *
+mining_seed(LeadTable *lt, MiningRequest *req)
+{
+	Oid			  type = INT4OID;
+	Datum		  arg = Int32GetDatum(req->id);
+	LeGuard		  g;
+	char		 *seed = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	le_guard_extension(&g);
+	if (SPI_execute_with_args("SELECT r.criteria::text || '|' || r.lead_table || '|' || "
+							  "  (SELECT count(*) FROM lead_enrich.mining_request p "
+							  "   WHERE p.criteria = r.criteria AND p.lead_table = r.lead_table "
+							  "     AND p.id <> r.id AND (p.state = 'done' OR p.error_type = 'no_result')) "
+							  "FROM lead_enrich.mining_request r WHERE r.id = $1",
+							  1, &type, &arg, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		MemoryContextSwitchTo(cxt);
+		seed = psprintf("%s|mining|%s", lt->dbuuid,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	}
+	le_guard_end(&g);
+	MemoryContextSwitchTo(cxt);
+	if (seed == NULL)
+		elog(ERROR, "could not read mining request %d", req->id);
+	return seed;
+}
+
+/*
  * lead_enrich.generate_leads(criteria): see the file header.
  */
 Datum
@@ -696,7 +733,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 
 	/* the call: Odoo's _perform_request */
 	t1 = GetCurrentTimestamp();
-	rpc_make_id(rpc_id, NULL);
+	rpc_make_id(rpc_id, mining_seed(lt, req));
 	rpc_init(&call, LE_SERVICE_MINING, "/iap/clearbit/2/lead_mining_request", rpc_id);
 	rpc_params_begin(&call);
 	appendStringInfoString(&call.http.body, "{\"account_token\": ");
