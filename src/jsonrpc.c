@@ -14,9 +14,11 @@
 
 #include <curl/curl.h>
 
+#include "access/xlog.h"
 #include "common/jsonapi.h"
 #include "common/md5.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
@@ -66,9 +68,10 @@ rpc_params_end(RpcCall *call)
 }
 
 /*
- * rpc_make_id: a 32-hex-digit id.  With a seed, the id is its MD5, so the
- * same request sent again carries the same id and the provider's replay
- * rule answers it without charging twice; without one, it is random.
+ * rpc_make_id: a 32-hex-digit id.  With a seed, the id is the MD5 of the
+ * cluster, the database and the seed, so the same request sent again
+ * carries the same id and the provider's replay rule answers it without
+ * charging twice; without one, it is random.
  */
 void
 rpc_make_id(char *dst, const char *seed)
@@ -77,7 +80,14 @@ rpc_make_id(char *dst, const char *seed)
 
 	if (seed != NULL)
 	{
-		if (!pg_md5_hash(seed, strlen(seed), dst, &errstr))
+		/*
+		 * Scoped to this cluster and database: two databases that share an
+		 * Odoo database.uuid (a copy) and a token never get each other's
+		 * replies from the provider's replay store.
+		 */
+		char *scoped = psprintf(UINT64_FORMAT "|%u|%s", GetSystemIdentifier(), MyDatabaseId, seed);
+
+		if (!pg_md5_hash(scoped, strlen(scoped), dst, &errstr))
 			elog(ERROR, "could not compute an MD5 hash: %s", errstr);
 	}
 	else

@@ -663,7 +663,7 @@ mining_seed(LeadTable *lt, MiningRequest *req)
 							  "   WHERE p.criteria = r.criteria AND p.lead_table = r.lead_table "
 							  "     AND p.id <> r.id AND (p.state = 'done' OR p.error_type = 'no_result')) "
 							  "FROM lead_enrich.mining_request r WHERE r.id = $1",
-							  1, &type, &arg, NULL, true, 1) == SPI_OK_SELECT &&
+							  1, &type, &arg, NULL, false, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
 		MemoryContextSwitchTo(cxt);

@@ -102,8 +102,8 @@ queue_batch_record(EnrichBatch *b)
 	}
 	(void) run_plan(&seq_plan, "SELECT nextval('lead_enrich.batch_id_seq')", 0, NULL, NULL, false);
 	b->batch_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	/* unique per database and batch, the same for every resend */
-	rpc_make_id(id, psprintf("%s|batch|" INT64_FORMAT, b->lt->dbuuid, b->batch_id));
+	/* random, recorded: every resend carries the same id */
+	rpc_make_id(id, NULL);
 	b->request_id = pstrdup(id);
 
 	args[0] = Int64GetDatum(b->batch_id);
