@@ -572,7 +572,7 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 	{
 		const char **doms = palloc(sizeof(char *) * Max(b->n, 1));
 		int			*which = palloc(sizeof(int) * Max(b->n, 1));
-		bool		*webmail = palloc(sizeof(bool) * Max(b->n, 1));
+		const char **webmail = palloc(sizeof(char *) * Max(b->n, 1));
 		int			 nd = 0;
 
 		for (i = 0; i < b->n; i++)
@@ -583,13 +583,13 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, bool skip_locked)
 				doms[nd++] = b->rows[i].domain;
 			}
 		}
-		webmail_flags(doms, nd, webmail);
+		webmail_matches(doms, nd, webmail);
 		for (int k = 0; k < nd; k++)
 		{
 			LeadRow *row = &b->rows[which[k]];
 			int		 j;
 
-			if (webmail[k])
+			if (webmail[k] != NULL)
 			{
 				row->status = "generic_domain";
 				continue;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The shipped webmail list against the project's directory of real
+# organisations (data/directory.csv.gz): how many organisations would be
+# skipped as generic_domain, through the same rule enrichment applies
+# (lead_enrich.webmail_match).  The figure is printed; the skipped set must
+# be exactly the consumer mail services named below, each an organisation
+# whose domain is also its customers' mail domain, so their addresses are
+# private persons'.  A change of the list or of the rule that skips a real
+# organisation (a whole country under a public suffix, a city, a
+# university) fails here.
+#
+# Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
+source "$(dirname "$0")/../scripts/common.sh"
+le_deps >/dev/null
+set +e
+
+passed=0
+failed=0
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+not_ok() { echo "not ok - $1"; [ -n "${2:-}" ] && printf '#   %s\n' "$2"; failed=$((failed + 1)); }
+check() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi; }
+
+# consumer mail services that are also organisations of the directory
+expected="docomo.ne.jp free.fr freenet.de frontier.com gaggle.net homestead.com o2.co.uk oi.com.br \
+poste.it rogers.com sfr.fr telenet.be virginmedia.com vnn.vn voo.be yandex.ru ziggo.nl"
+
+db=le_webmail
+le_psql -d postgres -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" 2>/dev/null
+le_psql -d $db -q -c "CREATE EXTENSION lead_enrich" -c "CREATE TABLE org (domain text PRIMARY KEY, aliases text, name text)"
+# the directory's domain, aliases and name columns
+python3 -c '
+import csv, gzip, sys
+w = csv.writer(sys.stdout)
+for r in csv.DictReader(gzip.open(sys.argv[1], "rt", encoding="utf-8")):
+    w.writerow([r["domain"], r["aliases"], r["name"]])
+' "$LE_REPO/data/directory.csv.gz" | le_psql -d $db -c "\\copy org FROM STDIN WITH (FORMAT csv)" >/dev/null
+
+total=$(le_psql -d $db -tA -c "SELECT count(*) FROM org")
+check "the directory is loaded" "$([ "$total" -gt 40000 ] && echo yes)" "yes"
+skipped=$(le_psql -d $db -tA -c "SELECT string_agg(domain, ' ' ORDER BY domain) FROM org WHERE lead_enrich.webmail_match(domain) IS NOT NULL")
+n=$(echo "$skipped" | wc -w)
+echo "# the shipped webmail list skips $n of $total directory organisations: $skipped"
+check "the organisations skipped as webmail are the $(echo "$expected" | wc -w) consumer mail services" "$skipped" "$expected"
+aliases=$(le_psql -d $db -tA -c "SELECT count(DISTINCT o.domain) FROM org o, unnest(o.aliases::text[]) a
+	WHERE lead_enrich.webmail_match(a) IS NOT NULL AND lead_enrich.webmail_match(o.domain) IS NULL")
+echo "# $aliases more organisations have a consumer mail domain among their aliases (mac.com of apple.com, orange.fr of orange.com); their own domain is enriched"
+check "no organisation under a public suffix is skipped" \
+	"$(le_psql -d $db -tA -c "SELECT count(*) FROM org WHERE domain ~ '\\.(com\\.ar|org\\.ua|net\\.ua|spb\\.ru|msk\\.ru|za\\.com)$' AND lead_enrich.webmail_match(domain) IS NOT NULL")" \
+	"0"
+le_psql -d postgres -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
