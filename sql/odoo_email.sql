@@ -75,25 +75,25 @@ SELECT lead_enrich.email_normalize(NULL) IS NULL AS null_in_null_out, lead_enric
 -- answers Odoo's simulator company, with AU / NSW for test1
 SELECT set_config('lead_enrich.account_token', 'regress-odoo-' || md5(random()::text), false) IS NOT NULL AS token_set;
 INSERT INTO crm_lead (id, name, type, active, email_from, partner_name, iap_enrich_done)
-SELECT 400 + x, 'Test ' || x, 'lead', true, 'test_mail_' || x || '@megaexample.com', NULL, false
+SELECT 800 + x, 'Test ' || x, 'lead', true, 'test_mail_' || x || '@megaexample.com', NULL, false
 FROM generate_series(0, 3) x;
-UPDATE crm_lead SET partner_name = 'Already set', email_from = 'test@test1' WHERE id = 400;
+UPDATE crm_lead SET partner_name = 'Already set', email_from = 'test@test1' WHERE id = 800;
 SELECT set_config('lead_enrich.endpoint', current_setting('regress.fault_endpoint') || '/simulator/'
 				  || '%7B%22test1%22%3A%7B%22country_code%22%3A%22AU%22%2C%22state_code%22%3A%22NSW%22%7D%7D',
 				  false) IS NOT NULL AS simulator;
-SELECT lead_id, status, filled FROM lead_enrich.enrich_leads(ARRAY[400, 401, 402, 403]) ORDER BY lead_id;
+SELECT lead_id, status, filled FROM lead_enrich.enrich_leads(ARRAY[800, 801, 802, 803]) ORDER BY lead_id;
 SELECT l.id, l.partner_name, l.street, c.code AS country, s.code AS state, l.iap_enrich_done
 FROM crm_lead l LEFT JOIN res_country c ON c.id = l.country_id LEFT JOIN res_country_state s ON s.id = l.state_id
-WHERE l.id BETWEEN 400 AND 403 ORDER BY l.id;
+WHERE l.id BETWEEN 800 AND 803 ORDER BY l.id;
 
 -- test_enrich_error_jsonrpc_exception: the IAP call fails, no lead gets a street
 INSERT INTO crm_lead (id, name, type, active, email_from, iap_enrich_done)
-SELECT 410 + x, 'Test ' || x, 'lead', true, 'test_mail_' || x || '@megaexample.com', false
+SELECT 810 + x, 'Test ' || x, 'lead', true, 'test_mail_' || x || '@megaexample.com', false
 FROM generate_series(0, 3) x;
 SELECT set_config('lead_enrich.endpoint', current_setting('regress.fault_endpoint') || '/servererror', false) IS NOT NULL AS failing;
 SET client_min_messages = error;   -- the WARNING names the fault server's port
-SELECT lead_id, status FROM lead_enrich.enrich_leads(ARRAY[410, 411, 412, 413]) ORDER BY lead_id;
+SELECT lead_id, status FROM lead_enrich.enrich_leads(ARRAY[810, 811, 812, 813]) ORDER BY lead_id;
 RESET client_min_messages;
-SELECT id, street, iap_enrich_done FROM crm_lead WHERE id BETWEEN 410 AND 413 ORDER BY id;
+SELECT id, street, iap_enrich_done FROM crm_lead WHERE id BETWEEN 810 AND 813 ORDER BY id;
 RESET lead_enrich.endpoint;
 RESET search_path;

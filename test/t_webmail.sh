@@ -47,6 +47,19 @@ echo "# $aliases more organisations have a consumer mail domain among their alia
 check "no organisation under a public suffix is skipped" \
 	"$(le_psql -d $db -tA -c "SELECT count(*) FROM org WHERE domain ~ '\\.(com\\.ar|org\\.ua|net\\.ua|spb\\.ru|msk\\.ru|za\\.com)$' AND lead_enrich.webmail_match(domain) IS NOT NULL")" \
 	"0"
-le_psql -d postgres -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null
+
+# pg_dump and restore: the rows a DBA added come back, the shipped rows come
+# from CREATE EXTENSION alone (a dump of them too would collide with them)
+le_psql -d $db -q -c "DROP TABLE org" -c "INSERT INTO lead_enrich.webmail_domain (domain) VALUES ('mail.example-isp.net')"
+le_psql -d postgres -q -c "DROP DATABASE IF EXISTS ${db}_restored WITH (FORCE)" -c "CREATE DATABASE ${db}_restored" 2>/dev/null
+restore_log=$LE_RUNDIR/t_webmail-restore.log
+pg_dump -h "$LE_RUNDIR" -p "$LE_PGPORT" -U postgres -d $db 2>&1 |
+	psql -X -q -h "$LE_RUNDIR" -p "$LE_PGPORT" -U postgres -d ${db}_restored >"$restore_log" 2>&1
+check "a dump restores without errors" "$(grep -c ERROR "$restore_log")" "0"
+list_of() { le_psql -d "$1" -tA -c "SELECT count(*) FILTER (WHERE shipped) || ' shipped + ' || string_agg(domain, ',') FILTER (WHERE NOT shipped) FROM lead_enrich.webmail_domain" 2>&1; }
+before=$(list_of $db)
+case $before in *" shipped + mail.example-isp.net") ;; *) before="unexpected: $before" ;; esac
+check "the restored list is the shipped list plus the DBA's row" "$(list_of ${db}_restored)" "$before"
+le_psql -d postgres -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${db}_restored WITH (FORCE)" 2>/dev/null
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
