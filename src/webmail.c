@@ -107,7 +107,8 @@ lead_enrich_webmail_match(PG_FUNCTION_ARGS)
 	if (*domain == '\0')
 		PG_RETURN_NULL();
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	webmail_matches((const char **) &domain, 1, &match);
 	SPI_finish();
 	if (match != NULL)

@@ -60,6 +60,22 @@ list_of() { le_psql -d "$1" -tA -c "SELECT count(*) FILTER (WHERE shipped) || ' 
 before=$(list_of $db)
 case $before in *" shipped + mail.example-isp.net") ;; *) before="unexpected: $before" ;; esac
 check "the restored list is the shipped list plus the DBA's row" "$(list_of ${db}_restored)" "$before"
-le_psql -d postgres -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${db}_restored WITH (FORCE)" 2>/dev/null
+
+# ALTER EXTENSION UPDATE from 1.1 keeps a DBA's rows (in the spelling the
+# look-up needs), drops what 1.2 no longer ships, marks the shipped rows
+le_psql -d postgres -q -c "DROP DATABASE IF EXISTS ${db}_up WITH (FORCE)" -c "CREATE DATABASE ${db}_up" 2>/dev/null
+le_psql -d ${db}_up -q -c "CREATE EXTENSION lead_enrich VERSION '1.1'" \
+	-c "INSERT INTO lead_enrich.webmail_domain VALUES ('Mail.Example-ISP.net.'), ('intranet-mail.example')" \
+	-c "DELETE FROM lead_enrich.webmail_domain WHERE domain = 'free.fr'" -c "ALTER EXTENSION lead_enrich UPDATE"
+check "an upgrade keeps the DBA's rows, lower-cased" \
+	"$(le_psql -d ${db}_up -tA -c "SELECT string_agg(domain, ',' ORDER BY domain) FROM lead_enrich.webmail_domain WHERE NOT shipped")" \
+	"intranet-mail.example,mail.example-isp.net"
+check "an upgrade ships the 1.2 list (a shipped row the DBA deleted stays deleted)" \
+	"$(le_psql -d ${db}_up -tA -c "SELECT count(*) FROM lead_enrich.webmail_domain WHERE shipped")" \
+	"$(($(le_psql -d ${db}_restored -tA -c "SELECT count(*) FROM lead_enrich.webmail_domain WHERE shipped") - 1))"
+check "after the upgrade, a company under com.ar is not webmail" \
+	"$(le_psql -d ${db}_up -tA -c "SELECT coalesce(lead_enrich.webmail_match('bna.com.ar'), 'enriched')")" "enriched"
+le_psql -d postgres -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${db}_restored WITH (FORCE)" \
+	-c "DROP DATABASE IF EXISTS ${db}_up WITH (FORCE)" 2>/dev/null
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
