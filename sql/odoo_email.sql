@@ -67,6 +67,12 @@ SELECT id, input, odoo, lead_enrich.email_normalize(input) AS lead_enrich
 FROM odoo_case WHERE odoo IS DISTINCT FROM lead_enrich.email_normalize(input) ORDER BY id;
 -- nothing outside the strict rule: several addresses are never one
 SELECT count(*) AS several_but_read FROM odoo_case WHERE found > 1 AND lead_enrich.email_normalize(input) IS NOT NULL;
+-- lead_enrich's own cases: two angle-addrs are two addresses, a comment or a
+-- final semicolon is no address, a quoted comma splits nothing, and what
+-- cannot be a host name is invalid
+SELECT e AS input, lead_enrich.email_normalize(e) AS lead_enrich
+FROM unnest(ARRAY['A <a@x.com> B <b@y.com>', 'x@acme.com (work)', 'Name <a@x.com>;', '"Doe, John" <John@Doe.com>',
+				  'a@x.com <b@y.com>', 'a@@example', 'x@-bad-.com', 'x@123', 'x@acme.com.', '@', 'a@']) e;
 -- NULL in, NULL out; the function is what enrichment uses
 SELECT lead_enrich.email_normalize(NULL) IS NULL AS null_in_null_out, lead_enrich.email_normalize('') IS NULL AS empty;
 

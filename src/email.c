@@ -53,23 +53,23 @@ trim_blanks(char *s)
  * part_addresses: append to *out the addresses of one list element (the
  * text between two top-level commas or semicolons).
  *
- * An angle-addr ("Name <addr>") wins: the last <...> outside quotes and
- * comments whose content holds an '@'.  Without one, (comments) are
- * dropped and the element is split into words at white space outside
- * quotes; every word holding an '@' is an address and the other words are
- * a display name, so "Name addr" and "addr Name" both give addr, and
- * "a@x.com Cc b@y.com" gives two addresses.
+ * Angle-addrs ("Name <addr>") win: each <...> outside quotes and comments
+ * whose content holds an '@' gives its address, read the same way, so that
+ * "Name" <"Other" <addr>> gives addr and "A <a@x.com> B <b@y.com>" two
+ * addresses.  Without one, (comments) are dropped and the element is split
+ * into words at white space outside quotes; every word holding an '@' is
+ * an address and the other words are a display name, so "Name addr" and
+ * "addr Name" both give addr, and "a@x.com Cc b@y.com" two addresses.
  */
 static void
 part_addresses(const char *part, List **out)
 {
-	const char *best = NULL;
-	int			best_len = 0;
-	bool		quoted = false;
-	int			depth = 0;
-	char	   *text;
-	char	   *w;
-	char	   *word;
+	bool  found = false;
+	bool  quoted = false;
+	int	  depth = 0;
+	char *text;
+	char *w;
+	char *word;
 
 	for (const char *p = part; *p; p++)
 	{
@@ -85,24 +85,39 @@ part_addresses(const char *part, List **out)
 			depth--;
 		else if (*p == '<' && depth == 0)
 		{
-			const char *gt = strchr(p + 1, '>');
-			int			len = gt ? (int) (gt - p - 1) : (int) strlen(p + 1);
+			/* the matching '>' (or the end: a missing one is forgiven) */
+			const char *q;
+			int			level = 1;
+			bool		inq = false;
+			char	   *content;
 
-			if (memchr(p + 1, '@', len) != NULL)
+			for (q = p + 1; *q; q++)
 			{
-				best = p + 1;
-				best_len = len;
+				if (*q == '\\' && q[1] != '\0')
+					q++;
+				else if (*q == '"')
+					inq = !inq;
+				else if (!inq && *q == '<')
+					level++;
+				else if (!inq && *q == '>' && --level == 0)
+					break;
 			}
+			content = trim_blanks(pnstrdup(p + 1, q - p - 1));
+			if (strchr(content, '@') != NULL)
+			{
+				if (strchr(content, '<') != NULL)
+					part_addresses(content, out);
+				else
+					*out = lappend(*out, content);
+				found = true;
+			}
+			if (*q == '\0')
+				break;
+			p = q;
 		}
 	}
-	if (best != NULL)
-	{
-		char *addr = trim_blanks(pnstrdup(best, best_len));
-
-		if (*addr != '\0')
-			*out = lappend(*out, addr);
+	if (found)
 		return;
-	}
 
 	/* no angle-addr: drop (comments), then one address per word with an '@' */
 	text = palloc(strlen(part) + 1);
