@@ -72,8 +72,9 @@ LINT_PG_INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server 2>/dev/nul
 LINT_PG_INCLUDEDIR := $(shell $(PG_CONFIG) --includedir 2>/dev/null)
 LINT_EXT_SRCS = $(sort $(wildcard src/*.c))
 LINT_PROVIDER_SRCS = $(sort $(wildcard provider/src/*.c))
-# provider/src/schema_sql.h is generated from provider/schema.sql.
-FORMAT_FILES = $(sort $(wildcard src/*.c src/*.h) \
+# provider/src/schema_sql.h is generated from provider/schema.sql,
+# src/psl_rules.h from the Public Suffix List (scripts/gen_psl.py).
+FORMAT_FILES = $(sort $(filter-out src/psl_rules.h,$(wildcard src/*.c src/*.h)) \
 	$(filter-out provider/src/schema_sql.h,$(wildcard provider/src/*.c provider/src/*.h)))
 LINT_EXT_FLAGS = -std=gnu11 -Isrc -I$(LINT_PG_INCLUDEDIR_SERVER) -I$(LINT_PG_INCLUDEDIR) \
 	$(shell $(CURL_CONFIG) --cflags 2>/dev/null)

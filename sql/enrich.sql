@@ -88,6 +88,19 @@ SET lead_enrich.batch_size = 100;
 SELECT status, count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT generate_series(10001, 13000)::bigint)) GROUP BY 1;
 RESET lead_enrich.batch_size;
 
+-- companies under a public suffix that the webmail list once held (com.ar,
+-- org.ua, net.ua, spb.ru) are enriched; webmail and its sub-domains are not
+INSERT INTO crm_lead (id, name, type, active, email_from, iap_enrich_done) VALUES
+	(130, 'Argentina', 'lead', true, 'ana@bna.com.ar', false),
+	(131, 'Ukraine', 'lead', true, 'olena@redcross.org.ua', false),
+	(132, 'Ukraine net', 'lead', true, 'petro@apteka.net.ua', false),
+	(133, 'Petersburg', 'lead', true, 'ivan@artacademy.spb.ru', false),
+	(134, 'Mail.ru sub-domain', 'lead', true, 'x@corp.mail.ru', false),
+	(135, 'Yahoo Argentina', 'lead', true, 'x@yahoo.com.ar', false),
+	(136, 'Listed under spb.ru', 'lead', true, 'x@x1x.spb.ru', false);
+SELECT lead_id, status, credits FROM lead_enrich.enrich_leads(ARRAY[130, 131, 132, 133, 134, 135, 136]) ORDER BY lead_id;
+SELECT id, partner_name, iap_enrich_done FROM crm_lead WHERE id BETWEEN 130 AND 136 ORDER BY id;
+
 -- the view exposes typed columns
 SELECT lead_id, status, company_name, company_type, sector, timezone, pg_typeof(technologies) AS tech_type,
 	   pg_typeof(employees) AS employees_type, pg_typeof(founded_year) AS founded_type

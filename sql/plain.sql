@@ -30,5 +30,9 @@ INSERT INTO public.minimal VALUES (1, 'x@noaa.gov'), (2, 'y@gmail.com');
 SELECT lead_id, status, credits FROM lead_enrich.enrich_leads(ARRAY[1, 2]) ORDER BY lead_id;
 SELECT lead_id, status, detail FROM lead_enrich.enrich_leads(ARRAY[1, 2]) ORDER BY lead_id;
 SELECT lead_id, status, company_name, company_type FROM lead_enrich.enrichment WHERE lead_id IN (1, 2) ORDER BY lead_id;
+-- companies under a public suffix the webmail list once held are enriched here too
+INSERT INTO public.minimal VALUES (3, 'z@bancociudad.com.ar'), (4, 'w@kse.org.ua'), (5, 'v@corp.mail.ru');
+SELECT lead_id, status, credits FROM lead_enrich.enrich_leads(ARRAY[3, 4, 5]) ORDER BY lead_id;
+SELECT lead_id, status, company_name FROM lead_enrich.enrichment WHERE lead_id IN (3, 4, 5) ORDER BY lead_id;
 
 SELECT lead_enrich.attach('odoo.crm_lead') ->> 'layout' AS layout;

@@ -2,114 +2,222 @@
  *
  * email.c
  *	  E-mail normalisation as Odoo's strict email_normalize does it, and
- *	  the generic webmail check.
+ *	  the names under which a domain may be listed as webmail.  Pure
+ *	  parsing: no database access (the look-up is in webmail.c).
  *
- * A lead's email_from may hold "Name <addr>", several addresses or
- * garbage.  Exactly one address must be found, otherwise the e-mail is
- * invalid.  The domain is lower-cased always, the local part only when it
- * is ASCII.  Domains are checked more strictly than Odoo does (labels,
- * a dot), so that nothing unusable is sent to the provider.
+ * A lead's email_from may hold "Name <addr>", "Name addr", several
+ * addresses or garbage.  Exactly one address must be found, otherwise the
+ * e-mail is invalid.  The domain is lower-cased always, the local part only
+ * when it is ASCII.  Where lead_enrich departs from Odoo's results (Odoo's
+ * own test cases, sql/odoo_email.sql), the README's rules section says so
+ * and why.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
-#include "utils/array.h"
+#include "fmgr.h"
+#include "nodes/pg_list.h"
 #include "utils/builtins.h"
 
 #include "lead_enrich.h"
 
+PG_FUNCTION_INFO_V1(lead_enrich_email_normalize);
+
 /*
- * split_addresses: the address parts of raw that contain an '@', as
- * RFC 2822 getaddresses would find them: split at commas outside quotes,
- * comments and angle brackets; take the <...> part when there is one.
+ * is_blank: a white-space character of a header (space, tab, CR, LF).
+ */
+static inline bool
+is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * trim_blanks: s without leading and trailing white space (in place).
+ */
+static char *
+trim_blanks(char *s)
+{
+	char *end;
+
+	while (is_blank(*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && is_blank(end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+/*
+ * part_addresses: append to *out the addresses of one list element (the
+ * text between two top-level commas or semicolons).
+ *
+ * Angle-addrs ("Name <addr>") win: each <...> outside quotes and comments
+ * whose content holds an '@' gives its address, read the same way, so that
+ * "Name" <"Other" <addr>> gives addr and "A <a@x.com> B <b@y.com>" two
+ * addresses.  Without one, (comments) are dropped and the element is split
+ * into words at white space outside quotes; every word holding an '@' is
+ * an address and the other words are a display name, so "Name addr" and
+ * "addr Name" both give addr, and "a@x.com Cc b@y.com" two addresses.
+ */
+static void
+part_addresses(const char *part, List **out)
+{
+	bool  found = false;
+	bool  quoted = false;
+	int	  depth = 0;
+	char *text;
+	char *w;
+	char *word;
+
+	for (const char *p = part; *p; p++)
+	{
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+		else if (*p == '"' && depth == 0)
+			quoted = !quoted;
+		else if (quoted)
+			continue;
+		else if (*p == '(')
+			depth++;
+		else if (*p == ')' && depth > 0)
+			depth--;
+		else if (*p == '<' && depth == 0)
+		{
+			/* the matching '>' (or the end: a missing one is forgiven) */
+			const char *q;
+			int			level = 1;
+			bool		inq = false;
+			char	   *content;
+
+			for (q = p + 1; *q; q++)
+			{
+				if (*q == '\\' && q[1] != '\0')
+					q++;
+				else if (*q == '"')
+					inq = !inq;
+				else if (!inq && *q == '<')
+					level++;
+				else if (!inq && *q == '>' && --level == 0)
+					break;
+			}
+			content = trim_blanks(pnstrdup(p + 1, q - p - 1));
+			if (strchr(content, '@') != NULL)
+			{
+				if (strchr(content, '<') != NULL)
+					part_addresses(content, out);
+				else
+					*out = lappend(*out, content);
+				found = true;
+			}
+			if (*q == '\0')
+				break;
+			p = q;
+		}
+	}
+	if (found)
+		return;
+
+	/* no angle-addr: drop (comments), then one address per word with an '@' */
+	text = palloc(strlen(part) + 1);
+	w = text;
+	quoted = false;
+	depth = 0;
+	for (const char *p = part; *p; p++)
+	{
+		if (*p == '"' && depth == 0)
+			quoted = !quoted;
+		if (!quoted && *p == '(')
+			depth++;
+		else if (!quoted && *p == ')' && depth > 0)
+			depth--;
+		else if (depth == 0)
+			*w++ = *p;
+	}
+	*w = '\0';
+
+	word = text;
+	quoted = false;
+	for (char *p = text;; p++)
+	{
+		if (*p == '"')
+			quoted = !quoted;
+		if (*p == '\0' || (is_blank(*p) && !quoted))
+		{
+			bool last = (*p == '\0');
+
+			*p = '\0';
+			if (strchr(word, '@') != NULL)
+				*out = lappend(*out, word);
+			if (last)
+				break;
+			word = p + 1;
+		}
+	}
+}
+
+/*
+ * split_addresses: the addresses found in raw.  The text is split into
+ * elements at commas and semicolons outside quotes, comments and angle
+ * brackets; each element gives its addresses (part_addresses).  A
+ * fragment without a local part ("@gmail.com") counts only when no real
+ * address was found, as in Odoo.
  */
 static List *
 split_addresses(const char *raw)
 {
+	List	   *found = NIL;
 	List	   *out = NIL;
-	const char *p = raw;
 	const char *start = raw;
 	bool		quoted = false;
 	int			angle = 0;
 	int			paren = 0;
+	bool		any_local = false;
+	ListCell   *lc;
 
-	for (;; p++)
+	for (const char *p = raw;; p++)
 	{
-		if (*p == '\0' || (*p == ',' && !quoted && angle == 0 && paren == 0))
+		if (*p == '\0' || ((*p == ',' || *p == ';') && !quoted && angle == 0 && paren == 0))
 		{
-			char *part = pnstrdup(start, p - start);
-			char *lt = NULL;
-			char *q;
-
-			/* an angle-addr wins over the display name */
-			for (q = part; *q; q++)
-			{
-				if (*q == '"')
-					quoted = !quoted;
-				else if (*q == '<' && !quoted)
-					lt = q;
-			}
-			quoted = false;
-			if (lt != NULL)
-			{
-				char *gt = strchr(lt, '>');
-
-				part = gt ? pnstrdup(lt + 1, gt - lt - 1) : pstrdup(lt + 1);
-			}
-			/* drop (comments) and surrounding blanks */
-			part = pstrdup(part);
-			{
-				char *w = part;
-				int	  depth = 0;
-
-				for (q = part; *q; q++)
-				{
-					if (*q == '(')
-						depth++;
-					else if (*q == ')' && depth > 0)
-						depth--;
-					else if (depth == 0)
-						*w++ = *q;
-				}
-				*w = '\0';
-			}
-			while (*part == ' ' || *part == '\t' || *part == '\r' || *part == '\n')
-				part++;
-			q = part + strlen(part);
-			while (q > part && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r' || q[-1] == '\n'))
-				*--q = '\0';
-			if (strchr(part, '@') != NULL)
-				out = lappend(out, part);
+			part_addresses(pnstrdup(start, p - start), &found);
 			if (*p == '\0')
 				break;
 			start = p + 1;
 			continue;
 		}
-		if (*p == '"')
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+		else if (*p == '"')
 			quoted = !quoted;
-		else if (!quoted && *p == '<')
+		else if (quoted)
+			continue;
+		else if (*p == '<')
 			angle++;
-		else if (!quoted && *p == '>' && angle > 0)
+		else if (*p == '>' && angle > 0)
 			angle--;
-		else if (!quoted && *p == '(')
+		else if (*p == '(')
 			paren++;
-		else if (!quoted && *p == ')' && paren > 0)
+		else if (*p == ')' && paren > 0)
 			paren--;
 	}
+
+	foreach(lc, found)
+		if (((char *) lfirst(lc))[0] != '@')
+			any_local = true;
+	foreach(lc, found)
+		if (!any_local || ((char *) lfirst(lc))[0] != '@')
+			out = lappend(out, lfirst(lc));
 	return out;
 }
 
 /*
- * valid_domain: host name labels separated by dots, at least two labels,
- * a top-level label that is not all digits.
+ * valid_domain: host name labels separated by dots, a top-level label that
+ * is not all digits.  A single label ("test1") is accepted, as Odoo does.
  */
 static bool
 valid_domain(const char *d)
 {
-	int			labels = 0;
 	const char *label = d;
 	const char *p;
 	bool		all_digits = true;
@@ -124,7 +232,6 @@ valid_domain(const char *d)
 
 			if (len == 0 || len > 63 || label[0] == '-' || p[-1] == '-')
 				return false;
-			labels++;
 			if (*p == '\0')
 				break;
 			label = p + 1;
@@ -136,7 +243,7 @@ valid_domain(const char *d)
 		if (!isdigit((unsigned char) *p))
 			all_digits = false;
 	}
-	return labels >= 2 && !all_digits;
+	return !all_digits;
 }
 
 /*
@@ -157,10 +264,10 @@ email_normalize_strict(const char *raw)
 	addrs = split_addresses(raw);
 	if (list_length(addrs) != 1)
 		return NULL;
-	addr = (char *) linitial(addrs);
+	addr = pstrdup((char *) linitial(addrs));
 	at = strchr(addr, '@');
-	if (at == addr || strchr(at + 1, '@') != NULL)
-		return NULL;
+	if (strchr(at + 1, '@') != NULL)
+		return NULL; /* "a@b@c": which domain is meant is a guess */
 	for (p = addr; *p; p++)
 	{
 		if ((unsigned char) *p <= ' ' || *p == '<' || *p == '>' || *p == ',' || *p == ';')
@@ -192,76 +299,36 @@ email_domain(const char *normalized)
 }
 
 /*
- * webmail_flags: for each domain, whether it, or a parent domain of it
- * (mail.yahoo.co.uk's yahoo.co.uk), is a generic webmail provider.  One
- * query for the whole list.  Needs SPI.
+ * webmail_candidates: the names under which domain counts as webmail, most
+ * specific first: the domain itself, then every parent domain that is not
+ * a public suffix (mail.yahoo.co.uk: itself and yahoo.co.uk, not co.uk or
+ * uk).  A listed public suffix (com.ar) thus never matches the companies
+ * registered under it.  The names point into domain.
  */
-void
-webmail_flags(const char **domains, int n, bool *out)
+List *
+webmail_candidates(const char *domain)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum			 *elems;
-	int				  nelems = 0;
-	size_t			  cap = 0;
-	Datum			  arg;
-	int				  ret;
-	char			**matches;
-	uint64			  nmatches;
+	List *out = list_make1((char *) domain);
 
-	memset(out, 0, sizeof(bool) * n);
-	for (int i = 0; i < n; i++)
-		cap += strlen(domains[i]) / 2 + 2;
-	if (cap == 0)
-		return;
-	elems = palloc(sizeof(Datum) * cap);
-	for (int i = 0; i < n; i++)
+	for (const char *p = strchr(domain, '.'); p != NULL; p = strchr(p + 1, '.'))
 	{
-		for (const char *p = domains[i]; p != NULL; p = strchr(p, '.'))
-		{
-			if (*p == '.')
-				p++;
-			if (strchr(p, '.') == NULL)
-				break; /* never a bare top-level domain */
-			elems[nelems++] = CStringGetTextDatum(p);
-		}
+		if (!psl_is_public_suffix(p + 1))
+			out = lappend(out, (char *) (p + 1));
 	}
-	if (nelems == 0)
-		return;
-	arg = PointerGetDatum(construct_array(elems, nelems, TEXTOID, -1, false, TYPALIGN_INT));
+	return out;
+}
 
-	if (plan == NULL)
-	{
-		Oid argtype = TEXTARRAYOID;
+/*
+ * lead_enrich.email_normalize(text): the address enrichment would use, or
+ * NULL when the text does not hold exactly one valid address.  Lets a user
+ * (and the tests ported from Odoo) see how an e-mail is read.
+ */
+Datum
+lead_enrich_email_normalize(PG_FUNCTION_ARGS)
+{
+	char *norm = email_normalize_strict(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 
-		plan = le_keep_plan("SELECT domain FROM lead_enrich.webmail_domain WHERE domain = ANY ($1)",
-							1, &argtype);
-	}
-	ret = SPI_execute_plan(plan, &arg, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "webmail look-up failed: %s", SPI_result_code_string(ret));
-	nmatches = SPI_processed;
-	if (nmatches == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		return;
-	}
-	matches = palloc(sizeof(char *) * nmatches);
-	for (uint64 r = 0; r < nmatches; r++)
-		matches[r] = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
-	SPI_freetuptable(SPI_tuptable);
-
-	/* a domain matches when it ends with a match at a label boundary */
-	for (int i = 0; i < n; i++)
-	{
-		size_t dlen = strlen(domains[i]);
-
-		for (uint64 r = 0; r < nmatches && !out[i]; r++)
-		{
-			size_t mlen = strlen(matches[r]);
-
-			if (mlen <= dlen && strcmp(domains[i] + dlen - mlen, matches[r]) == 0 &&
-				(mlen == dlen || domains[i][dlen - mlen - 1] == '.'))
-				out[i] = true;
-		}
-	}
+	if (norm == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(norm));
 }

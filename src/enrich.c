@@ -641,7 +641,7 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 	{
 		const char **doms = palloc(sizeof(char *) * Max(b->n, 1));
 		int			*which = palloc(sizeof(int) * Max(b->n, 1));
-		bool		*webmail = palloc(sizeof(bool) * Max(b->n, 1));
+		const char **webmail = palloc(sizeof(char *) * Max(b->n, 1));
 		int			 nd = 0;
 
 		for (i = 0; i < b->n; i++)
@@ -653,14 +653,14 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 			}
 		}
 		le_guard_extension(&g);
-		webmail_flags(doms, nd, webmail);
+		webmail_matches(doms, nd, webmail);
 		le_guard_end(&g);
 		for (int k = 0; k < nd; k++)
 		{
 			LeadRow *row = &b->rows[which[k]];
 			int		 j;
 
-			if (webmail[k])
+			if (webmail[k] != NULL)
 			{
 				row->status = "generic_domain";
 				continue;

@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
@@ -108,10 +109,16 @@ extern JsonbContainer *jb_get_object(JsonbContainer *obj, const char *key);
 extern void			   append_json_string(StringInfo buf, const char *s);
 extern char			  *jsonb_container_to_cstring(JsonbContainer *c);
 
-/* email.c: Odoo's strict normalisation and the webmail check */
+/* email.c: Odoo's strict normalisation, the names a webmail check looks up */
 extern char		  *email_normalize_strict(const char *raw);
 extern const char *email_domain(const char *normalized);
-extern void		   webmail_flags(const char **domains, int n, bool *out);
+extern List		  *webmail_candidates(const char *domain);
+
+/* psl.c: the Public Suffix List, compiled in */
+extern bool psl_is_public_suffix(const char *domain);
+
+/* webmail.c: the look-up in lead_enrich.webmail_domain (SPI) */
+extern void webmail_matches(const char **domains, int n, const char **out);
 
 /* account.c: token and database uuid */
 typedef struct LeadTable LeadTable;

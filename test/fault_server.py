@@ -7,7 +7,19 @@ extension appends to its endpoint, e.g. POST /garbage/iap/1/balance.
 import json
 import sys
 import time
+from urllib.parse import unquote
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+# The company Odoo's enrichment tests answer with (MockIAPEnrich in
+# addons/iap/tests/common.py; values as documented in
+# shared/reference/odoo-iap.md section 2.3).
+SIMULATOR_COMPANY = {
+    "name": "Simulator INC", "location": "Simulator Street", "city": "SimCity",
+    "postal_code": "9876", "country_code": "BE", "clearbit_id": "idontknow",
+    "phone_numbers": ["+3269001122", "+32456001122"],
+    "twitter": "testtwitter", "facebook": "testfacebook",
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -54,6 +66,15 @@ class Handler(BaseHTTPRequestHandler):
             params = json.loads(raw)["params"]
             self.reply(200, json.dumps({"jsonrpc": "2.0", "id": rid,
                                         "result": {k: 42 for k in params.get("domains", {})}}))
+        elif kind == "simulator":
+            # /simulator[/<URL-encoded JSON: {domain: {field: value}}>]/iap/...:
+            # Odoo's mock company for every domain, with that domain's fields
+            # replaced, as mockIAPEnrichGateway(email_data=...) does
+            segs = self.path.strip("/").split("/")
+            per_domain = json.loads(unquote(segs[1])) if len(segs) > 1 and segs[1] != "iap" else {}
+            domains = json.loads(raw)["params"].get("domains", {})
+            self.reply(200, json.dumps({"jsonrpc": "2.0", "id": rid, "result": {
+                k: dict(SIMULATOR_COMPANY, **per_domain.get(d, {})) for k, d in domains.items()}}))
         elif kind == "big":
             self.reply(200, json.dumps({"jsonrpc": "2.0", "id": rid, "result": {"x": "y" * 200000}}))
         elif kind == "servererror":

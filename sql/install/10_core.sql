@@ -62,11 +62,22 @@ CREATE TABLE lead_enrich.lead_state (
 ) WITH (fillfactor = 80);
 SELECT pg_catalog.pg_extension_config_dump('lead_enrich.lead_state', '');
 
-/* Generic webmail domains (npm email-providers, ISC): never sent, never charged. */
+/*
+ * Generic webmail domains: a lead whose e-mail domain, or a parent domain
+ * of it that is not a public suffix, is listed here is marked
+ * generic_domain: never sent, never charged.  The rows the extension ships
+ * (npm email-providers, ISC, curated: data/README.md) have shipped = true;
+ * a DBA adds and deletes rows.  pg_dump keeps the rows a DBA added (the
+ * shipped ones come with CREATE EXTENSION); lower case, no outer dots, as
+ * the look-up compares them with normalised domains.
+ */
 CREATE TABLE lead_enrich.webmail_domain (
-	domain		text PRIMARY KEY
+	domain		text PRIMARY KEY,
+	shipped		boolean NOT NULL DEFAULT false,
+	CONSTRAINT webmail_domain_domain_check
+		CHECK (domain <> '' AND domain = lower(domain) AND domain !~ '^\.|\.$|\s')
 );
-SELECT pg_catalog.pg_extension_config_dump('lead_enrich.webmail_domain', '');
+SELECT pg_catalog.pg_extension_config_dump('lead_enrich.webmail_domain', 'WHERE NOT shipped');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA lead_enrich FROM PUBLIC;
 GRANT SELECT ON lead_enrich.webmail_domain TO lead_enrich_user;
@@ -346,6 +357,28 @@ CREATE FUNCTION lead_enrich.iap_credit_url(credit integer DEFAULT 0)
 RETURNS text
 LANGUAGE C STRICT STABLE
 AS 'MODULE_PATHNAME', 'lead_enrich_iap_credit_url';
+
+/*
+ * email_normalize(text): the one address enrichment reads from an e-mail
+ * field (Odoo's strict email_normalize), NULL when there is none or more
+ * than one.  webmail_match(domain): the webmail_domain row that makes a
+ * domain generic, NULL when it would be sent.  Both say what enrichment
+ * would do, without doing it.
+ */
+CREATE FUNCTION lead_enrich.email_normalize(email text)
+RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'lead_enrich_email_normalize';
+
+CREATE FUNCTION lead_enrich.webmail_match(domain text)
+RETURNS text
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'lead_enrich_webmail_match';
+
+REVOKE ALL ON FUNCTION lead_enrich.email_normalize(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lead_enrich.webmail_match(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lead_enrich.email_normalize(text) TO lead_enrich_user;
+GRANT EXECUTE ON FUNCTION lead_enrich.webmail_match(text) TO lead_enrich_user;
 
 REVOKE ALL ON FUNCTION lead_enrich.enrich_lead(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lead_enrich.enrich_leads(bigint[]) FROM PUBLIC;
