@@ -457,8 +457,11 @@ if new_db $DB; then
 	prov "SELECT provider.add_credits('$TOKEN', -1000000000)" >/dev/null
 	insert_leads $DB 60 3 >/dev/null
 	wait_for 20 $DB "SELECT pause_reason IS NOT NULL OR last_error IS NOT NULL FROM lead_enrich.status" t >/dev/null
-	pending=$(sup $DB "SELECT coalesce(min(lead_id), 0) FROM lead_enrich.lead_state WHERE status = 'pending'")
 	sup $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	# a lead in no batch of the worker's (those are left to the worker),
+	# so that a manual call is sent and refused
+	insert_leads $DB 70 1 >/dev/null
+	pending=$(sup $DB "SELECT coalesce(min(lead_id), 0) FROM lead_enrich.lead_state WHERE status = 'pending' AND batch_id IS NULL")
 
 	# every function sales may call: zero-argument ones (or all defaulted),
 	# and the ones taking a lead, a credit or mining criteria
