@@ -108,6 +108,9 @@ proxy_count() {
 print(sum(n for k, n in s['counts'].items() if k.split(' ')[0] == sys.argv[1]))" "$1"
 }
 
+# inflight: requests the proxy holds right now (sent to it, not yet answered)
+inflight() { ctl stats | python3 -c "import json, sys; print(json.load(sys.stdin)['inflight'])"; }
+
 proxy_start() {
 	nohup python3 "$LE_REPO/test/fault_proxy.py" --listen "$PROXY_PORT" --control "$CONTROL_PORT" \
 		--upstream "http://127.0.0.1:$LE_PROVIDER_PORT" --lifetime $((OUTAGE_SECONDS + 900)) \
@@ -335,6 +338,8 @@ elif new_db $DB auto; then
 	else
 		not_ok "re-chunking: the 397 remaining leads enriched" "$(status_line $DB)"
 	fi
+	check "re-chunking: the won lead and the lead marked done left as they were" \
+		"$(q $DB "SELECT count(*) FROM odoo.crm_lead WHERE id IN ($won, $done_id) AND partner_name IS NULL AND reveal_id IS NULL")" 2
 	check "re-chunking: no company charged twice (ledger)" "$(twice "$TOKEN")" 0
 	check "re-chunking: the ledger is the 400 companies sent, once each" "$(spent "$TOKEN")" 400
 else
@@ -354,8 +359,9 @@ elif new_db $DB auto; then
 	wait_for 30 $DB "SELECT count(*) >= 100 FROM lead_enrich.lead_state WHERE status = 'enriched'" t >/dev/null
 	pid=$(q $DB "SELECT pid FROM pg_stat_activity WHERE backend_type = 'lead_enrich worker' AND datname = current_database()")
 	done1=$(q $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'")
+	busy=$(inflight)
 	if [ -n "$pid" ] && kill -KILL "$pid"; then
-		ok "crash: worker $pid killed with SIGKILL after $done1 of 1000 leads"
+		ok "crash: worker $pid killed with SIGKILL after $done1 of 1000 leads, $busy requests in flight"
 	else
 		not_ok "crash: worker killed with SIGKILL" "no worker process for $DB ('$pid')"
 	fi
@@ -367,9 +373,10 @@ elif new_db $DB auto; then
 		not_ok "crash: the worker is back after crash recovery and goes on" "$(status_line $DB)"
 	fi
 	done2=$(q $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'")
+	busy=$(inflight)
 	if as_run_user "$LE_PGBIN/pg_ctl" -D "$LE_RUNDIR/pgdata" -w -t 60 -m immediate restart \
 		-l "$LE_RUNDIR/postgres.log" >/dev/null 2>&1 && wait_ready 60; then
-		ok "crash: cluster restarted (-m immediate) after $done2 of 1000 leads"
+		ok "crash: cluster restarted (-m immediate) after $done2 of 1000 leads, $busy requests in flight"
 	else
 		not_ok "crash: cluster restarted (-m immediate)"
 	fi
