@@ -306,131 +306,6 @@ int8_array(int64 *ids, int n)
 }
 
 /*
- * A batch of lead outcomes, written to lead_state by one statement.
- */
-#define STATE_NCOLS 8
-typedef struct StateBuf
-{
-	int	   n;
-	int	   cap;
-	Datum *values[STATE_NCOLS];
-	bool  *nulls[STATE_NCOLS];
-} StateBuf;
-
-static const Oid state_types[STATE_NCOLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID,
-											 TEXTOID, TEXTOID, INT4OID, TEXTOID};
-
-/*
- * state_add: one outcome; filled is a text[] literal, company JSON text.
- */
-static void
-state_add(StateBuf *sb, int64 lead_id, const char *status, const char *email,
-		  const char *domain, const char *company_json, const char *filled,
-		  int credits, const char *error)
-{
-	const char *texts[STATE_NCOLS] = {NULL, status, email, domain, company_json, filled, NULL, error};
-	int			k;
-
-	if (sb->n == sb->cap)
-	{
-		sb->cap = sb->cap ? sb->cap * 2 : 64;
-		for (k = 0; k < STATE_NCOLS; k++)
-		{
-			sb->values[k] = sb->values[k] ? repalloc(sb->values[k], sizeof(Datum) * sb->cap)
-										  : palloc(sizeof(Datum) * sb->cap);
-			sb->nulls[k] = sb->nulls[k] ? repalloc(sb->nulls[k], sizeof(bool) * sb->cap)
-										: palloc(sizeof(bool) * sb->cap);
-		}
-	}
-	for (k = 0; k < STATE_NCOLS; k++)
-	{
-		sb->nulls[k][sb->n] = false;
-		if (k == 0)
-			sb->values[k][sb->n] = Int64GetDatum(lead_id);
-		else if (k == 6)
-			sb->values[k][sb->n] = Int32GetDatum(credits);
-		else if (texts[k] != NULL)
-			sb->values[k][sb->n] = CStringGetTextDatum(texts[k]);
-		else
-			sb->nulls[k][sb->n] = true;
-	}
-	sb->n++;
-}
-
-/*
- * state_flush: upsert the outcomes.  attempts counts provider calls that
- * concerned the lead.
- */
-static void
-state_flush(StateBuf *sb, const char *source)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum			  args[STATE_NCOLS + 1];
-	int				  dims[1];
-	int				  lbs[1] = {1};
-	int				  ret;
-	int				  k;
-
-	LeGuard g;
-
-	if (sb->n == 0)
-		return;
-	le_guard_extension(&g);
-	if (plan == NULL)
-	{
-		Oid types[STATE_NCOLS + 1] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-									  TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTOID};
-
-		plan = le_keep_plan(
-			"INSERT INTO lead_enrich.lead_state AS s "
-			"(lead_id, status, email, domain, company, filled, credits, attempts, error, source, "
-			" next_attempt_at, updated_at) "
-			"SELECT u.id, u.st, u.em, u.dom, u.comp::jsonb, coalesce(u.fil::text[], '{}'), u.cr, "
-			"       CASE WHEN u.st IN ('enriched', 'not_found', 'error', 'insufficient_credit') THEN 1 ELSE 0 END, "
-			"       u.err, $9, NULL, now() "
-			"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS u(id, st, em, dom, comp, fil, cr, err) "
-			"ON CONFLICT (lead_id) DO UPDATE SET status = excluded.status, email = excluded.email, "
-			"  domain = excluded.domain, company = coalesce(excluded.company, CASE WHEN excluded.status = 'error' "
-			"  OR excluded.status = 'insufficient_credit' THEN s.company END), "
-			"  filled = excluded.filled, credits = s.credits + excluded.credits, "
-			"  attempts = s.attempts + excluded.attempts, error = excluded.error, "
-			"  source = excluded.source, next_attempt_at = NULL, updated_at = now()",
-			STATE_NCOLS + 1, types);
-	}
-	dims[0] = sb->n;
-	for (k = 0; k < STATE_NCOLS; k++)
-	{
-		int16 typlen;
-		bool  typbyval;
-		char  typalign;
-
-		get_typlenbyvalalign(state_types[k], &typlen, &typbyval, &typalign);
-		args[k] = PointerGetDatum(construct_md_array(sb->values[k], sb->nulls[k], 1, dims, lbs,
-													 state_types[k], typlen, typbyval, typalign));
-	}
-	args[STATE_NCOLS] = CStringGetTextDatum(source);
-	ret = SPI_execute_plan(plan, args, NULL, false, 0);
-	le_guard_end(&g);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not record lead outcomes: %s", SPI_result_code_string(ret));
-	sb->n = 0;
-}
-
-/*
- * le_record_state: upsert one lead's outcome.
- */
-void
-le_record_state(int64 lead_id, const char *status, const char *email,
-				const char *domain, const char *company_json, const char *filled,
-				int credits, const char *error, const char *source)
-{
-	StateBuf sb = {0};
-
-	state_add(&sb, lead_id, status, email, domain, company_json, filled, credits, error);
-	state_flush(&sb, source);
-}
-
-/*
  * mark_done: set the table's done flag of several leads (generic domain,
  * not found) in one statement.
  */
@@ -618,22 +493,22 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 			row->skip = "reveal_id_set";
 		if (row->skip != NULL)
 		{
-			row->status = "skipped";
+			row->status = LEAD_SKIPPED;
 			continue;
 		}
 		if (row->email_raw == NULL || strspn(row->email_raw, " \t\r\n") == strlen(row->email_raw))
 		{
-			row->status = "no_email";
+			row->status = LEAD_NO_EMAIL;
 			continue;
 		}
 		row->email = email_normalize_strict(row->email_raw);
 		if (row->email == NULL)
 		{
-			row->status = "invalid_email";
+			row->status = LEAD_INVALID_EMAIL;
 			continue;
 		}
 		row->domain = email_domain(row->email);
-		row->status = "pending";
+		row->status = LEAD_PENDING;
 	}
 	SPI_freetuptable(tt);
 
@@ -646,7 +521,7 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 
 		for (i = 0; i < b->n; i++)
 		{
-			if (strcmp(b->rows[i].status, "pending") == 0)
+			if (b->rows[i].status == LEAD_PENDING)
 			{
 				which[nd] = i;
 				doms[nd++] = b->rows[i].domain;
@@ -662,7 +537,7 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 
 			if (webmail[k] != NULL)
 			{
-				row->status = "generic_domain";
+				row->status = LEAD_GENERIC_DOMAIN;
 				continue;
 			}
 			/* one request entry per distinct domain: the first lead owns it */
@@ -692,7 +567,7 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 			LeadRow *row = &b->rows[b->n++];
 
 			row->id = ids[i];
-			row->status = "missing";
+			row->status = LEAD_MISSING;
 			row->owner = -1;
 		}
 	}
@@ -714,7 +589,7 @@ enrich_recheck(EnrichBatch *b)
 	EnrichBatch *fresh;
 
 	for (int i = 0; i < b->n; i++)
-		if (b->rows[i].owner >= 0 && strcmp(b->rows[i].status, "pending") == 0)
+		if (b->rows[i].owner >= 0 && b->rows[i].status == LEAD_PENDING)
 			ids[n++] = b->rows[i].id;
 	if (n == 0)
 		return;
@@ -724,17 +599,17 @@ enrich_recheck(EnrichBatch *b)
 		LeadRow *row = &b->rows[i];
 		LeadRow *f = NULL;
 
-		if (row->owner < 0 || strcmp(row->status, "pending") != 0)
+		if (row->owner < 0 || row->status != LEAD_PENDING)
 			continue;
 		for (int j = 0; j < fresh->n; j++)
 			if (fresh->rows[j].id == row->id)
 				f = &fresh->rows[j];
-		if (f == NULL || strcmp(f->status, "pending") != 0 ||
+		if (f == NULL || f->status != LEAD_PENDING ||
 			f->domain == NULL || strcmp(f->domain, row->domain) != 0)
 		{
-			row->status = "stale";
+			row->status = LEAD_STALE;
 			row->skip = f == NULL ? "missing" : f->skip ? f->skip
-														: f->status;
+														: lead_status_name(f->status);
 		}
 	}
 }
@@ -783,7 +658,7 @@ enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
 		r->filled = copy_str(r->filled);
 		r->company = copy_str(r->company);
 		r->error = copy_str(r->error);
-		/* status and skip point to constant strings */
+		/* skip points to a constant string */
 	}
 	c->batch_id = b->batch_id;
 	c->request_id = copy_str(b->request_id);
@@ -1000,25 +875,25 @@ company_flush(LeadTable *lt, CompanyBuf *cb)
 void
 enrich_apply_local(EnrichBatch *b, const char *source)
 {
-	StateBuf sb = {0};
-	int64	*done = palloc(sizeof(int64) * Max(b->n, 1));
-	int		 ndone = 0;
-	int		 i;
+	OutcomeBuf sb = {0};
+	int64	  *done = palloc(sizeof(int64) * Max(b->n, 1));
+	int		   ndone = 0;
+	int		   i;
 
 	for (i = 0; i < b->n; i++)
 	{
 		LeadRow *row = &b->rows[i];
 
-		if (strcmp(row->status, "generic_domain") == 0)
+		if (row->status == LEAD_GENERIC_DOMAIN)
 			done[ndone++] = row->id;
-		if (strcmp(row->status, "generic_domain") == 0 ||
-			strcmp(row->status, "invalid_email") == 0 ||
-			strcmp(row->status, "no_email") == 0)
-			state_add(&sb, row->id, row->status, row->email ? row->email : row->email_raw,
-					  row->domain, NULL, NULL, 0, NULL);
+		if (row->status == LEAD_GENERIC_DOMAIN ||
+			row->status == LEAD_INVALID_EMAIL ||
+			row->status == LEAD_NO_EMAIL)
+			queue_outcome_add(&sb, row->id, row->status, row->email ? row->email : row->email_raw,
+							  row->domain, NULL, NULL, 0, NULL);
 	}
 	mark_done(b->lt, done, ndone);
-	state_flush(&sb, source);
+	queue_outcomes_write(&sb, source);
 }
 
 /*
@@ -1052,7 +927,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 	JsonbContainer	*result = NULL;
 	char		   **charged;
 	int				 ncharged = 0;
-	StateBuf		 sb = {0};
+	OutcomeBuf		 sb = {0};
 	CompanyBuf		 cb = {0};
 	JsonbContainer **companies;
 	int64			*not_found;
@@ -1088,18 +963,18 @@ enrich_apply(EnrichBatch *b, const char *source)
 		JsonbValue *val;
 		char		key[32];
 
-		bool stale = strcmp(row->status, "stale") == 0;
+		bool stale = row->status == LEAD_STALE;
 
-		if (row->owner < 0 || (!stale && strcmp(row->status, "pending") != 0))
+		if (row->owner < 0 || (!stale && row->status != LEAD_PENDING))
 			continue;
 		if (call->status != RPC_OK)
 		{
 			if (stale)
 				continue;
-			row->status = call->status == RPC_INSUFFICIENT_CREDIT ? "insufficient_credit" : "error";
+			row->status = call->status == RPC_INSUFFICIENT_CREDIT ? LEAD_INSUFFICIENT_CREDIT : LEAD_ERROR;
 			row->error = call->message;
-			state_add(&sb, row->id, row->status, row->email, row->domain, NULL, NULL, 0,
-					  psprintf("%s: %s", rpc_status_name(call->status), call->message));
+			queue_outcome_add(&sb, row->id, row->status, row->email, row->domain, NULL, NULL, 0,
+							  psprintf("%s: %s", rpc_status_name(call->status), call->message));
 			continue;
 		}
 		snprintf(key, sizeof(key), INT64_FORMAT, b->rows[b->owner[row->owner]].id);
@@ -1116,14 +991,14 @@ enrich_apply(EnrichBatch *b, const char *source)
 				 (val->type == jbvBool && !val->val.boolean))
 		{
 			not_found[nnot_found++] = row->id;
-			row->status = "not_found";
-			state_add(&sb, row->id, "not_found", row->email, row->domain, NULL, NULL, 0, NULL);
+			row->status = LEAD_NOT_FOUND;
+			queue_outcome_add(&sb, row->id, LEAD_NOT_FOUND, row->email, row->domain, NULL, NULL, 0, NULL);
 		}
 		else
 		{
-			row->status = "error";
+			row->status = LEAD_ERROR;
 			row->error = psprintf("the provider's value for lead %s is neither a company nor false", key);
-			state_add(&sb, row->id, "error", row->email, row->domain, NULL, NULL, 0, row->error);
+			queue_outcome_add(&sb, row->id, LEAD_ERROR, row->email, row->domain, NULL, NULL, 0, row->error);
 		}
 	}
 
@@ -1137,7 +1012,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 		row->company = jsonb_container_to_cstring(companies[i]);
 		row->credits = first_charge(charged, &ncharged, jb_get_text(companies[i], "clearbit_id"),
 									row->domain);
-		if (strcmp(row->status, "stale") == 0)
+		if (row->status == LEAD_STALE)
 		{
 			/*
 			 * A resent batch's lead that changed since the claim: the
@@ -1145,36 +1020,36 @@ enrich_apply(EnrichBatch *b, const char *source)
 			 * is not written.  A lead whose e-mail changed stays queued for
 			 * its new address.
 			 */
-			if (row->skip != NULL && strcmp(row->skip, "pending") == 0)
+			if (row->skip != NULL && strcmp(row->skip, lead_status_name(LEAD_PENDING)) == 0)
 				queue_add_credits(row->id, row->credits);
 			else
-				state_add(&sb, row->id, "enriched", row->email, row->domain, row->company, "{}",
-						  row->credits,
-						  psprintf("the company was found but not written to the lead (%s)",
-								   row->skip ? row->skip : "changed"));
+				queue_outcome_add(&sb, row->id, LEAD_ENRICHED, row->email, row->domain, row->company, "{}",
+								  row->credits,
+								  psprintf("the company was found but not written to the lead (%s)",
+										   row->skip ? row->skip : "changed"));
 			continue;
 		}
 		if (row->rejected)
 		{
-			row->status = "error";
-			state_add(&sb, row->id, "error", row->email, row->domain, row->company, "{}",
-					  row->credits, row->error);
+			row->status = LEAD_ERROR;
+			queue_outcome_add(&sb, row->id, LEAD_ERROR, row->email, row->domain, row->company, "{}",
+							  row->credits, row->error);
 			continue;
 		}
 		if (row->filled == NULL)
 		{
 			/* deleted meanwhile: the company paid for is kept */
-			row->status = "missing";
-			state_add(&sb, row->id, "enriched", row->email, row->domain, row->company, "{}",
-					  row->credits, "the company was found but the lead was deleted meanwhile");
+			row->status = LEAD_MISSING;
+			queue_outcome_add(&sb, row->id, LEAD_ENRICHED, row->email, row->domain, row->company, "{}",
+							  row->credits, "the company was found but the lead was deleted meanwhile");
 			continue;
 		}
-		row->status = "enriched";
-		state_add(&sb, row->id, "enriched", row->email, row->domain, row->company,
-				  row->filled, row->credits, NULL);
+		row->status = LEAD_ENRICHED;
+		queue_outcome_add(&sb, row->id, LEAD_ENRICHED, row->email, row->domain, row->company,
+						  row->filled, row->credits, NULL);
 	}
 	mark_done(b->lt, not_found, nnot_found);
-	state_flush(&sb, source);
+	queue_outcomes_write(&sb, source);
 }
 
 /*
@@ -1210,7 +1085,7 @@ row_to_jsonb(LeadRow *row)
 
 	initStringInfo(&s);
 	appendStringInfo(&s, "{\"lead_id\": " INT64_FORMAT ", \"status\": ", row->id);
-	append_json_string(&s, row->status);
+	append_json_string(&s, lead_status_name(row->status));
 	if (row->skip)
 	{
 		appendStringInfoString(&s, ", \"reason\": ");
@@ -1258,9 +1133,9 @@ run_batch(LeadTable *lt, int64 *ids, int n, const char *token, bool stop_credit)
 	{
 		for (int i = 0; i < b->n; i++)
 		{
-			if (strcmp(b->rows[i].status, "pending") == 0)
+			if (b->rows[i].status == LEAD_PENDING)
 			{
-				b->rows[i].status = "insufficient_credit";
+				b->rows[i].status = LEAD_INSUFFICIENT_CREDIT;
 				b->rows[i].error = "not sent: credits ran out on an earlier batch";
 			}
 		}
@@ -1297,14 +1172,14 @@ lead_enrich_enrich_lead(PG_FUNCTION_ARGS)
 	lt = lead_table_load(false);
 	token = le_account_token_lookup(lt, false);
 	b = run_batch(lt, &id, 1, token, false);
-	if (strcmp(b->rows[0].status, "missing") == 0)
+	if (b->rows[0].status == LEAD_MISSING)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("lead " INT64_FORMAT " does not exist in %s", id, lt->qualname)));
 	/* failures are errors here, not recorded outcomes: the ERROR rolls back */
 	if (b->call != NULL && b->call->status != RPC_OK)
 		rpc_report(b->call, ERROR);
-	if (strcmp(b->rows[0].status, "error") == 0)
+	if (b->rows[0].status == LEAD_ERROR)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("the IAP provider sent an invalid response"),
@@ -1378,7 +1253,7 @@ lead_enrich_enrich_leads(PG_FUNCTION_ARGS)
 			bool	 isnull[5] = {false, false, false, false, false};
 
 			values[0] = Int64GetDatum(row->id);
-			values[1] = CStringGetTextDatum(row->status);
+			values[1] = CStringGetTextDatum(lead_status_name(row->status));
 			if (row->filled)
 				values[2] = OidInputFunctionCall(F_ARRAY_IN, row->filled, TEXTOID, -1);
 			else

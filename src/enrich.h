@@ -9,6 +9,7 @@
 #define LEAD_ENRICH_ENRICH_H
 
 #include "lead_enrich.h"
+#include "queue.h"
 
 typedef struct LeadRow
 {
@@ -16,7 +17,7 @@ typedef struct LeadRow
 	char	   *email_raw;
 	char	   *email; /* normalised, NULL if invalid */
 	const char *domain;
-	const char *status;	 /* pending, skipped, enriched, ... */
+	LeadStatus	status;
 	const char *skip;	 /* why skipped */
 	int			owner;	 /* index into EnrichBatch.domains, -1 */
 	char	   *filled;	 /* text[] literal of filled columns */
@@ -58,7 +59,8 @@ extern RpcCall	   *enrich_call(EnrichBatch *b, const char *token);
 extern void			enrich_apply_local(EnrichBatch *b, const char *source);
 extern void			enrich_apply(EnrichBatch *b, const char *source);
 extern int			sort_unique_ids(int64 *ids, int n);
-extern Datum		int8_array(int64 *ids, int n);
+
+extern Datum int8_array(int64 *ids, int n);
 
 /* for the background worker (worker.c) */
 extern void			enrich_recheck(EnrichBatch *b);

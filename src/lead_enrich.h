@@ -149,10 +149,4 @@ extern const char *lt_col(LeadTable *lt, const char *key);
 extern const char *lt_type(LeadTable *lt, const char *key);
 extern const char *lt_now(LeadTable *lt, const char *key);
 
-/* enrich.c */
-extern void le_record_state(int64 lead_id, const char *status,
-							const char *email, const char *domain,
-							const char *company_json, const char *filled,
-							int credits, const char *error, const char *source);
-
 #endif /* LEAD_ENRICH_H */

@@ -39,6 +39,7 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 
+#include "enrich.h"
 #include "errcodes.h"
 #include "guard.h"
 #include "lead_enrich.h"
@@ -926,7 +927,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		id_datums[nleads] = Int64GetDatum(lead_id);
 		nleads++;
 
-		le_record_state(lead_id, "mined", email, dom, company_with_people(cd, people),
+		le_record_state(lead_id, LEAD_MINED, email, dom, company_with_people(cd, people),
 						NULL, 1 + npeople, NULL, "mining");
 
 		out[0] = Int32GetDatum(req->id);

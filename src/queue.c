@@ -30,12 +30,71 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
+#include "enrich.h"
 #include "guard.h"
 #include "queue.h"
 
-/* the outcomes after which a lead is not sent again (LeadStatus: final) */
-#define FINAL_STATUSES "('enriched', 'not_found', 'generic_domain', 'mined')"
+static const char *const status_names[] = {
+	[LEAD_PENDING] = "pending",
+	[LEAD_ENRICHED] = "enriched",
+	[LEAD_NOT_FOUND] = "not_found",
+	[LEAD_GENERIC_DOMAIN] = "generic_domain",
+	[LEAD_INVALID_EMAIL] = "invalid_email",
+	[LEAD_NO_EMAIL] = "no_email",
+	[LEAD_INSUFFICIENT_CREDIT] = "insufficient_credit",
+	[LEAD_ERROR] = "error",
+	[LEAD_MINED] = "mined",
+	[LEAD_SKIPPED] = "skipped",
+	[LEAD_MISSING] = "missing",
+	[LEAD_STALE] = "stale",
+};
+
+/*
+ * lead_status_name: the status as lead_state and the SQL functions show it.
+ */
+const char *
+lead_status_name(LeadStatus status)
+{
+	return status_names[status];
+}
+
+/*
+ * lead_status_is_final: an outcome after which a lead is not sent again
+ * (until its e-mail changes).
+ */
+bool
+lead_status_is_final(LeadStatus status)
+{
+	return status == LEAD_ENRICHED || status == LEAD_NOT_FOUND ||
+		   status == LEAD_GENERIC_DOMAIN || status == LEAD_MINED;
+}
+
+/*
+ * final_statuses_sql: the final statuses as an SQL list, "('enriched', ...)",
+ * built from lead_status_is_final.
+ */
+static const char *
+final_statuses_sql(void)
+{
+	static char buf[256];
+
+	if (buf[0] == '\0')
+	{
+		StringInfoData s;
+
+		initStringInfo(&s);
+		appendStringInfoChar(&s, '(');
+		for (int i = 0; i < (int) lengthof(status_names); i++)
+			if (lead_status_is_final((LeadStatus) i))
+				appendStringInfo(&s, "%s'%s'", s.len > 1 ? ", " : "", status_names[i]);
+		appendStringInfoChar(&s, ')');
+		strlcpy(buf, s.data, sizeof(buf));
+		pfree(s.data);
+	}
+	return buf;
+}
 
 /*
  * text_array: a text[] datum.
@@ -94,7 +153,7 @@ queue_batch_record(EnrichBatch *b)
 
 	for (int i = 0; i < b->n; i++)
 	{
-		if (b->rows[i].owner >= 0 && strcmp(b->rows[i].status, "pending") == 0)
+		if (b->rows[i].owner >= 0 && b->rows[i].status == LEAD_PENDING)
 		{
 			members[n] = b->rows[i].id;
 			domains[n++] = b->rows[i].domain;
@@ -173,7 +232,7 @@ queue_batch_unsettled(LeadTable *lt, int max, EnrichBatch **out)
 			row->domain = TextDatumGetCString(doms[i]);
 			row->email = enulls[i] ? NULL : TextDatumGetCString(emails[i]);
 			row->email_raw = row->email;
-			row->status = "pending";
+			row->status = LEAD_PENDING;
 			for (j = 0; j < b->ndomains; j++)
 				if (strcmp(b->domains[j], row->domain) == 0)
 					break;
@@ -239,13 +298,15 @@ queue_lead_flags(int64 *ids, int nids, int64 **final_ids, int *nfinal,
 	static SPIPlanPtr plan = NULL;
 	Oid				  type = INT8ARRAYOID;
 	Datum			  arg = int8_array(ids, nids);
+	char			 *sql = NULL;
 
-	(void) run_plan(&plan,
-					"SELECT lead_id, status IN " FINAL_STATUSES ", batch_id IS NOT NULL "
-					"FROM lead_enrich.lead_state "
-					"WHERE lead_id = ANY ($1) AND (status IN " FINAL_STATUSES " OR batch_id IS NOT NULL) "
-					"ORDER BY lead_id",
-					1, &type, &arg, true);
+	if (plan == NULL)
+		sql = psprintf("SELECT lead_id, status IN %s, batch_id IS NOT NULL "
+					   "FROM lead_enrich.lead_state "
+					   "WHERE lead_id = ANY ($1) AND (status IN %s OR batch_id IS NOT NULL) "
+					   "ORDER BY lead_id",
+					   final_statuses_sql(), final_statuses_sql());
+	(void) run_plan(&plan, sql, 1, &type, &arg, true);
 	*final_ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
 	*queued_ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
 	*nfinal = *nqueued = 0;
@@ -280,4 +341,248 @@ queue_add_credits(int64 lead_id, int credits)
 	(void) run_plan(&plan,
 					"UPDATE lead_enrich.lead_state SET credits = credits + $2 WHERE lead_id = $1",
 					2, types, args, false);
+}
+
+/*
+ * queue_record_failure: a failed attempt for leads still pending: retried after
+ * retry_delay * 2^attempts (at most the interval), or marked "error" once
+ * max_attempts is reached.
+ */
+void
+queue_record_failure(int64 *ids, int n, const char *msg)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum			  values[5];
+	int				  ret;
+	LeGuard			  g;
+
+	if (n == 0)
+		return;
+	le_guard_extension(&g);
+	if (plan == NULL)
+	{
+		Oid types[5] = {INT8ARRAYOID, INT4OID, FLOAT8OID, FLOAT8OID, TEXTOID};
+
+		plan = le_keep_plan("UPDATE lead_enrich.lead_state SET attempts = attempts + 1, "
+							"status = CASE WHEN attempts + 1 >= $2 THEN 'error' ELSE 'pending' END, "
+							"next_attempt_at = CASE WHEN attempts + 1 >= $2 THEN NULL "
+							"  ELSE now() + make_interval(secs => least($3 * power(2, least(attempts, 30)), $4)) END, "
+							"error = $5, source = 'worker', updated_at = now() "
+							"WHERE lead_id = ANY ($1) AND status = 'pending'",
+							5, types);
+	}
+	values[0] = int8_array(ids, n);
+	values[1] = Int32GetDatum(le_max_attempts);
+	values[2] = Float8GetDatum((double) le_retry_delay_s);
+	values[3] = Float8GetDatum((double) le_interval_min * 60.0);
+	values[4] = CStringGetTextDatum(msg);
+	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not record a failed attempt: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * queue_forget: leads that no longer need enriching (won, done by other
+ * means, reveal id set, deleted) leave the queue.
+ */
+void
+queue_forget(int64 *ids, int n)
+{
+	Datum	arg;
+	Oid		type = INT8ARRAYOID;
+	int		ret;
+	LeGuard g;
+
+	if (n == 0)
+		return;
+	arg = int8_array(ids, n);
+	le_guard_extension(&g);
+	ret = SPI_execute_with_args("DELETE FROM lead_enrich.lead_state "
+								"WHERE lead_id = ANY ($1) AND status = 'pending' AND batch_id IS NULL",
+								1, &type, &arg, NULL, false, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not remove leads from the queue");
+}
+
+/*
+ * queue_claimable: up to limit pending leads that are due and in no
+ * batch, in lead id order, leaving out skip (locked elsewhere in this
+ * pass).  Returns how many, in *ids.
+ */
+int
+queue_claimable(int64 *skip, int nskip, int limit, int64 **ids)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid				  types[2] = {INT8ARRAYOID, INT4OID};
+	Datum			  values[2];
+	int				  n;
+
+	values[0] = int8_array(skip, nskip);
+	values[1] = Int32GetDatum(limit);
+	(void) run_plan(&plan,
+					"SELECT lead_id FROM lead_enrich.lead_state "
+					"WHERE status = 'pending' AND batch_id IS NULL "
+					"AND coalesce(next_attempt_at <= now(), true) "
+					"AND lead_id <> ALL ($1) ORDER BY lead_id LIMIT $2",
+					2, types, values, true);
+	n = (int) SPI_processed;
+	*ids = palloc(sizeof(int64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool isnull;
+
+		(*ids)[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return n;
+}
+
+/*
+ * queue_next_due: when the next pending lead is due (0: none); leads due
+ * now but locked elsewhere are tried again after retry_delay.
+ */
+TimestampTz
+queue_next_due(void)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid				  type = FLOAT8OID;
+	Datum			  arg = Float8GetDatum((double) le_retry_delay_s);
+	bool			  isnull = true;
+	TimestampTz		  due = 0;
+
+	(void) run_plan(&plan,
+					"SELECT min(CASE WHEN next_attempt_at > now() THEN next_attempt_at "
+					"ELSE now() + make_interval(secs => $1) END) "
+					"FROM lead_enrich.lead_state WHERE status = 'pending'",
+					1, &type, &arg, true);
+	if (SPI_processed == 1)
+	{
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			due = DatumGetTimestampTz(d);
+	}
+	return due;
+}
+
+/* ------------------------------------------------------------------------
+ * Outcomes (lead_state)
+ * ------------------------------------------------------------------------
+ */
+
+static const Oid state_types[STATE_NCOLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID,
+											 TEXTOID, TEXTOID, INT4OID, TEXTOID};
+
+/*
+ * queue_outcome_add: one outcome; filled is a text[] literal, company JSON text.
+ */
+void
+queue_outcome_add(OutcomeBuf *sb, int64 lead_id, LeadStatus status, const char *email,
+				  const char *domain, const char *company_json, const char *filled,
+				  int credits, const char *error)
+{
+	const char *texts[STATE_NCOLS] = {NULL, lead_status_name(status), email, domain, company_json,
+									  filled, NULL, error};
+	int			k;
+
+	if (sb->n == sb->cap)
+	{
+		sb->cap = sb->cap ? sb->cap * 2 : 64;
+		for (k = 0; k < STATE_NCOLS; k++)
+		{
+			sb->values[k] = sb->values[k] ? repalloc(sb->values[k], sizeof(Datum) * sb->cap)
+										  : palloc(sizeof(Datum) * sb->cap);
+			sb->nulls[k] = sb->nulls[k] ? repalloc(sb->nulls[k], sizeof(bool) * sb->cap)
+										: palloc(sizeof(bool) * sb->cap);
+		}
+	}
+	for (k = 0; k < STATE_NCOLS; k++)
+	{
+		sb->nulls[k][sb->n] = false;
+		if (k == 0)
+			sb->values[k][sb->n] = Int64GetDatum(lead_id);
+		else if (k == 6)
+			sb->values[k][sb->n] = Int32GetDatum(credits);
+		else if (texts[k] != NULL)
+			sb->values[k][sb->n] = CStringGetTextDatum(texts[k]);
+		else
+			sb->nulls[k][sb->n] = true;
+	}
+	sb->n++;
+}
+
+/*
+ * queue_outcomes_write: upsert the outcomes, one statement, as the
+ * extension's owner.  attempts counts provider calls that
+ * concerned the lead.
+ */
+void
+queue_outcomes_write(OutcomeBuf *sb, const char *source)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum			  args[STATE_NCOLS + 1];
+	int				  dims[1];
+	int				  lbs[1] = {1};
+	int				  ret;
+	int				  k;
+
+	LeGuard g;
+
+	if (sb->n == 0)
+		return;
+	le_guard_extension(&g);
+	if (plan == NULL)
+	{
+		Oid types[STATE_NCOLS + 1] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+									  TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTOID};
+
+		plan = le_keep_plan(
+			"INSERT INTO lead_enrich.lead_state AS s "
+			"(lead_id, status, email, domain, company, filled, credits, attempts, error, source, "
+			" next_attempt_at, updated_at) "
+			"SELECT u.id, u.st, u.em, u.dom, u.comp::jsonb, coalesce(u.fil::text[], '{}'), u.cr, "
+			"       CASE WHEN u.st IN ('enriched', 'not_found', 'error', 'insufficient_credit') THEN 1 ELSE 0 END, "
+			"       u.err, $9, NULL, now() "
+			"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS u(id, st, em, dom, comp, fil, cr, err) "
+			"ON CONFLICT (lead_id) DO UPDATE SET status = excluded.status, email = excluded.email, "
+			"  domain = excluded.domain, company = coalesce(excluded.company, CASE WHEN excluded.status = 'error' "
+			"  OR excluded.status = 'insufficient_credit' THEN s.company END), "
+			"  filled = excluded.filled, credits = s.credits + excluded.credits, "
+			"  attempts = s.attempts + excluded.attempts, error = excluded.error, "
+			"  source = excluded.source, next_attempt_at = NULL, updated_at = now()",
+			STATE_NCOLS + 1, types);
+	}
+	dims[0] = sb->n;
+	for (k = 0; k < STATE_NCOLS; k++)
+	{
+		int16 typlen;
+		bool  typbyval;
+		char  typalign;
+
+		get_typlenbyvalalign(state_types[k], &typlen, &typbyval, &typalign);
+		args[k] = PointerGetDatum(construct_md_array(sb->values[k], sb->nulls[k], 1, dims, lbs,
+													 state_types[k], typlen, typbyval, typalign));
+	}
+	args[STATE_NCOLS] = CStringGetTextDatum(source);
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not record lead outcomes: %s", SPI_result_code_string(ret));
+	sb->n = 0;
+}
+
+/*
+ * le_record_state: upsert one lead's outcome.
+ */
+void
+le_record_state(int64 lead_id, LeadStatus status, const char *email,
+				const char *domain, const char *company_json, const char *filled,
+				int credits, const char *error, const char *source)
+{
+	OutcomeBuf sb = {0};
+
+	queue_outcome_add(&sb, lead_id, status, email, domain, company_json, filled, credits, error);
+	queue_outcomes_write(&sb, source);
 }

@@ -277,69 +277,6 @@ extension_present(void)
 }
 
 /*
- * record_failure: a failed attempt for leads still pending: retried after
- * retry_delay * 2^attempts (at most the interval), or marked "error" once
- * max_attempts is reached.
- */
-static void
-record_failure(int64 *ids, int n, const char *msg)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum			  values[5];
-	int				  ret;
-	LeGuard			  g;
-
-	if (n == 0)
-		return;
-	le_guard_extension(&g);
-	if (plan == NULL)
-	{
-		Oid types[5] = {INT8ARRAYOID, INT4OID, FLOAT8OID, FLOAT8OID, TEXTOID};
-
-		plan = le_keep_plan("UPDATE lead_enrich.lead_state SET attempts = attempts + 1, "
-							"status = CASE WHEN attempts + 1 >= $2 THEN 'error' ELSE 'pending' END, "
-							"next_attempt_at = CASE WHEN attempts + 1 >= $2 THEN NULL "
-							"  ELSE now() + make_interval(secs => least($3 * power(2, least(attempts, 30)), $4)) END, "
-							"error = $5, source = 'worker', updated_at = now() "
-							"WHERE lead_id = ANY ($1) AND status = 'pending'",
-							5, types);
-	}
-	values[0] = int8_array(ids, n);
-	values[1] = Int32GetDatum(le_max_attempts);
-	values[2] = Float8GetDatum((double) le_retry_delay_s);
-	values[3] = Float8GetDatum((double) le_interval_min * 60.0);
-	values[4] = CStringGetTextDatum(msg);
-	ret = SPI_execute_plan(plan, values, NULL, false, 0);
-	le_guard_end(&g);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not record a failed attempt: %s", SPI_result_code_string(ret));
-}
-
-/*
- * forget_pending: leads that no longer need enriching (won, done by other
- * means, reveal id set, deleted) leave the queue.
- */
-static void
-forget_pending(int64 *ids, int n)
-{
-	Datum	arg;
-	Oid		type = INT8ARRAYOID;
-	int		ret;
-	LeGuard g;
-
-	if (n == 0)
-		return;
-	arg = int8_array(ids, n);
-	le_guard_extension(&g);
-	ret = SPI_execute_with_args("DELETE FROM lead_enrich.lead_state "
-								"WHERE lead_id = ANY ($1) AND status = 'pending' AND batch_id IS NULL",
-								1, &type, &arg, NULL, false, 0);
-	le_guard_end(&g);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "could not remove leads from the queue");
-}
-
-/*
  * add_skip: remember a lead locked elsewhere, not to claim it again in this
  * pass.
  */
@@ -440,9 +377,9 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 		}
 	}
 	for (int i = 0; i < b->n; i++)
-		if (strcmp(b->rows[i].status, "skipped") == 0)
+		if (b->rows[i].status == LEAD_SKIPPED)
 			gone[ngone++] = b->rows[i].id;
-	forget_pending(gone, ngone);
+	queue_forget(gone, ngone);
 	enrich_apply_local(b, "worker");
 	/* recorded before it is sent; the call is built after the claim commits */
 	if (b->ndomains > 0)
@@ -501,17 +438,13 @@ claim_chunk_guarded(LeadTable *lt, const char *token, int64 *ids, int n,
 static int
 claim_round(WorkBatch *out, int maxb, int *nout, bool *stop, bool *more)
 {
-	static SPIPlanPtr plan = NULL;
-	LeadTable		 *lt;
-	char			 *token;
-	Datum			  values[2];
-	int64			 *ids;
-	int				  nids;
-	int				  limit;
-	int				  nresent;
-	int				  ret;
-	LeGuard			  g;
-	EnrichBatch		**resent = palloc(sizeof(EnrichBatch *) * maxb);
+	LeadTable	 *lt;
+	char		 *token;
+	int64		 *ids;
+	int			  nids;
+	int			  limit;
+	int			  nresent;
+	EnrichBatch **resent = palloc(sizeof(EnrichBatch *) * maxb);
 
 	*nout = 0;
 	*more = false;
@@ -560,33 +493,8 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop, bool *more)
 		out[(*nout)++].b = enrich_batch_copy(resent[i], work_cxt);
 	limit = (maxb - nresent) * le_batch_size;
 
-	if (plan == NULL)
-	{
-		Oid types[2] = {INT8ARRAYOID, INT4OID};
-
-		plan = le_keep_plan("SELECT lead_id FROM lead_enrich.lead_state "
-							"WHERE status = 'pending' AND batch_id IS NULL "
-							"AND coalesce(next_attempt_at <= now(), true) "
-							"AND lead_id <> ALL ($1) ORDER BY lead_id LIMIT $2",
-							2, types);
-	}
-	values[0] = int8_array(skip_ids, nskip);
-	values[1] = Int32GetDatum(limit);
-	le_guard_extension(&g);
-	ret = SPI_execute_plan(plan, values, NULL, true, 0);
-	le_guard_end(&g);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read the queue");
-	nids = (int) SPI_processed;
+	nids = queue_claimable(skip_ids, nskip, limit, &ids);
 	*more = nresent == maxb || (limit > 0 && nids == limit);
-	ids = palloc(sizeof(int64) * Max(nids, 1));
-	for (int i = 0; i < nids; i++)
-	{
-		bool isnull;
-
-		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
 
 	for (int i = 0; i < nids; i += le_batch_size)
 	{
@@ -621,7 +529,7 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop, bool *more)
 			ereport(WARNING,
 					(errmsg("lead_enrich worker: could not prepare lead " INT64_FORMAT, ids[i + k]),
 					 errdetail("%s", msg)));
-			record_failure(ids + i + k, 1, msg);
+			queue_record_failure(ids + i + k, 1, msg);
 		}
 	}
 	token = MemoryContextStrdup(work_cxt, token);
@@ -791,23 +699,10 @@ resume_check(void)
 static TimestampTz
 next_due(void)
 {
-	TimestampTz due = 0;
-	bool		isnull = true;
+	TimestampTz due;
 
 	begin_xact("looking for retries");
-	if (SPI_execute_with_args("SELECT min(CASE WHEN next_attempt_at > now() THEN next_attempt_at "
-							  "ELSE now() + make_interval(secs => $1) END) "
-							  "FROM lead_enrich.lead_state WHERE status = 'pending'",
-							  1, (Oid[]){FLOAT8OID},
-							  (Datum[]){Float8GetDatum((double) le_retry_delay_s)},
-							  NULL, true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
-	{
-		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			due = DatumGetTimestampTz(d);
-	}
+	due = queue_next_due();
 	end_xact();
 	return due;
 }
