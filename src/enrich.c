@@ -805,6 +805,24 @@ company_update(LeadTable *lt, CompanyBuf *cb, int from, int n)
 	SPI_freetuptable(SPI_tuptable);
 }
 
+/* company_update's arguments, for le_run_isolated */
+typedef struct UpdateArgs
+{
+	LeadTable  *lt;
+	CompanyBuf *cb;
+	int			from;
+	int			n;
+} UpdateArgs;
+
+/* company_update for le_run_isolated */
+static void
+company_update_cb(void *arg)
+{
+	UpdateArgs *a = (UpdateArgs *) arg;
+
+	company_update(a->lt, a->cb, a->from, a->n);
+}
+
 /*
  * try_update: company_update in a subtransaction.  On error, the
  * subtransaction is rolled back (with whatever a trigger of the table did)
@@ -813,34 +831,13 @@ company_update(LeadTable *lt, CompanyBuf *cb, int from, int n)
 static bool
 try_update(LeadTable *lt, CompanyBuf *cb, int from, int n, char **err)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = true;
+	UpdateArgs a = {lt, cb, from, n};
+	ErrorData *ed;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		company_update(lt, cb, from, n);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData *ed;
-
-		MemoryContextSwitchTo(oldcxt);
-		ed = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		*err = ed->detail ? psprintf("%s (%s)", ed->message, ed->detail) : ed->message;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (le_run_isolated(company_update_cb, &a, &ed))
+		return true;
+	*err = ed->detail ? psprintf("%s (%s)", ed->message, ed->detail) : ed->message;
+	return false;
 }
 
 /*

@@ -100,6 +100,7 @@ extern void		   rpc_make_id(char *dst, const char *seed);
 /* spi_util.c */
 #include "executor/spi.h"
 extern SPIPlanPtr le_keep_plan(const char *sql, int nargs, Oid *argtypes);
+extern bool		  le_run_isolated(void (*fn)(void *arg), void *arg, ErrorData **err);
 
 /* json_util.c: small jsonb accessors */
 extern JsonbValue	  *jb_get(JsonbContainer *obj, const char *key, JsonbValue *buf);

@@ -7,7 +7,9 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
+#include "utils/resowner.h"
 
 #include "lead_enrich.h"
 
@@ -25,4 +27,40 @@ le_keep_plan(const char *sql, int nargs, Oid *argtypes)
 			 SPI_result_code_string(SPI_result));
 	SPI_keepplan(p);
 	return p;
+}
+
+/*
+ * le_run_isolated: fn(arg) in a subtransaction, as PL/pgSQL runs a block
+ * with an EXCEPTION clause.  On error, whatever fn did is rolled back (a
+ * trigger's work included), the error is returned in *err (allocated in
+ * the caller's memory context) and the result is false.
+ */
+bool
+le_run_isolated(void (*fn)(void *arg), void *arg, ErrorData **err)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		*err = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
 }

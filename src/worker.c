@@ -389,6 +389,25 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 	}
 }
 
+/* claim_chunk's arguments, for le_run_isolated */
+typedef struct ClaimArgs
+{
+	LeadTable  *lt;
+	const char *token;
+	int64	   *ids;
+	int			n;
+	WorkBatch  *wb;
+} ClaimArgs;
+
+/* claim_chunk for le_run_isolated */
+static void
+claim_chunk_cb(void *arg)
+{
+	ClaimArgs *a = (ClaimArgs *) arg;
+
+	claim_chunk(a->lt, a->token, a->ids, a->n, a->wb);
+}
+
 /*
  * claim_chunk_guarded: claim_chunk in a subtransaction; on error, returns
  * false with the message, and the chunk's locks released.
@@ -397,37 +416,16 @@ static bool
 claim_chunk_guarded(LeadTable *lt, const char *token, int64 *ids, int n,
 					WorkBatch *wb, char **msg)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = true;
+	ClaimArgs  a = {lt, token, ids, n, wb};
+	ErrorData *ed;
 
 	memset(wb, 0, sizeof(WorkBatch));
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		claim_chunk(lt, token, ids, n, wb);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData *ed;
-
-		MemoryContextSwitchTo(oldcxt);
-		ed = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		release_locks(wb);
-		wb->b = NULL;
-		*msg = ed->message;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (le_run_isolated(claim_chunk_cb, &a, &ed))
+		return true;
+	release_locks(wb);
+	wb->b = NULL;
+	*msg = ed->message;
+	return false;
 }
 
 /*
