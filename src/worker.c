@@ -169,8 +169,7 @@ set_pause(const char *reason, const char *hint)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("lead enrichment paused in database \"%s\": %s",
 							my_dbname, reason),
-					 errdetail("Pending leads stay pending; the worker checks again every %d minutes.",
-							   le_interval_min),
+					 errdetail("Pending leads stay pending, and nothing is counted against them."),
 					 hint ? errhint("%s", hint) : 0));
 		paused = true;
 		pause_check_at = TimestampTzPlusMilliseconds(now, le_interval_min * 60 * 1000L);
@@ -207,6 +206,8 @@ pause_provider(const char *msg)
 	long		delay_ms = (long) le_retry_delay_s * 1000L;
 	long		cap_ms = Min(300 * 1000L, (long) le_interval_min * 60 * 1000L);
 	TimestampTz since;
+	char	   *since_s;
+	char	   *next_s;
 
 	for (int i = 1; i < provider_failures && delay_ms < cap_ms; i++)
 		delay_ms *= 2;
@@ -216,9 +217,10 @@ pause_provider(const char *msg)
 	LWLockAcquire(le_shared->lock, LW_SHARED);
 	since = my_slot->paused_since != 0 && provider_down ? my_slot->paused_since : now;
 	LWLockRelease(le_shared->lock);
-	set_pause(psprintf("provider unavailable since %s: %s; next probe at %s",
-					   timestamptz_to_str(since), msg,
-					   timestamptz_to_str(TimestampTzPlusMilliseconds(now, delay_ms))),
+	/* timestamptz_to_str returns a static buffer: one call at a time */
+	since_s = pstrdup(timestamptz_to_str(since));
+	next_s = pstrdup(timestamptz_to_str(TimestampTzPlusMilliseconds(now, delay_ms)));
+	set_pause(psprintf("provider unavailable since %s: %s; next probe at %s", since_s, msg, next_s),
 			  "Check the provider and lead_enrich.endpoint; the worker resumes by itself, or call lead_enrich.wake().");
 	provider_down = true;
 	pause_check_at = TimestampTzPlusMilliseconds(now, delay_ms);
@@ -781,7 +783,10 @@ run_pass(uint32 bits)
 				}
 				/* paused once every answer of the round is written */
 				if (refused != NULL)
-					set_pause(psprintf("insufficient credit: %s", refused->message),
+					set_pause(psprintf("insufficient credit: %s; the balance is checked again at %s",
+									   refused->message,
+									   timestamptz_to_str(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																					  le_interval_min * 60 * 1000L))),
 							  refused->credit_url
 								  ? psprintf("Buy credits at %s, then call lead_enrich.wake().", refused->credit_url)
 								  : "Buy credits, then call lead_enrich.wake().");
