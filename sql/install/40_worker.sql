@@ -238,3 +238,108 @@ GRANT EXECUTE ON FUNCTION lead_enrich.set_mode(text) TO lead_enrich_user;
 GRANT EXECUTE ON FUNCTION lead_enrich.wake() TO lead_enrich_user;
 GRANT EXECUTE ON FUNCTION lead_enrich.worker_info() TO lead_enrich_user;
 GRANT SELECT ON lead_enrich.status TO lead_enrich_user;
+
+/*
+ * forget(email, domain, lead_ids): the right to be forgotten (GDPR erasure).
+ * Removes what lead_enrich recorded about a person (an e-mail address), a
+ * company (a domain and its sub-domains) or leads (ids): their outcomes with
+ * the company data in them, their membership of unsettled batches, and the
+ * contacts of mined companies with that address or domain.  The CRM table
+ * is not touched: it is the CRM's data, erased the CRM's way.  Returns what
+ * was removed.  For superusers, or a role they grant it to (a data
+ * protection officer's).
+ */
+CREATE FUNCTION lead_enrich.forget(email text DEFAULT NULL, domain text DEFAULT NULL,
+	lead_ids bigint[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e			text := lower(btrim(email));
+	d			text := lower(btrim(btrim(domain), '.'));
+	ids			bigint[];
+	n_outcomes	bigint;
+	n_members	bigint;
+	n_contacts	bigint;
+BEGIN
+	IF num_nonnulls(email, domain, lead_ids) = 0 THEN
+		RAISE EXCEPTION 'nothing to forget'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Name an e-mail address, a domain or lead ids, for example lead_enrich.forget(email => ''jane@example.com'').';
+	END IF;
+	IF e IS NOT NULL AND e !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
+		RAISE EXCEPTION 'invalid e-mail address "%"', email
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass one address, as in jane@example.com.';
+	END IF;
+	IF d IS NOT NULL AND (d = '' OR d !~ '^[a-z0-9._-]+$' OR d !~ '\.') THEN
+		RAISE EXCEPTION 'invalid domain "%"', domain
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass a domain name, as in example.com.';
+	END IF;
+
+	-- the leads whose outcome is about that address, domain or id
+	SELECT coalesce(array_agg(s.lead_id), '{}') INTO ids
+	FROM lead_enrich.lead_state s
+	WHERE (e IS NOT NULL AND (lower(s.email) = e OR lead_enrich.email_normalize(s.email) = e))
+	   OR (d IS NOT NULL AND (s.domain = d OR s.domain LIKE '%.' || d
+							  OR split_part(lead_enrich.email_normalize(s.email), '@', 2) = d
+							  OR split_part(lead_enrich.email_normalize(s.email), '@', 2) LIKE '%.' || d))
+	   OR s.lead_id = ANY (lead_ids);
+
+	-- their places in unsettled batches (the rest of a batch is still sent
+	-- with its id, and answered from the provider's replay store)
+	WITH m AS (
+		SELECT b.id, array_agg(u.lead_id ORDER BY u.o) AS lids, array_agg(u.dom ORDER BY u.o) AS doms,
+			   count(*) FILTER (WHERE u.lead_id = ANY (ids) OR u.dom = d OR u.dom LIKE '%.' || d) AS gone
+		FROM lead_enrich.batch b,
+			 unnest(b.lead_ids, b.domains) WITH ORDINALITY AS u(lead_id, dom, o)
+		GROUP BY b.id),
+	kept AS (
+		SELECT m.id, m.gone,
+			   array_agg(k.lead_id ORDER BY k.o) FILTER (WHERE k.lead_id IS NOT NULL) AS lids,
+			   array_agg(k.dom ORDER BY k.o) FILTER (WHERE k.lead_id IS NOT NULL) AS doms
+		FROM m
+		LEFT JOIN LATERAL (
+			SELECT u.lead_id, u.dom, u.o
+			FROM unnest(m.lids, m.doms) WITH ORDINALITY AS u(lead_id, dom, o)
+			WHERE NOT (u.lead_id = ANY (ids) OR coalesce(u.dom = d OR u.dom LIKE '%.' || d, false))) k ON true
+		WHERE m.gone > 0
+		GROUP BY m.id, m.gone),
+	upd AS (
+		UPDATE lead_enrich.batch b SET lead_ids = coalesce(kept.lids, '{}'), domains = coalesce(kept.doms, '{}')
+		FROM kept WHERE b.id = kept.id
+		RETURNING kept.gone)
+	SELECT coalesce(sum(upd.gone), 0) INTO n_members FROM upd;
+	DELETE FROM lead_enrich.batch b WHERE cardinality(b.lead_ids) = 0;
+
+	DELETE FROM lead_enrich.lead_state s WHERE s.lead_id = ANY (ids);
+	GET DIAGNOSTICS n_outcomes = ROW_COUNT;
+
+	-- contacts of mined companies with that address, or at that domain
+	WITH c AS (
+		SELECT s.lead_id, p.v, p.o,
+			   (e IS NOT NULL AND lower(p.v ->> 'email') = e)
+			   OR (d IS NOT NULL AND (split_part(lower(p.v ->> 'email'), '@', 2) = d
+									 OR split_part(lower(p.v ->> 'email'), '@', 2) LIKE '%.' || d)) AS gone
+		FROM lead_enrich.lead_state s,
+			 jsonb_array_elements(s.company -> 'people_data') WITH ORDINALITY AS p(v, o)
+		WHERE jsonb_typeof(s.company -> 'people_data') = 'array'),
+	agg AS (
+		SELECT c.lead_id, count(*) FILTER (WHERE c.gone) AS gone,
+			   coalesce(jsonb_agg(c.v ORDER BY c.o) FILTER (WHERE NOT c.gone), '[]') AS people
+		FROM c GROUP BY c.lead_id HAVING count(*) FILTER (WHERE c.gone) > 0),
+	upd AS (
+		UPDATE lead_enrich.lead_state s SET company = jsonb_set(s.company, '{people_data}', agg.people),
+			updated_at = now()
+		FROM agg WHERE s.lead_id = agg.lead_id
+		RETURNING agg.gone)
+	SELECT coalesce(sum(upd.gone), 0) INTO n_contacts FROM upd;
+
+	RETURN jsonb_build_object('outcomes', n_outcomes, 'batch_members', n_members,
+							  'mined_contacts', n_contacts);
+END
+$$;
+REVOKE ALL ON FUNCTION lead_enrich.forget(text, text, bigint[]) FROM PUBLIC;
