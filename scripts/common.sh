@@ -9,10 +9,23 @@ LE_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LE_PGPORT=${LE_PGPORT:-55432}
 LE_PROVIDER_PORT=${LE_PROVIDER_PORT:-57070}
 LE_FAULT_PORT=${LE_FAULT_PORT:-57071}
+# le_pg_major BINDIR: the major version of the PostgreSQL in BINDIR.
+le_pg_major() {
+	"$1/pg_config" --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p'
+}
+# The major version: LE_PGVERSION, else LE_PGBIN's, else 15.
+if [ -z "${LE_PGVERSION:-}" ] && [ -n "${LE_PGBIN:-}" ]; then
+	LE_PGVERSION=$(le_pg_major "$LE_PGBIN")
+fi
 LE_PGVERSION=${LE_PGVERSION:-15}
-LE_PACKAGES="make gcc postgresql-$LE_PGVERSION postgresql-server-dev-$LE_PGVERSION \
-libcurl4-openssl-dev libmicrohttpd-dev libpq-dev zlib1g-dev python3 iso-codes tzdata \
-publicsuffix ca-certificates"
+# Debian 12 packages PostgreSQL 15; other major versions are built from
+# Debian's source packages by scripts/pg_build.sh (see le_pgbin_for).
+LE_DEBIAN_PGVERSION=15
+LE_PACKAGES="make gcc libcurl4-openssl-dev libmicrohttpd-dev libpq-dev zlib1g-dev python3 \
+iso-codes tzdata publicsuffix ca-certificates"
+if [ "$LE_PGVERSION" = "$LE_DEBIAN_PGVERSION" ]; then
+	LE_PACKAGES="$LE_PACKAGES postgresql-$LE_PGVERSION postgresql-server-dev-$LE_PGVERSION"
+fi
 
 # PostgreSQL refuses to run as root: the cluster runs as this user.
 if [ "$(id -u)" = 0 ]; then
@@ -70,8 +83,13 @@ le_deps() {
 		apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 	fi
 	# LE_PGBIN picks another PostgreSQL installation (a version built from
-	# source, or a private copy); the default is Debian's.
-	LE_PGBIN=${LE_PGBIN:-/usr/lib/postgresql/$LE_PGVERSION/bin}
+	# source, or a private copy); the default is Debian's, or for a version
+	# Debian 12 does not have, the one scripts/pg_build.sh builds and caches.
+	LE_PGBIN=${LE_PGBIN:-$(le_pgbin_for "$LE_PGVERSION")}
+	if [ "$(le_pg_major "$LE_PGBIN")" != "$LE_PGVERSION" ]; then
+		echo "LE_PGBIN=$LE_PGBIN is not PostgreSQL $LE_PGVERSION (LE_PGVERSION)" >&2
+		exit 1
+	fi
 	export PATH="$LE_PGBIN:$PATH"
 	LE_PG_CONFIG=$LE_PGBIN/pg_config
 	[ -x "$LE_PG_CONFIG" ] || LE_PG_CONFIG=$(command -v pg_config)
@@ -80,9 +98,27 @@ le_deps() {
 	fi
 }
 
-# le_build: build and install the extension, build the provider.
+# le_pgbin_for VERSION: the bin directory of that PostgreSQL major version:
+# Debian's when it is installed, else the build cached by
+# scripts/pg_build.sh (built first when missing; that needs root or a
+# writable cache, and a while: see docs/developing.md).
+le_pgbin_for() {
+	if [ -x "/usr/lib/postgresql/$1/bin/pg_config" ] || [ "$1" = "$LE_DEBIAN_PGVERSION" ]; then
+		echo "/usr/lib/postgresql/$1/bin"
+	else
+		"$LE_REPO/scripts/pg_build.sh" "$1"
+	fi
+}
+
+# le_build: build and install the extension, build the provider.  Objects
+# built against another PostgreSQL (another pg_config) are cleaned first.
 le_build() {
 	le_log "building the extension and the provider"
+	local built_for=$LE_REPO/.built-for
+	if [ "$(cat "$built_for" 2>/dev/null)" != "$LE_PG_CONFIG" ]; then
+		make -C "$LE_REPO" -s PG_CONFIG="$LE_PG_CONFIG" clean >/dev/null
+		echo "$LE_PG_CONFIG" >"$built_for"
+	fi
 	make -C "$LE_REPO" -s PG_CONFIG="$LE_PG_CONFIG" >/dev/null
 	if [ -w "$("$LE_PG_CONFIG" --pkglibdir)" ]; then
 		make -C "$LE_REPO" -s PG_CONFIG="$LE_PG_CONFIG" install >/dev/null
@@ -136,6 +172,24 @@ CONF
 		echo "include '$LE_RUNDIR/cluster.conf'" >>"$pgdata/postgresql.conf"
 }
 
+# le_cluster_fresh: stop whatever runs in $LE_RUNDIR (cluster, provider,
+# fault server) and delete it, so that the next le_cluster_start creates a
+# new cluster: no ALTER SYSTEM setting, database or account left by an
+# earlier run.  For the test suite, which must start from a known state.
+le_cluster_fresh() {
+	local pid
+	le_stop_all
+	# a postmaster pg_ctl could not stop (another version's cluster): by its pid
+	if [ -f "$LE_RUNDIR/pgdata/postmaster.pid" ]; then
+		pid=$(head -1 "$LE_RUNDIR/pgdata/postmaster.pid")
+		if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-D $LE_RUNDIR/pgdata" &&
+			kill -INT "$pid" 2>/dev/null; then
+			for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+		fi
+	fi
+	rm -rf "${LE_RUNDIR:?}"
+}
+
 # le_cluster_start [extra postgresql.conf lines]: a throwaway cluster.
 le_cluster_start() {
 	local pgdata=$LE_RUNDIR/pgdata
@@ -148,7 +202,16 @@ le_cluster_start() {
 		fi
 	else
 		le_log "starting PostgreSQL on port $LE_PGPORT"
-		as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" -w start -l "$LE_RUNDIR/postgres.log" >/dev/null
+		# The port may be held for a moment as the local end of some
+		# connection (it is in Linux's ephemeral range): try again then.
+		local try
+		for try in 1 2 3 4 5; do
+			as_run_user "$LE_PGBIN/pg_ctl" -D "$pgdata" -w start -l "$LE_RUNDIR/postgres.log" >/dev/null && return 0
+			tail -5 "$LE_RUNDIR/postgres.log" | grep -q "Address already in use" || return 1
+			[ "$try" = 5 ] && return 1
+			le_log "port $LE_PGPORT in use, trying again"
+			sleep 3
+		done
 	fi
 }
 

@@ -19,8 +19,11 @@ SELECT lead_enrich.enrich_lead(401);
 SELECT * FROM lead_enrich.enrich_leads(ARRAY[401]);
 SELECT lead_enrich.iap_balance();
 SELECT count(*) FROM lead_enrich.lead_state;
+-- PostgreSQL's wording of this refusal changed in 16: its SQLSTATE only
+\set VERBOSITY sqlstate
 SHOW lead_enrich.account_token;
 SELECT current_setting('lead_enrich.account_token');
+\set VERBOSITY default
 SELECT count(*) AS visible FROM pg_settings WHERE name = 'lead_enrich.account_token';
 SET lead_enrich.endpoint = 'http://attacker.example';
 SET lead_enrich.account_token = 'stolen';
@@ -32,7 +35,9 @@ SET ROLE regress_le_sales;
 SELECT r ->> 'status' AS status, r #>> '{company,name}' AS company FROM lead_enrich.enrich_lead(401) r;
 SELECT lead_id, status FROM lead_enrich.enrichment WHERE lead_id = 401;
 SELECT lead_enrich.iap_balance() >= 0 AS balance_ok;
+\set VERBOSITY sqlstate
 SHOW lead_enrich.account_token;
+\set VERBOSITY default
 SET lead_enrich.endpoint = 'http://attacker.example';
 SET lead_enrich.iap_endpoint = 'http://attacker.example';
 SELECT lead_enrich.attach('odoo.crm_lead');

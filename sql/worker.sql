@@ -111,7 +111,10 @@ SELECT name, setting, unit, context FROM pg_settings
 WHERE name IN ('lead_enrich.interval', 'lead_enrich.max_attempts', 'lead_enrich.retry_delay',
 			   'lead_enrich.databases', 'lead_enrich.batch_size', 'lead_enrich.max_connections')
 ORDER BY name;
+-- (PostgreSQL 18 words the range with its unit: the SQLSTATE only)
+\set VERBOSITY sqlstate
 ALTER SYSTEM SET lead_enrich.interval = '4min';
+\set VERBOSITY default
 ALTER SYSTEM SET lead_enrich.interval = '1h';
 ALTER SYSTEM RESET lead_enrich.interval;
 ALTER SYSTEM SET lead_enrich.max_attempts = 0;

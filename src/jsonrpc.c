@@ -118,7 +118,7 @@ parse_json(char *text, int len)
 		return NULL;
 	if (pg_verifymbstr(text, len, true) == false)
 		return NULL;
-	lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
+	lex = le_json_lex_cstring(text, len, GetDatabaseEncoding());
 	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
 		return NULL;
 	PG_TRY();

@@ -15,6 +15,8 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "compat.h"
+
 /* settings.c: GUCs */
 extern char *le_endpoint;
 extern char *le_enrich_endpoint;

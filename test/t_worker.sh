@@ -18,7 +18,7 @@ le_deps >/dev/null
 set +e
 set -o pipefail
 
-PORT=${LE_WORKER_PROVIDER_PORT:-57072}
+PORT=${LE_WORKER_PROVIDER_PORT:-$((LE_FAULT_PORT + 1))}
 ENDPOINT=http://127.0.0.1:$PORT
 RUN_ID=$(date +%s)$$
 passed=0
