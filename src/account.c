@@ -14,7 +14,6 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
-#include "guard.h"
 #include "lead_enrich.h"
 
 /*
@@ -29,32 +28,8 @@ le_account_token_lookup(LeadTable *lt, bool missing_ok)
 
 	if (lt != NULL)
 	{
-		char   *q;
-		int		ret;
-		char   *token = NULL;
-		LeGuard g;
+		char *token = lt_odoo_token(lt);
 
-		/*
-		 * Odoo's table, read like the CRM table (guard.c): as the table's
-		 * owner in the worker, as the caller otherwise; schema-qualified,
-		 * under the pinned search_path.
-		 */
-		le_guard_crm(&g, lt);
-		q = psprintf("SELECT to_regclass(%s)::oid",
-					 quote_literal_cstr(psprintf("%s.iap_account", lt->nspname)));
-		ret = SPI_execute(q, true, 1);
-		if (ret == SPI_OK_SELECT && SPI_processed == 1 &&
-			SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) != NULL)
-		{
-			q = psprintf("SELECT account_token FROM %s.iap_account "
-						 "WHERE service_name = 'reveal' AND coalesce(account_token, '') <> '' "
-						 "ORDER BY id DESC LIMIT 1",
-						 lt->nspname);
-			ret = SPI_execute(q, true, 1);
-			if (ret == SPI_OK_SELECT && SPI_processed == 1)
-				token = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		}
-		le_guard_end(&g);
 		if (token != NULL)
 			return token;
 	}

@@ -15,17 +15,14 @@
  *	enrich_apply	 write the answer: fill-only-empty UPDATE, done flag,
  *					 lead_state row (SPI, in a transaction).
  *
- * The request id is derived from the database uuid and the (lead, domain)
- * pairs, so a batch sent again after a failure is answered from the
- * provider's replay store and not charged twice.
+ * The pipeline holds no SQL text: the statements on the CRM table are
+ * lead_table.c's, those on lead_state and the batches queue.c's, the
+ * webmail look-up webmail.c's; each runs as guard.c says.
  *
- * Who runs what (guard.c): the statements on the CRM table run under
- * le_guard_crm (the table's owner, restricted, in the worker; the calling
- * user otherwise), those on lead_state under le_guard_extension; both pin
- * search_path to pg_catalog, pg_temp, so every unqualified operator and
- * function below (=, <>, >=, coalesce's casts, unnest, now, btrim,
- * array_remove) is pg_catalog's.  Identifiers come from the catalog
- * through quote_identifier.
+ * A manual call's request id is derived from the database and the (lead,
+ * domain) pairs, so the same call made again after a failure is answered
+ * from the provider's replay store and not charged twice; a worker's
+ * batch carries the id recorded when it was claimed (queue.c).
  *
  * The worker holds no row lock while its request is in flight.  What keeps
  * a manual enrichment from sending the same lead at the same time is a
@@ -61,237 +58,6 @@
 PG_FUNCTION_INFO_V1(lead_enrich_enrich_lead);
 PG_FUNCTION_INFO_V1(lead_enrich_enrich_leads);
 
-/* Plans cached per process, rebuilt when the attached table changes. */
-typedef struct PlanCache
-{
-	char	  *key; /* relid + columns of the LeadTable */
-	SPIPlanPtr select_plan;
-	SPIPlanPtr select_skip_plan;
-	SPIPlanPtr update_plan;
-	SPIPlanPtr done_plan;
-} PlanCache;
-
-static PlanCache plans = {0};
-
-#define UPDATE_NARGS 10
-
-/*
- * text_set_expr: the new value of a text column under the fill-only-empty
- * rule, or NULL (SQL) for "leave it".  The value is cast to the column's
- * type, which truncates to a varchar's length instead of failing.
- */
-static void
-text_set_expr(StringInfo s, LeadTable *lt, const char *key, const char *input)
-{
-	appendStringInfo(s,
-					 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce(o.%s, '') <> '' "
-					 "THEN o.%s::%s END AS n_%s",
-					 lt_col(lt, key), input, input, lt_type(lt, key), key);
-}
-
-/*
- * build_update_sql: the fill-only-empty UPDATE of a whole batch, one
- * statement (per-lead statements cost more in executor start-up than in
- * work).  Returns each updated lead's id and the columns it filled.
- *
- * Parameters, arrays of the same length: $1 lead ids, $2 name,
- * $3 clearbit_id, $4 location, $5 city, $6 postal_code,
- * $7 phone_numbers[0], $8 phone_numbers[1], $9 country_code, $10 state_code.
- */
-static char *
-build_update_sql(LeadTable *lt)
-{
-	static const struct
-	{
-		const char *key;
-		const char *input;
-	} text_cols[] =
-		{
-			{"partner_name", "in_name"},
-			{"reveal_id", "in_cid"},
-			{"street", "in_loc"},
-			{"city", "in_city"},
-			{"zip", "in_zip"},
-			{"phone", "in_ph0"},
-			{"mobile", "in_ph1"},
-		};
-	StringInfoData s;
-	StringInfoData sets;
-	StringInfoData filled;
-	const char	  *id = lt_col(lt, "id");
-	const char	  *country = lt_col(lt, "country");
-	const char	  *state = lt_col(lt, "state");
-	int			   i;
-
-	initStringInfo(&s);
-	initStringInfo(&sets);
-	initStringInfo(&filled);
-
-	appendStringInfo(&s,
-					 "WITH i AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], "
-					 "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "
-					 "AS i(in_id, in_name, in_cid, in_loc, in_city, in_zip, in_ph0, in_ph1, in_cc, in_sc)), "
-					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id), ",
-					 lt->qualname, id);
-
-	/* step 1: the new country, needed to find the state */
-	appendStringInfoString(&s, "c AS (SELECT o.*");
-	if (country != NULL)
-	{
-		if (lt->country_fk)
-			appendStringInfo(&s,
-							 ", CASE WHEN o.%s IS NULL AND coalesce(o.in_cc, '') <> '' THEN "
-							 "(SELECT rc.id FROM %s.res_country rc WHERE rc.code = upper(o.in_cc) LIMIT 1) END AS n_country",
-							 country, lt->nspname);
-		else
-			appendStringInfo(&s,
-							 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce(o.in_cc, '') <> '' "
-							 "THEN upper(o.in_cc)::%s END AS n_country",
-							 country, lt_type(lt, "country"));
-	}
-	appendStringInfoString(&s, " FROM o), ");
-
-	/* step 2: every other new value */
-	appendStringInfoString(&s, "v AS (SELECT o.*");
-	for (i = 0; i < (int) lengthof(text_cols); i++)
-	{
-		if (lt_col(lt, text_cols[i].key) == NULL)
-			continue;
-		text_set_expr(&s, lt, text_cols[i].key, text_cols[i].input);
-		appendStringInfo(&sets, ", %s = coalesce(v.n_%s, t.%s)",
-						 lt_col(lt, text_cols[i].key), text_cols[i].key,
-						 lt_col(lt, text_cols[i].key));
-		appendStringInfo(&filled, ", CASE WHEN v.n_%s IS NOT NULL THEN %s END",
-						 text_cols[i].key,
-						 quote_literal_cstr(jb_get_text(&lt->columns->root, text_cols[i].key)));
-	}
-	if (country != NULL)
-	{
-		appendStringInfo(&sets, ", %s = coalesce(v.n_country, t.%s)", country, country);
-		appendStringInfo(&filled, ", CASE WHEN v.n_country IS NOT NULL THEN %s END",
-						 quote_literal_cstr(jb_get_text(&lt->columns->root, "country")));
-	}
-	if (state != NULL)
-	{
-		if (lt->state_fk && lt->country_fk && country != NULL)
-			appendStringInfo(&s,
-							 ", CASE WHEN o.%s IS NULL AND coalesce(o.in_sc, '') <> '' THEN "
-							 "(SELECT s.id FROM %s.res_country_state s WHERE s.code = o.in_sc "
-							 "AND s.country_id = coalesce(o.n_country, o.%s) LIMIT 1) END AS n_state",
-							 state, lt->nspname, country);
-		else if (lt->state_fk)
-			appendStringInfoString(&s, ", NULL::integer AS n_state");
-		else
-			appendStringInfo(&s,
-							 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce(o.in_sc, '') <> '' "
-							 "THEN o.in_sc::%s END AS n_state",
-							 state, lt_type(lt, "state"));
-		appendStringInfo(&sets, ", %s = coalesce(v.n_state, t.%s)", state, state);
-		appendStringInfo(&filled, ", CASE WHEN v.n_state IS NOT NULL THEN %s END",
-						 quote_literal_cstr(jb_get_text(&lt->columns->root, "state")));
-	}
-	appendStringInfoString(&s, " FROM c o) ");
-
-	appendStringInfo(&s, "UPDATE %s t SET %s = t.%s", lt->qualname, id, id);
-	appendStringInfoString(&s, sets.data);
-	if (lt_col(lt, "enrich_done") != NULL)
-		appendStringInfo(&s, ", %s = true", lt_col(lt, "enrich_done"));
-	if (lt_col(lt, "write_date") != NULL)
-		appendStringInfo(&s, ", %s = %s", lt_col(lt, "write_date"), lt_now(lt, "write_date"));
-	appendStringInfo(&s, " FROM v WHERE t.%s = v.in_id RETURNING v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
-					 id, filled.data);
-	return s.data;
-}
-
-/*
- * prepare_plans: the SELECT, UPDATE and done-marking plans of the
- * attached table, rebuilt when attach() changed it.
- */
-static void
-prepare_plans(LeadTable *lt)
-{
-	char		  *key;
-	StringInfoData s;
-	const char	  *id = lt_col(lt, "id");
-	const char	  *done = lt_col(lt, "enrich_done");
-	const char	  *reveal = lt_col(lt, "reveal_id");
-	const char	  *prob = lt_col(lt, "probability");
-	Oid			   argtypes[UPDATE_NARGS];
-	int			   i;
-	MemoryContext  old;
-
-	/* the name too: a renamed table's statements are prepared again */
-	key = psprintf("%u|%s|%s|%d%d%d", lt->relid, lt->qualname,
-				   JsonbToCString(NULL, &lt->columns->root, VARSIZE(lt->columns)),
-				   lt->odoo, lt->country_fk, lt->state_fk);
-	if (plans.key != NULL && strcmp(plans.key, key) == 0)
-		return;
-	lead_table_check(lt);
-
-	if (plans.key != NULL)
-	{
-		SPI_freeplan(plans.select_plan);
-		SPI_freeplan(plans.select_skip_plan);
-		SPI_freeplan(plans.update_plan);
-		if (plans.done_plan)
-			SPI_freeplan(plans.done_plan);
-		pfree(plans.key);
-		memset(&plans, 0, sizeof(plans));
-	}
-
-	/*
-	 * lead id, e-mail, done, reveal id set, won: the CRM table alone (the
-	 * worker reads it as the table's owner, who has no rights on
-	 * lead_state); without a done column, done_elsewhere() asks lead_state.
-	 */
-	initStringInfo(&s);
-	appendStringInfo(&s, "SELECT l.%s::bigint, l.%s::text, ", id, lt_col(lt, "email"));
-	if (done != NULL)
-		appendStringInfo(&s, "coalesce(l.%s, false), ", done);
-	else
-		appendStringInfoString(&s, "false, ");
-	if (reveal != NULL)
-		appendStringInfo(&s, "coalesce(l.%s::text, '') <> '', ", reveal);
-	else
-		appendStringInfoString(&s, "false, ");
-	if (prob != NULL)
-		appendStringInfo(&s, "coalesce(l.%s >= 100, false), ", prob);
-	else
-		appendStringInfoString(&s, "false, ");
-	/* archived (Odoo's active = false): not enriched automatically */
-	if (lt_col(lt, "active") != NULL)
-		appendStringInfo(&s, "NOT coalesce(l.%s, true) ", lt_col(lt, "active"));
-	else
-		appendStringInfoString(&s, "false ");
-	appendStringInfo(&s,
-					 "FROM %s l WHERE l.%s = ANY ($1) ORDER BY l.%s FOR UPDATE OF l",
-					 lt->qualname, id, id);
-
-	argtypes[0] = INT8ARRAYOID;
-	plans.select_plan = le_keep_plan(s.data, 1, argtypes);
-	appendStringInfoString(&s, " SKIP LOCKED");
-	plans.select_skip_plan = le_keep_plan(s.data, 1, argtypes);
-
-	argtypes[0] = INT8ARRAYOID;
-	for (i = 1; i < UPDATE_NARGS; i++)
-		argtypes[i] = TEXTARRAYOID;
-	plans.update_plan = le_keep_plan(build_update_sql(lt), UPDATE_NARGS, argtypes);
-
-	if (done != NULL)
-	{
-		resetStringInfo(&s);
-		appendStringInfo(&s, "UPDATE %s SET %s = true", lt->qualname, done);
-		if (lt_col(lt, "write_date") != NULL)
-			appendStringInfo(&s, ", %s = %s", lt_col(lt, "write_date"), lt_now(lt, "write_date"));
-		appendStringInfo(&s, " WHERE %s = ANY ($1)", id);
-		plans.done_plan = le_keep_plan(s.data, 1, argtypes);
-	}
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	plans.key = pstrdup(key);
-	MemoryContextSwitchTo(old);
-}
-
 /*
  * int8_array: an int8[] datum of ids.
  */
@@ -303,27 +69,6 @@ int8_array(int64 *ids, int n)
 	for (int i = 0; i < n; i++)
 		d[i] = Int64GetDatum(ids[i]);
 	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/*
- * mark_done: set the table's done flag of several leads (generic domain,
- * not found) in one statement.
- */
-static void
-mark_done(LeadTable *lt, int64 *ids, int n)
-{
-	Datum	arg;
-	int		ret;
-	LeGuard g;
-
-	if (plans.done_plan == NULL || n == 0)
-		return;
-	arg = int8_array(ids, n);
-	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0);
-	le_guard_end(&g);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not mark %d leads enriched", n);
 }
 
 /*
@@ -379,13 +124,9 @@ select_waiting(LeadTable *lt, int64 *ids, int nids, Datum arg)
 
 	PG_TRY();
 	{
-		LeGuard g;
-
 		for (; nlocked < nids; nlocked++)
 			(void) le_lock_lead(ids[nlocked], true, true);
-		le_guard_crm(&g, lt);
-		ret = SPI_execute_plan(plans.select_plan, &arg, NULL, false, 0);
-		le_guard_end(&g);
+		ret = lt_select(lt, arg, false);
 	}
 	PG_CATCH();
 	{
@@ -439,9 +180,7 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 	int64		  *queued_ids = NULL;
 	int			   nqueued = 0;
 
-	le_guard_crm(&g, lt);
-	prepare_plans(lt);
-	le_guard_end(&g);
+	lt_prepare(lt);
 	/* lead_state: final outcomes (a table without a done column), batches */
 	queue_lead_flags(ids, nids, &done_ids, &ndone, &queued_ids, &nqueued);
 	if (lt_col(lt, "enrich_done") != NULL)
@@ -457,11 +196,7 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 		d[i] = Int64GetDatum(ids[i]);
 	arg = PointerGetDatum(construct_array(d, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (skip_locked)
-	{
-		le_guard_crm(&g, lt);
-		ret = SPI_execute_plan(plans.select_skip_plan, &arg, NULL, false, 0);
-		le_guard_end(&g);
-	}
+		ret = lt_select(lt, arg, true);
 	else
 		ret = select_waiting(lt, ids, nids, arg);
 	if (ret != SPI_OK_SELECT)
@@ -770,21 +505,18 @@ company_add(CompanyBuf *cb, LeadRow *row, JsonbContainer *company)
 static void
 company_update(LeadTable *lt, CompanyBuf *cb, int from, int n)
 {
-	Datum	args[UPDATE_NARGS];
-	int		dims[1] = {n};
-	int		lbs[1] = {1};
-	int		ret;
-	uint64	r;
-	LeGuard g;
+	Datum  args[UPDATE_NARGS];
+	int	   dims[1] = {n};
+	int	   lbs[1] = {1};
+	int	   ret;
+	uint64 r;
 
 	args[0] = PointerGetDatum(construct_md_array(cb->values[0] + from, cb->nulls[0] + from, 1, dims, lbs,
 												 INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	for (int k = 1; k < UPDATE_NARGS; k++)
 		args[k] = PointerGetDatum(construct_md_array(cb->values[k] + from, cb->nulls[k] + from, 1, dims, lbs,
 													 TEXTOID, -1, false, TYPALIGN_INT));
-	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
-	le_guard_end(&g);
+	ret = lt_update(lt, args);
 	if (ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not update %d leads: %s", n, SPI_result_code_string(ret));
 	for (r = 0; r < SPI_processed; r++)
@@ -889,7 +621,7 @@ enrich_apply_local(EnrichBatch *b, const char *source)
 			queue_outcome_add(&sb, row->id, row->status, row->email ? row->email : row->email_raw,
 							  row->domain, NULL, NULL, 0, NULL);
 	}
-	mark_done(b->lt, done, ndone);
+	lt_mark_done(b->lt, done, ndone);
 	queue_outcomes_write(&sb, source);
 }
 
@@ -1045,7 +777,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 		queue_outcome_add(&sb, row->id, LEAD_ENRICHED, row->email, row->domain, row->company,
 						  row->filled, row->credits, NULL);
 	}
-	mark_done(b->lt, not_found, nnot_found);
+	lt_mark_done(b->lt, not_found, nnot_found);
 	queue_outcomes_write(&sb, source);
 }
 

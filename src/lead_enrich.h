@@ -130,26 +130,7 @@ extern char				*le_account_token_lookup(LeadTable *lt, bool missing_ok);
 /* balance.c */
 extern Numeric le_fetch_balance(const char *dbuuid, const char *token, RpcCall *call);
 
-/* attach.c: the attached CRM table */
-struct LeadTable
-{
-	Oid	   relid;
-	Oid	   owner;	 /* the table's owner: the worker acts as this role */
-	char  *qualname; /* quoted schema.table */
-	char  *nspname;	 /* quoted schema */
-	char  *dbuuid;
-	bool   odoo; /* Odoo layout */
-	bool   country_fk;
-	bool   state_fk;
-	char  *mode;
-	Jsonb *columns; /* logical name -> column, and "<key>:type" */
-	char  *missing; /* mapped columns gone or retyped since attach(), or NULL */
-};
-
-extern LeadTable  *lead_table_load(bool missing_ok);
-extern void		   lead_table_check(LeadTable *lt);
-extern const char *lt_col(LeadTable *lt, const char *key);
-extern const char *lt_type(LeadTable *lt, const char *key);
-extern const char *lt_now(LeadTable *lt, const char *key);
+/* lead_table.c: the attached CRM table and the statements on it */
+#include "lead_table.h"
 
 #endif /* LEAD_ENRICH_H */

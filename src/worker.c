@@ -336,12 +336,9 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 	/* leads not returned: row-locked elsewhere, or deleted */
 	if (b->n < wb->nlocked)
 	{
-		int64  *absent = palloc(sizeof(int64) * wb->nlocked);
-		int		nabsent = 0;
-		Datum	arg;
-		Oid		type = INT8ARRAYOID;
-		int		ret;
-		LeGuard g;
+		int64 *absent = palloc(sizeof(int64) * wb->nlocked);
+		int	   nabsent = 0;
+		int	   ret;
 
 		for (int i = 0; i < wb->nlocked; i++)
 		{
@@ -352,13 +349,7 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 			if (!found)
 				absent[nabsent++] = wb->locked[i];
 		}
-		arg = int8_array(absent, nabsent);
-		/* the CRM table, as its owner (guard.c) */
-		le_guard_crm(&g, lt);
-		ret = SPI_execute_with_args(psprintf("SELECT l.%s::bigint FROM %s l WHERE l.%s = ANY ($1)",
-											 lt_col(lt, "id"), lt->qualname, lt_col(lt, "id")),
-									1, &type, &arg, NULL, true, 0);
-		le_guard_end(&g);
+		ret = lt_existing(lt, absent, nabsent);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not look for leads");
 		for (int i = 0; i < nabsent; i++)
