@@ -73,6 +73,7 @@
 
 #include "enrich.h"
 #include "guard.h"
+#include "intake.h"
 #include "lead_enrich.h"
 #include "worker.h"
 
@@ -513,6 +514,7 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop)
 		return 0;
 	}
 
+	le_intake_collect();
 	if (plan == NULL)
 	{
 		Oid types[2] = {INT8ARRAYOID, INT4OID};
