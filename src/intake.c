@@ -43,7 +43,8 @@
  * at or below since_id (an explicit id, or one from a sequence cached by a
  * session since before automatic mode) is found by the collect, but not by
  * the scan after a crash.  Entries of a dropped database stay in the list
- * until the server restarts.
+ * until the server restarts.  An entry carries its table: those of a table
+ * no longer attached are dropped.
  *
  *-------------------------------------------------------------------------
  */
@@ -67,10 +68,11 @@
 #include "lead_enrich.h"
 #include "worker.h"
 
-/* One new lead: its database, the (sub)transaction that inserted it. */
+/* One new lead: its database and table, the (sub)transaction that inserted it. */
 typedef struct IntakeEntry
 {
 	Oid			  dboid;
+	Oid			  relid;
 	TransactionId xid;
 	int64		  id;
 } IntakeEntry;
@@ -79,12 +81,13 @@ typedef struct IntakeEntry
 typedef struct IntakeDb
 {
 	Oid				 dboid;
-	bool			 scanned;  /* the scan for lost leads ran since set-up */
-	pg_atomic_uint32 lost;	   /* a collect's transaction aborted: scan */
-	bool			 overflow; /* leads that did not fit in the list: */
-	int64			 ovf_min;  /* ... their smallest id */
-	int64			 ovf_max;  /* ... their largest id */
-	TransactionId	 ovf_xid;  /* ... the newest transaction among them */
+	bool			 scanned;	/* the scan for lost leads ran since set-up */
+	pg_atomic_uint32 lost;		/* a collect's transaction aborted: scan */
+	bool			 overflow;	/* leads that did not fit in the list: */
+	Oid				 ovf_relid; /* ... their table (the last one seen) */
+	int64			 ovf_min;	/* ... their smallest id */
+	int64			 ovf_max;	/* ... their largest id */
+	TransactionId	 ovf_xid;	/* ... the newest transaction among them */
 } IntakeDb;
 
 typedef struct IntakeShared
@@ -191,19 +194,22 @@ intake_db(Oid dboid)
  * when the list is full.  The caller holds the lock exclusively.
  */
 static void
-keep(IntakeDb *db, TransactionId xid, int64 id)
+keep(IntakeDb *db, Oid relid, TransactionId xid, int64 id)
 {
 	if (intake->nentries < LE_INTAKE_ENTRIES)
 	{
 		IntakeEntry *e = &intake->entries[intake->nentries++];
 
 		e->dboid = db->dboid;
+		e->relid = relid;
 		e->xid = xid;
 		e->id = id;
 	}
-	else if (!db->overflow)
+	else if (!db->overflow || db->ovf_relid != relid)
 	{
+		/* another table attached meanwhile: its range is all that matters */
 		db->overflow = true;
+		db->ovf_relid = relid;
 		db->ovf_min = db->ovf_max = id;
 		db->ovf_xid = xid;
 	}
@@ -223,7 +229,7 @@ keep(IntakeDb *db, TransactionId xid, int64 id)
  * then writes the queue rows itself.
  */
 bool
-le_intake_add(const int64 *ids, int n)
+le_intake_add(Oid relid, const int64 *ids, int n)
 {
 	TransactionId xid;
 	IntakeDb	 *db;
@@ -235,7 +241,7 @@ le_intake_add(const int64 *ids, int n)
 	db = intake_db(MyDatabaseId);
 	if (db != NULL)
 		for (int i = 0; i < n; i++)
-			keep(db, xid, ids[i]);
+			keep(db, relid, xid, ids[i]);
 	LWLockRelease(intake->lock);
 	return db != NULL;
 }
@@ -394,6 +400,29 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 }
 
 /*
+ * prepared_xacts: whether this database has prepared transactions.
+ */
+static bool
+prepared_xacts(void)
+{
+	LeGuard g;
+	int		ret;
+	bool	isnull;
+	bool	any;
+
+	le_guard_extension(&g);
+	ret = SPI_execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts "
+					  "WHERE database = pg_catalog.current_database())",
+					  true, 1);
+	le_guard_end(&g);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read pg_prepared_xacts: %s", SPI_result_code_string(ret));
+	any = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return any;
+}
+
+/*
  * scan_since: the largest id when automatic mode was switched on for the
  * attached table, or false when none is recorded.
  */
@@ -471,7 +500,7 @@ collect(bool update_snapshot)
 	db->scanned = true;
 	if (db->overflow && TransactionIdPrecedes(db->ovf_xid, snap->xmin))
 	{
-		ovf = true;
+		ovf = db->ovf_relid == lt->relid;
 		ovf_min = db->ovf_min;
 		ovf_max = db->ovf_max;
 		db->overflow = false;
@@ -493,12 +522,17 @@ collect(bool update_snapshot)
 	taken_nestlevel = GetCurrentTransactionNestLevel();
 	LWLockRelease(intake->lock);
 
-	/* committed in snap: enqueue; running: put back; aborted: drop */
+	/*
+	 * committed in snap: enqueue; running: put back; aborted, or of a table
+	 * no longer attached: drop
+	 */
 	ids = palloc(sizeof(Datum) * Max(nmine, 1));
 	for (int i = 0; i < nmine; i++)
 	{
 		TransactionId xid = mine[i].xid;
 
+		if (mine[i].relid != lt->relid)
+			continue;
 		if (XidInMVCCSnapshot(xid, snap))
 			mine[nkeep++] = mine[i];
 		else
@@ -516,7 +550,7 @@ collect(bool update_snapshot)
 	{
 		LWLockAcquire(intake->lock, LW_EXCLUSIVE);
 		for (int i = 0; i < nkeep; i++)
-			keep(db, mine[i].xid, mine[i].id);
+			keep(db, mine[i].relid, mine[i].xid, mine[i].id);
 		LWLockRelease(intake->lock);
 	}
 
@@ -540,6 +574,13 @@ collect(bool update_snapshot)
 		Oid	   t = INT8OID;
 		uint64 found = enqueue_where(lt, snap, psprintf("l.%s > $1", lt_col(lt, "id")), 1, &t, &arg, false);
 
+		/*
+		 * A prepared transaction survives a restart, its leads in shared
+		 * memory do not, and this scan cannot see them: scan again at the
+		 * next collect while there is one.
+		 */
+		if (prepared_xacts())
+			pg_atomic_write_u32(&db->lost, 1);
 		ereport(LOG,
 				(errmsg("lead_enrich: scanned %s for new leads the shared list may have lost: %llu queued",
 						lt->qualname, (unsigned long long) found),

@@ -15,7 +15,7 @@
 #define LE_INTAKE_ENTRIES 65536
 
 extern void le_intake_shmem_init(void);
-extern bool le_intake_add(const int64 *ids, int n);
+extern bool le_intake_add(Oid relid, const int64 *ids, int n);
 
 /*
  * Called by the worker at the start of every claim, in a transaction with

@@ -259,7 +259,7 @@ intake_new_leads(TriggerData *td, bool row, AttrNumber id_attnum)
 		if (isnull)
 			return true;
 		one = id_of(d, typid);
-		return le_intake_add(&one, 1);
+		return le_intake_add(RelationGetRelid(td->tg_relation), &one, 1);
 	}
 
 	/* a read pointer of our own: other triggers may read the same rows */
@@ -276,7 +276,7 @@ intake_new_leads(TriggerData *td, bool row, AttrNumber id_attnum)
 			ids[n++] = id_of(d, typid);
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	return n == 0 || le_intake_add(ids, n);
+	return n == 0 || le_intake_add(RelationGetRelid(td->tg_relation), ids, n);
 }
 
 /*
