@@ -48,6 +48,15 @@ ROLLBACK;
 SELECT lead_enrich.intake_collect() AS collected;
 SELECT count(*) AS queued_after_rollback FROM lead_enrich.lead_state WHERE lead_id = 521;
 
+-- collected inside the inserting transaction: kept until it commits
+BEGIN;
+INSERT INTO crm_lead (id, name, type, active, probability, email_from)
+VALUES (522, 'Same transaction', 'lead', true, 10, 'same@harvard.edu');
+SELECT lead_enrich.intake_collect() AS collected_inside;
+COMMIT;
+SELECT lead_enrich.intake_collect() AS collected_after_commit;
+SELECT lead_id, status FROM lead_enrich.lead_state WHERE lead_id = 522;
+
 -- an INSERT of no rows, and COPY
 INSERT INTO crm_lead (id, name, type, active, email_from)
 SELECT id, name, type, active, email_from FROM crm_lead WHERE false;

@@ -323,7 +323,6 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 {
 	static SPIPlanPtr ins_reset = NULL;
 	static SPIPlanPtr ins_keep = NULL;
-	Oid				  arrtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
 	SPIPlanPtr		  plan;
 	LeGuard			  g;
 	char			 *sql;
@@ -375,6 +374,7 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 	plan = reset ? ins_reset : ins_keep;
 	if (plan == NULL)
 	{
+		Oid			arrtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
 		const char *base =
 			"INSERT INTO lead_enrich.lead_state AS s "
 			"(lead_id, status, email, source, attempts, updated_at) "
@@ -523,8 +523,8 @@ collect(bool update_snapshot)
 	LWLockRelease(intake->lock);
 
 	/*
-	 * committed in snap: enqueue; running: put back; aborted, or of a table
-	 * no longer attached: drop
+	 * committed in snap: enqueue; running (this transaction included): put
+	 * back; aborted, or of a table no longer attached: drop
 	 */
 	ids = palloc(sizeof(Datum) * Max(nmine, 1));
 	for (int i = 0; i < nmine; i++)
@@ -533,7 +533,8 @@ collect(bool update_snapshot)
 
 		if (mine[i].relid != lt->relid)
 			continue;
-		if (XidInMVCCSnapshot(xid, snap))
+		/* a snapshot leaves out its own transaction: still running too */
+		if (XidInMVCCSnapshot(xid, snap) || TransactionIdIsCurrentTransactionId(xid))
 			mine[nkeep++] = mine[i];
 		else
 		{

@@ -323,7 +323,8 @@ elif new_db $DB; then
 		-c "DO \$\$ BEGIN FOR i IN 1..1200 LOOP EXIT WHEN EXISTS (SELECT 1 FROM public.go); PERFORM pg_sleep(0.1); END LOOP; END \$\$" \
 		-c "COMMIT" >/dev/null &
 	bg=$!
-	wait_for 10 $DB "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DO %public.go%' AND pid <> pg_backend_pid()" 1 >/dev/null
+	wait_for 30 $DB "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DO %public.go%' AND backend_xid IS NOT NULL
+		AND pid <> pg_backend_pid()" 1 >/dev/null || not_ok "a transaction that inserted a lead stays open"
 	# more new leads than the list holds (65536), from several statements
 	for s in 0 1 2 3; do
 		insert_leads $DB "Bulk" $((2000 + s * 20000)) 20000 >/dev/null
