@@ -723,45 +723,7 @@ BEGIN
 	END IF;
 END
 $$;
-
-/* the status view says when the attached table changed under lead_enrich */
-CREATE OR REPLACE VIEW lead_enrich.status AS
-SELECT
-	c.mode,
-	c.lead_table,
-	w.pid AS worker_pid,
-	w.activity AS worker_activity,
-	q.pending,
-	q.pending_due,
-	q.retrying,
-	w.last_run,
-	w.last_error,
-	w.last_error_at,
-	w.paused_since,
-	w.pause_reason,
-	o.outcomes,
-	q.credits_spent,
-	w.runs,
-	w.requests,
-	w.started_at AS worker_started_at,
-	w.launcher_running,
-	CASE WHEN d.missing IS NOT NULL
-		THEN format('table %s detached: mapped columns %s were dropped, renamed or retyped; '
-					'new leads are not enqueued and enrichment is suspended until lead_enrich.attach() is run again',
-					c.lead_table, d.missing) END AS problem
-FROM lead_enrich.worker_info() w
-LEFT JOIN lead_enrich.config c ON true
-LEFT JOIN LATERAL (SELECT lead_enrich._changed_columns(c.lead_table, c.columns) AS missing) d ON true
-CROSS JOIN LATERAL (
-	SELECT count(*) FILTER (WHERE s.status = 'pending') AS pending,
-		   count(*) FILTER (WHERE s.status = 'pending'
-							AND coalesce(s.next_attempt_at <= now(), true)) AS pending_due,
-		   count(*) FILTER (WHERE s.status = 'pending' AND s.attempts > 0) AS retrying,
-		   coalesce(sum(s.credits), 0) AS credits_spent
-	FROM lead_enrich.lead_state s) q
-CROSS JOIN LATERAL (
-	SELECT coalesce(jsonb_object_agg(x.status, x.n), '{}') AS outcomes
-	FROM (SELECT s.status, count(*) AS n FROM lead_enrich.lead_state s GROUP BY s.status) x) o;/* --- end of trust boundary --- */
+/* --- end of trust boundary --- */
 
 /* --- the queue (issue 11): batches recorded when claimed --- */
 
@@ -943,3 +905,164 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION lead_enrich.forget(text, text, bigint[]) FROM PUBLIC;
+
+/* --- cheap enqueue (issue 11) --- */
+
+/*
+ * New leads go to shared memory and the worker makes them durable
+ * (src/intake.c); archived leads are not enqueued, a lead made active
+ * again is.  The triggers are installed again with their sixth argument
+ * (the active column), and where automatic mode started is recorded.
+ */
+CREATE FUNCTION lead_enrich.intake()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'lead_enrich_enqueue';
+REVOKE ALL ON FUNCTION lead_enrich.intake() FROM PUBLIC;
+
+/*
+ * Where the scan for new leads lost from shared memory (a crash, a
+ * restart, a failover) starts: the largest id of the attached table when
+ * automatic mode was switched on.  Leads at or below it were there before
+ * and are not enqueued automatically (src/intake.c).
+ */
+CREATE TABLE lead_enrich.intake (
+	lead_table	regclass PRIMARY KEY,
+	since_id	bigint NOT NULL,
+	since_at	timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('lead_enrich.intake', '');
+
+/*
+ * sync_triggers(): remove the enqueue triggers wherever they are, and
+ * install them on the attached table when the mode is 'auto'; record in
+ * lead_enrich.intake where automatic mode started, unless it already ran
+ * on that table.  Called by attach(), detach() and set_mode().
+ */
+CREATE OR REPLACE FUNCTION lead_enrich.sync_triggers()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t			record;
+	c			record;
+	email		text;
+	active		text;
+	args		text;
+	attached	boolean;
+	was_auto	boolean;
+	since		bigint;
+BEGIN
+	SELECT * INTO c FROM lead_enrich.config;
+	attached := FOUND;
+	was_auto := attached AND EXISTS (SELECT 1 FROM pg_trigger tg
+								  WHERE tg.tgrelid = c.lead_table AND tg.tgname = 'lead_enrich_enqueue_insert'
+									AND tg.tgfoid IN ('lead_enrich.enqueue()'::regprocedure,
+													  'lead_enrich.intake()'::regprocedure));
+	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
+			 FROM pg_trigger tg
+			 WHERE tg.tgfoid IN ('lead_enrich.enqueue()'::regprocedure, 'lead_enrich.intake()'::regprocedure) LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+	END LOOP;
+
+	IF NOT attached OR c.mode <> 'auto' THEN
+		DELETE FROM lead_enrich.intake;
+		RETURN;
+	END IF;
+	email := c.columns ->> 'email';
+	active := c.columns ->> 'active';
+	args := format('%L, %L, %L, %L, %L, %L', c.columns ->> 'id', email,
+				   coalesce(c.columns ->> 'enrich_done', ''),
+				   coalesce(c.columns ->> 'reveal_id', ''),
+				   coalesce(c.columns ->> 'probability', ''),
+				   coalesce(active, ''));
+	EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_insert AFTER INSERT ON %s '
+				   'REFERENCING NEW TABLE AS lead_enrich_new '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION lead_enrich.intake(%s)',
+				   c.lead_table, args);
+	-- a changed e-mail, or an archived lead made active again
+	IF active IS NULL THEN
+		EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_update AFTER UPDATE OF %I ON %s '
+					   'FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) '
+					   'EXECUTE FUNCTION lead_enrich.enqueue(%s)',
+					   email, c.lead_table, email, email, args);
+	ELSE
+		EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_update AFTER UPDATE OF %I, %I ON %s '
+					   'FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I '
+					   'OR (OLD.%I IS FALSE AND NEW.%I IS NOT FALSE)) '
+					   'EXECUTE FUNCTION lead_enrich.enqueue(%s)',
+					   email, active, c.lead_table, email, email, active, active, args);
+	END IF;
+
+	-- after CREATE TRIGGER: the inserts it waited for are counted
+	IF NOT was_auto OR NOT EXISTS (SELECT 1 FROM lead_enrich.intake i WHERE i.lead_table = c.lead_table) THEN
+		EXECUTE format('SELECT coalesce(max(%I), 0) FROM %s', c.columns ->> 'id', c.lead_table) INTO since;
+		DELETE FROM lead_enrich.intake;
+		INSERT INTO lead_enrich.intake (lead_table, since_id) VALUES (c.lead_table, since);
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION lead_enrich.sync_triggers() FROM PUBLIC;
+
+SELECT lead_enrich.sync_triggers();
+
+/*
+ * New leads wait in shared memory until the worker makes them durable
+ * (src/intake.c).  intake_collect() does it now (for tests, and before a
+ * planned switchover while the worker is stopped) and returns how many it
+ * queued; intake_pending() counts the committed ones still waiting.
+ */
+CREATE FUNCTION lead_enrich.intake_collect()
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_intake_collect';
+REVOKE ALL ON FUNCTION lead_enrich.intake_collect() FROM PUBLIC;
+
+CREATE FUNCTION lead_enrich.intake_pending()
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_intake_pending';
+REVOKE ALL ON FUNCTION lead_enrich.intake_pending() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lead_enrich.intake_pending() TO lead_enrich_user;
+
+/* --- the status view, as 1.2 has it (the columns above are all there now) --- */
+
+CREATE OR REPLACE VIEW lead_enrich.status AS
+SELECT
+	c.mode,
+	c.lead_table,
+	w.pid AS worker_pid,
+	w.activity AS worker_activity,
+	q.pending + i.n AS pending,
+	q.pending_due + i.n AS pending_due,
+	q.retrying,
+	w.last_run,
+	w.last_error,
+	w.last_error_at,
+	w.paused_since,
+	w.pause_reason,
+	o.outcomes,
+	q.credits_spent,
+	w.runs,
+	w.requests,
+	w.started_at AS worker_started_at,
+	w.launcher_running,
+	CASE WHEN d.missing IS NOT NULL
+		THEN format('table %s detached: mapped columns %s were dropped, renamed or retyped; '
+					'new leads are not enqueued and enrichment is suspended until lead_enrich.attach() is run again',
+					c.lead_table, d.missing) END AS problem
+FROM lead_enrich.worker_info() w
+LEFT JOIN lead_enrich.config c ON true
+LEFT JOIN LATERAL (SELECT lead_enrich._changed_columns(c.lead_table, c.columns) AS missing) d ON true
+CROSS JOIN LATERAL (SELECT lead_enrich.intake_pending() AS n) i
+CROSS JOIN LATERAL (
+	SELECT count(*) FILTER (WHERE s.status = 'pending') AS pending,
+		   count(*) FILTER (WHERE s.status = 'pending'
+							AND coalesce(s.next_attempt_at <= now(), true)) AS pending_due,
+		   count(*) FILTER (WHERE s.status = 'pending' AND s.attempts > 0) AS retrying,
+		   coalesce(sum(s.credits), 0) AS credits_spent
+	FROM lead_enrich.lead_state s) q
+CROSS JOIN LATERAL (
+	SELECT coalesce(jsonb_object_agg(x.status, x.n), '{}') AS outcomes
+	FROM (SELECT s.status, count(*) AS n FROM lead_enrich.lead_state s GROUP BY s.status) x) o;

@@ -10,7 +10,7 @@ SELECT mode FROM lead_enrich.config;
 
 -- manual mode (the default): no trigger, an INSERT enqueues nothing
 SELECT count(*) AS triggers FROM pg_trigger
-WHERE tgfoid = 'lead_enrich.enqueue()'::regprocedure;
+WHERE tgfoid IN ('lead_enrich.enqueue()'::regprocedure, 'lead_enrich.intake()'::regprocedure);
 INSERT INTO crm_lead (id, name, type, active, probability, email_from)
 VALUES (501, 'Manual', 'lead', true, 10, 'm@harvard.edu');
 SELECT count(*) AS queued FROM lead_enrich.lead_state WHERE lead_id = 501;
@@ -20,7 +20,7 @@ SELECT lead_enrich.set_mode('sometimes');
 SELECT lead_enrich.set_mode('auto') AS previous_mode;
 SELECT mode FROM lead_enrich.config;
 SELECT tgname, pg_get_triggerdef(oid) AS definition FROM pg_trigger
-WHERE tgfoid = 'lead_enrich.enqueue()'::regprocedure ORDER BY tgname;
+WHERE tgfoid IN ('lead_enrich.enqueue()'::regprocedure, 'lead_enrich.intake()'::regprocedure) ORDER BY tgname;
 
 -- one statement, many leads: only those that need enriching are queued
 INSERT INTO crm_lead (id, name, type, active, probability, email_from, iap_enrich_done, reveal_id) VALUES
@@ -33,6 +33,9 @@ INSERT INTO crm_lead (id, name, type, active, probability, email_from, iap_enric
 	(517, 'Bad mail', 'lead', true, 10, 'not an e-mail', false, NULL),
 	(518, 'Webmail', 'lead', true, 10, 'bob@gmail.com', false, NULL),
 	(519, 'Nulls', 'lead', true, NULL, 'n@ox.ac.uk', NULL, '');
+-- new leads wait in shared memory until the worker (stopped here) collects them
+SELECT pending AS waiting FROM lead_enrich.status;
+SELECT lead_enrich.intake_collect() AS collected;
 SELECT lead_id, status, email, source, attempts, next_attempt_at IS NULL AS due_now
 FROM lead_enrich.lead_state WHERE lead_id BETWEEN 501 AND 599 ORDER BY lead_id;
 
@@ -42,7 +45,17 @@ INSERT INTO crm_lead (id, name, type, active, probability, email_from)
 VALUES (521, 'Rolled back', 'lead', true, 10, 'rb@harvard.edu');
 SELECT count(*) AS queued_inside FROM lead_enrich.lead_state WHERE lead_id = 521;
 ROLLBACK;
+SELECT lead_enrich.intake_collect() AS collected;
 SELECT count(*) AS queued_after_rollback FROM lead_enrich.lead_state WHERE lead_id = 521;
+
+-- collected inside the inserting transaction: kept until it commits
+BEGIN;
+INSERT INTO crm_lead (id, name, type, active, probability, email_from)
+VALUES (522, 'Same transaction', 'lead', true, 10, 'same@harvard.edu');
+SELECT lead_enrich.intake_collect() AS collected_inside;
+COMMIT;
+SELECT lead_enrich.intake_collect() AS collected_after_commit;
+SELECT lead_id, status FROM lead_enrich.lead_state WHERE lead_id = 522;
 
 -- an INSERT of no rows, and COPY
 INSERT INTO crm_lead (id, name, type, active, email_from)
@@ -50,6 +63,7 @@ SELECT id, name, type, active, email_from FROM crm_lead WHERE false;
 COPY crm_lead (id, name, type, active, probability, email_from) FROM stdin;
 531	Copied	lead	t	10	copy@ox.ac.uk
 \.
+SELECT lead_enrich.intake_collect() AS collected;
 SELECT lead_id, status, email FROM lead_enrich.lead_state WHERE lead_id = 531;
 
 -- e-mail changes: a lead not done is queued (again), with its new address
@@ -85,6 +99,7 @@ SELECT count(*) FROM lead_enrich.lead_state;
 SELECT lead_enrich.set_mode('manual');
 SELECT lead_enrich.wake();
 RESET ROLE;
+SELECT lead_enrich.intake_collect() AS collected;
 SELECT lead_id, status, email FROM lead_enrich.lead_state WHERE lead_id = 541;
 -- lead_enrich_user may change the mode only as the table's owner
 GRANT lead_enrich_user TO regress_le_inserter;
@@ -123,23 +138,25 @@ SET lead_enrich.interval = '10min';
 
 -- back to manual: the triggers go, inserts are not queued
 SELECT lead_enrich.set_mode('manual') AS previous_mode;
-SELECT count(*) AS triggers FROM pg_trigger WHERE tgfoid = 'lead_enrich.enqueue()'::regprocedure;
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgfoid IN ('lead_enrich.enqueue()'::regprocedure, 'lead_enrich.intake()'::regprocedure);
 INSERT INTO crm_lead (id, name, type, active, probability, email_from)
 VALUES (551, 'Manual again', 'lead', true, 10, 'again@harvard.edu');
+SELECT lead_enrich.intake_collect() AS collected;
 SELECT count(*) AS queued FROM lead_enrich.lead_state WHERE lead_id = 551;
 
 -- detach and attach take the triggers along; a plain table without a done flag
 SELECT lead_enrich.set_mode('auto') AS previous_mode;
 SELECT lead_enrich.detach();
-SELECT count(*) AS triggers FROM pg_trigger WHERE tgfoid = 'lead_enrich.enqueue()'::regprocedure;
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgfoid IN ('lead_enrich.enqueue()'::regprocedure, 'lead_enrich.intake()'::regprocedure);
 CREATE TABLE public.auto_leads (lead_id bigserial PRIMARY KEY, mail text, company text);
 SET client_min_messages = warning;
 SELECT lead_enrich.attach('public.auto_leads', '{"id": "lead_id", "email": "mail", "partner_name": "company"}') ->> 'layout' AS layout;
 RESET client_min_messages;
 SELECT lead_enrich.set_mode('auto') AS previous_mode;
 SELECT tgrelid::regclass AS on_table, tgname FROM pg_trigger
-WHERE tgfoid = 'lead_enrich.enqueue()'::regprocedure ORDER BY tgname;
+WHERE tgfoid IN ('lead_enrich.enqueue()'::regprocedure, 'lead_enrich.intake()'::regprocedure) ORDER BY tgname;
 INSERT INTO public.auto_leads (mail) VALUES ('a@harvard.edu'), (NULL), ('b@ox.ac.uk');
+SELECT lead_enrich.intake_collect() AS collected;
 SELECT lead_id, status, email FROM lead_enrich.lead_state WHERE lead_id < 100 ORDER BY lead_id;
 UPDATE public.auto_leads SET mail = 'c@mit.edu' WHERE mail IS NULL;
 SELECT lead_id, status, email FROM lead_enrich.lead_state WHERE lead_id < 100 ORDER BY lead_id;
@@ -148,7 +165,7 @@ SET client_min_messages = warning;
 SELECT lead_enrich.attach('odoo.crm_lead') ->> 'layout' AS layout;
 RESET client_min_messages;
 SELECT tgrelid::regclass AS on_table, tgname FROM pg_trigger
-WHERE tgfoid = 'lead_enrich.enqueue()'::regprocedure ORDER BY tgname;
+WHERE tgfoid IN ('lead_enrich.enqueue()'::regprocedure, 'lead_enrich.intake()'::regprocedure) ORDER BY tgname;
 
 -- clean up: manual mode, the worker back
 SELECT lead_enrich.set_mode('manual') AS previous_mode;

@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "intake.h"
 #include "lead_enrich.h"
 #include "worker.h"
 
@@ -31,6 +32,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
 	{
 		le_shmem_init();
+		le_intake_shmem_init();
 		le_register_launcher();
 	}
 }

@@ -6,31 +6,47 @@
  *	  background worker is woken when the transaction commits.
  *
  * attach() and set_mode() install two triggers on the attached table while
- * the mode is 'auto':
+ * the mode is 'auto' (lead_enrich.sync_triggers()):
  *
  *	AFTER INSERT ... REFERENCING NEW TABLE ... FOR EACH STATEMENT
- *		one INSERT ... SELECT ... ON CONFLICT over the transition table per
- *		statement, however many rows it inserted;
- *	AFTER UPDATE OF <email> ... FOR EACH ROW WHEN (old <> new e-mail)
+ *		the new leads' ids are appended to the shared list of intake.c, with
+ *		the (sub)transaction that inserted them, under one lock per
+ *		statement however many rows it inserted: no statement, no row, no
+ *		WAL.  The worker makes the committed ones durable 'pending' rows and
+ *		applies the filter below to their current values (intake.c, which
+ *		also says how no lead is lost across a crash, a restart or a
+ *		failover).  Without shared memory for this database (the library not
+ *		preloaded, or every database slot taken), the rows are written here,
+ *		as below;
+ *	AFTER UPDATE OF <email>, <active> ... FOR EACH ROW
+ *	WHEN (old <> new e-mail OR the lead made active again)
+ *		one INSERT ... ON CONFLICT into lead_state, as the change happens:
  *		PostgreSQL refuses transition tables on triggers with a column list,
  *		and a statement trigger on every UPDATE would copy every updated row
  *		(the worker's own enrichment UPDATEs included) into a tuplestore;
- *		the WHEN clause makes this trigger fire only for a changed e-mail.
+ *		the WHEN clause makes this trigger fire only for such a change.
  *
- * Both run lead_enrich.enqueue(id, email, done, reveal_id, probability),
- * whose arguments are the table's column names ('' when unmapped).  No
- * network I/O, no catalog lookups per row: the statement is prepared once
- * per trigger and process.  Only leads that need enriching are enqueued:
- * an e-mail, not done, no reveal_id, not won.
+ * Both run this function, with the table's id, e-mail, done, reveal_id,
+ * probability and active columns as arguments ('' when unmapped; triggers
+ * of version 1.1 pass the first five).  Only leads that need enriching are
+ * enqueued: an e-mail, not done, no reveal_id, not won, not archived (Odoo
+ * enriches no archived lead automatically).
  *
- * enqueue() is SECURITY DEFINER (the inserting roles have no rights on
- * lead_state) with search_path pinned to pg_catalog, pg_temp, so its
- * statement can resolve no operator or function an ordinary role created;
- * it reads only the new rows' columns of the types attach() accepted, so
- * no code of the table's owner runs with the extension owner's rights.
- * When a column it names is gone (dropped or renamed since attach()), it
- * does nothing and says so once per process in the server log: the CRM
- * keeps working, and lead_enrich.status shows why nothing is enqueued.
+ * The insert trigger runs it as lead_enrich.intake(), an ordinary function:
+ * appending to shared memory needs no rights, and a SECURITY DEFINER
+ * function with its own search_path costs a GUC nest level on every
+ * INSERT, about as much as the append itself.  The update trigger runs it
+ * as lead_enrich.enqueue(), SECURITY DEFINER (the inserting roles have no
+ * rights on lead_state) with search_path pinned to pg_catalog, pg_temp.
+ * Either way, every statement it runs (the update, and the insert without
+ * shared memory) runs as the extension's owner, restricted, with the
+ * search_path pinned (guard.c), so it can resolve no operator or function
+ * an ordinary role created; it reads only the new rows' columns of the
+ * types attach() accepted, so no code of the table's owner runs with the
+ * extension owner's rights.  When a column it names is gone (dropped or
+ * renamed since attach()), it does nothing and says so once per process
+ * in the server log: the CRM keeps working, and lead_enrich.status shows
+ * why nothing is enqueued.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,8 +61,10 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/tuplestore.h"
 
 #include "guard.h"
+#include "intake.h"
 #include "lead_enrich.h"
 #include "worker.h"
 
@@ -89,6 +107,8 @@ build_enqueue_sql(Trigger *tg, const char *source)
 	if (tg->tgargs[4][0] != '\0')
 		appendStringInfo(&s, " AND coalesce(n.%s OPERATOR(pg_catalog.<) 100, true)",
 						 quote_identifier(tg->tgargs[4]));
+	if (tg->tgnargs > 5 && tg->tgargs[5][0] != '\0')
+		appendStringInfo(&s, " AND coalesce(n.%s, true)", quote_identifier(tg->tgargs[5]));
 	/* a lead already done (or mined) is not enriched again */
 	appendStringInfoString(&s,
 						   " ON CONFLICT (lead_id) DO UPDATE SET status = 'pending', "
@@ -114,10 +134,10 @@ get_plan(TriggerData *td, bool row)
 		if (enqueue_plans[i].tgoid == tg->tgoid)
 			return enqueue_plans[i].plan;
 
-	if (tg->tgnargs != 5)
+	if (tg->tgnargs != 5 && tg->tgnargs != 6)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger \"%s\" must pass 5 column names to lead_enrich.enqueue()",
+				 errmsg("trigger \"%s\" must pass 6 column names to lead_enrich.enqueue()",
 						tg->tgname),
 				 errhint("Call lead_enrich.attach() again to reinstall the triggers.")));
 	if (row)
@@ -147,20 +167,45 @@ get_plan(TriggerData *td, bool row)
 }
 
 /*
+ * The columns a trigger names, as attribute numbers (0: unmapped), for the
+ * trigger seen last in this process.  Checked at every call by name, which
+ * is cheaper than looking each name up in the table's descriptor.
+ */
+static Oid		  cols_tgoid = InvalidOid;
+static AttrNumber cols_attnum[6];
+
+/*
  * columns_present: are the columns the trigger names all in the table?
  * A missing one is reported once per trigger and process, in the log.
+ * Sets *id_attnum to the id column's attribute number.
  */
 static bool
-columns_present(TriggerData *td)
+columns_present(TriggerData *td, AttrNumber *id_attnum)
 {
 	static Oid warned_tgoid = InvalidOid;
 	Trigger	  *tg = td->tg_trigger;
 	TupleDesc  desc = RelationGetDescr(td->tg_relation);
+	bool	   cached = cols_tgoid == tg->tgoid;
 
 	for (int i = 0; i < tg->tgnargs; i++)
 	{
-		if (tg->tgargs[i][0] == '\0' || SPI_fnumber(desc, tg->tgargs[i]) > 0)
+		AttrNumber a;
+
+		if (tg->tgargs[i][0] == '\0')
+		{
+			cols_attnum[i] = 0;
 			continue;
+		}
+		a = cached ? cols_attnum[i] : 0;
+		if (a <= 0 || a > desc->natts || TupleDescAttr(desc, a - 1)->attisdropped ||
+			strcmp(NameStr(TupleDescAttr(desc, a - 1)->attname), tg->tgargs[i]) != 0)
+			a = SPI_fnumber(desc, tg->tgargs[i]);
+		if (a > 0)
+		{
+			cols_attnum[i] = a;
+			continue;
+		}
+		cols_tgoid = InvalidOid;
 		if (warned_tgoid != tg->tgoid)
 		{
 			warned_tgoid = tg->tgoid;
@@ -171,7 +216,67 @@ columns_present(TriggerData *td)
 		}
 		return false;
 	}
+	cols_tgoid = tg->tgoid;
+	*id_attnum = cols_attnum[0];
 	return true;
+}
+
+/*
+ * id_of: a lead's id from its column's datum (int2, int4 or int8: attach()
+ * accepts no other type).
+ */
+static int64
+id_of(Datum d, Oid typid)
+{
+	if (typid == INT2OID)
+		return DatumGetInt16(d);
+	if (typid == INT4OID)
+		return DatumGetInt32(d);
+	return DatumGetInt64(d);
+}
+
+/*
+ * intake_new_leads: hand the ids of the inserted rows to intake.c.  Returns
+ * false when it has no room for this database: the caller enqueues them.
+ */
+static bool
+intake_new_leads(TriggerData *td, bool row, AttrNumber id_attnum)
+{
+	TupleDesc		 desc = RelationGetDescr(td->tg_relation);
+	Oid				 typid = TupleDescAttr(desc, id_attnum - 1)->atttypid;
+	Tuplestorestate *ts = td->tg_newtable;
+	bool			 isnull;
+	Datum			 d;
+	int64			 one;
+	int64			*ids = &one;
+	int				 n = 0;
+	TupleTableSlot	*slot;
+	int				 ptr;
+
+	if (row)
+	{
+		d = heap_getattr(td->tg_trigtuple, id_attnum, desc, &isnull);
+		if (isnull)
+			return true;
+		one = id_of(d, typid);
+		return le_intake_add(RelationGetRelid(td->tg_relation), &one, 1);
+	}
+
+	/* a read pointer of our own: other triggers may read the same rows */
+	if (tuplestore_tuple_count(ts) > 1)
+		ids = palloc(sizeof(int64) * tuplestore_tuple_count(ts));
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	ptr = tuplestore_alloc_read_pointer(ts, 0);
+	tuplestore_select_read_pointer(ts, ptr);
+	tuplestore_rescan(ts);
+	while (tuplestore_gettupleslot(ts, true, false, slot))
+	{
+		d = slot_getattr(slot, id_attnum, &isnull);
+		if (!isnull)
+			ids[n++] = id_of(d, typid);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	return n == 0 || le_intake_add(RelationGetRelid(td->tg_relation), ids, n);
 }
 
 /*
@@ -184,6 +289,8 @@ lead_enrich_enqueue(PG_FUNCTION_ARGS)
 	bool		 row;
 	SPIPlanPtr	 plan;
 	int			 ret;
+	AttrNumber	 id_attnum = 0;
+	LeGuard		 g;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -202,13 +309,22 @@ lead_enrich_enqueue(PG_FUNCTION_ARGS)
 	/* an INSERT of no rows costs nothing more */
 	if (!row && tuplestore_tuple_count(td->tg_newtable) == 0)
 		return PointerGetDatum(NULL);
-	if (td->tg_trigger->tgnargs == 5 && !columns_present(td))
+	if ((td->tg_trigger->tgnargs == 5 || td->tg_trigger->tgnargs == 6) && !columns_present(td, &id_attnum))
 		return PointerGetDatum(NULL);
 
+	/* new leads: into shared memory, the worker makes them durable */
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event) && id_attnum > 0 && intake_new_leads(td, row, id_attnum))
+	{
+		le_wake_at_commit();
+		return PointerGetDatum(NULL);
+	}
+
+	/* as the extension's owner, restricted, search_path pinned */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (!row && SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
+	le_guard_extension(&g);
 	plan = get_plan(td, row);
 	if (row)
 	{
@@ -219,6 +335,7 @@ lead_enrich_enqueue(PG_FUNCTION_ARGS)
 	}
 	else
 		ret = SPI_execute_plan(plan, NULL, NULL, false, 0);
+	le_guard_end(&g);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not enqueue leads: %s", SPI_result_code_string(ret));
 	if (SPI_processed > 0)

@@ -73,6 +73,7 @@
 
 #include "enrich.h"
 #include "guard.h"
+#include "intake.h"
 #include "lead_enrich.h"
 #include "queue.h"
 #include "worker.h"
@@ -477,6 +478,9 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop, bool *more)
 		*stop = true;
 		return 0;
 	}
+
+	/* new leads the trigger left in shared memory become durable rows */
+	le_intake_collect();
 
 	/* batches sent before and not settled go first, exactly as recorded */
 	nresent = queue_batch_unsettled(lt, maxb, resent);

@@ -37,8 +37,10 @@ CREATE INDEX lead_state_batch_idx ON lead_enrich.lead_state (batch_id) WHERE bat
 
 /*
  * The trigger function; its arguments are the attached table's id, e-mail,
- * done, reveal_id and probability columns ('' when unmapped).  SECURITY
- * DEFINER: the roles that insert leads need no rights on lead_state.  Its
+ * done, reveal_id, probability and active columns ('' when unmapped).  New
+ * leads go to shared memory, and the worker makes them durable
+ * (src/intake.c).  SECURITY DEFINER: the roles that insert leads need no
+ * rights on lead_state.  Its
  * search_path is pinned: the statement it prepares reads columns of the
  * inserting role's table, and an operator that role created in its own
  * schema must never be picked (src/trigger.c).
@@ -51,9 +53,36 @@ AS 'MODULE_PATHNAME', 'lead_enrich_enqueue';
 REVOKE ALL ON FUNCTION lead_enrich.enqueue() FROM PUBLIC;
 
 /*
+ * The same trigger function for INSERTs: it only appends the new leads'
+ * ids to shared memory, which needs no rights, and is not SECURITY DEFINER
+ * (a function with its own search_path costs a GUC nest level per INSERT).
+ * Without shared memory it writes lead_state as the extension's owner with
+ * search_path pinned, as enqueue() does (src/trigger.c).
+ */
+CREATE FUNCTION lead_enrich.intake()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'lead_enrich_enqueue';
+REVOKE ALL ON FUNCTION lead_enrich.intake() FROM PUBLIC;
+
+/*
+ * Where the scan for new leads lost from shared memory (a crash, a
+ * restart, a failover) starts: the largest id of the attached table when
+ * automatic mode was switched on.  Leads at or below it were there before
+ * and are not enqueued automatically (src/intake.c).
+ */
+CREATE TABLE lead_enrich.intake (
+	lead_table	regclass PRIMARY KEY,
+	since_id	bigint NOT NULL,
+	since_at	timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('lead_enrich.intake', '');
+
+/*
  * sync_triggers(): remove the enqueue triggers wherever they are, and
- * install them on the attached table when the mode is 'auto'.  Called by
- * attach(), detach() and set_mode().
+ * install them on the attached table when the mode is 'auto'; record in
+ * lead_enrich.intake where automatic mode started, unless it already ran
+ * on that table.  Called by attach(), detach() and set_mode().
  */
 CREATE FUNCTION lead_enrich.sync_triggers()
 RETURNS void
@@ -64,31 +93,59 @@ DECLARE
 	t			record;
 	c			record;
 	email		text;
+	active		text;
 	args		text;
+	attached	boolean;
+	was_auto	boolean;
+	since		bigint;
 BEGIN
+	SELECT * INTO c FROM lead_enrich.config;
+	attached := FOUND;
+	was_auto := attached AND EXISTS (SELECT 1 FROM pg_trigger tg
+								  WHERE tg.tgrelid = c.lead_table AND tg.tgname = 'lead_enrich_enqueue_insert'
+									AND tg.tgfoid IN ('lead_enrich.enqueue()'::regprocedure,
+													  'lead_enrich.intake()'::regprocedure));
 	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
 			 FROM pg_trigger tg
-			 WHERE tg.tgfoid = 'lead_enrich.enqueue()'::regprocedure LOOP
+			 WHERE tg.tgfoid IN ('lead_enrich.enqueue()'::regprocedure, 'lead_enrich.intake()'::regprocedure) LOOP
 		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
 	END LOOP;
 
-	SELECT * INTO c FROM lead_enrich.config;
-	IF NOT FOUND OR c.mode <> 'auto' THEN
+	IF NOT attached OR c.mode <> 'auto' THEN
+		DELETE FROM lead_enrich.intake;
 		RETURN;
 	END IF;
 	email := c.columns ->> 'email';
-	args := format('%L, %L, %L, %L, %L', c.columns ->> 'id', email,
+	active := c.columns ->> 'active';
+	args := format('%L, %L, %L, %L, %L, %L', c.columns ->> 'id', email,
 				   coalesce(c.columns ->> 'enrich_done', ''),
 				   coalesce(c.columns ->> 'reveal_id', ''),
-				   coalesce(c.columns ->> 'probability', ''));
+				   coalesce(c.columns ->> 'probability', ''),
+				   coalesce(active, ''));
 	EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_insert AFTER INSERT ON %s '
 				   'REFERENCING NEW TABLE AS lead_enrich_new '
-				   'FOR EACH STATEMENT EXECUTE FUNCTION lead_enrich.enqueue(%s)',
+				   'FOR EACH STATEMENT EXECUTE FUNCTION lead_enrich.intake(%s)',
 				   c.lead_table, args);
-	EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_update AFTER UPDATE OF %I ON %s '
-				   'FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) '
-				   'EXECUTE FUNCTION lead_enrich.enqueue(%s)',
-				   email, c.lead_table, email, email, args);
+	-- a changed e-mail, or an archived lead made active again
+	IF active IS NULL THEN
+		EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_update AFTER UPDATE OF %I ON %s '
+					   'FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) '
+					   'EXECUTE FUNCTION lead_enrich.enqueue(%s)',
+					   email, c.lead_table, email, email, args);
+	ELSE
+		EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_update AFTER UPDATE OF %I, %I ON %s '
+					   'FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I '
+					   'OR (OLD.%I IS FALSE AND NEW.%I IS NOT FALSE)) '
+					   'EXECUTE FUNCTION lead_enrich.enqueue(%s)',
+					   email, active, c.lead_table, email, email, active, active, args);
+	END IF;
+
+	-- after CREATE TRIGGER: the inserts it waited for are counted
+	IF NOT was_auto OR NOT EXISTS (SELECT 1 FROM lead_enrich.intake i WHERE i.lead_table = c.lead_table) THEN
+		EXECUTE format('SELECT coalesce(max(%I), 0) FROM %s', c.columns ->> 'id', c.lead_table) INTO since;
+		DELETE FROM lead_enrich.intake;
+		INSERT INTO lead_enrich.intake (lead_table, since_id) VALUES (c.lead_table, since);
+	END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION lead_enrich.sync_triggers() FROM PUBLIC;
@@ -188,6 +245,25 @@ LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'lead_enrich_worker_info';
 
 /*
+ * New leads wait in shared memory until the worker makes them durable
+ * (src/intake.c).  intake_collect() does it now (for tests, and before a
+ * planned switchover while the worker is stopped) and returns how many it
+ * queued; intake_pending() counts the committed ones still waiting.
+ */
+CREATE FUNCTION lead_enrich.intake_collect()
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_intake_collect';
+REVOKE ALL ON FUNCTION lead_enrich.intake_collect() FROM PUBLIC;
+
+CREATE FUNCTION lead_enrich.intake_pending()
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'lead_enrich_intake_pending';
+REVOKE ALL ON FUNCTION lead_enrich.intake_pending() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lead_enrich.intake_pending() TO lead_enrich_user;
+
+/*
  * The status of automatic enrichment in this database: the mode, the
  * worker, the queue, the outcomes and the credits spent.
  */
@@ -197,8 +273,8 @@ SELECT
 	c.lead_table,
 	w.pid AS worker_pid,
 	w.activity AS worker_activity,
-	q.pending,
-	q.pending_due,
+	q.pending + i.n AS pending,
+	q.pending_due + i.n AS pending_due,
 	q.retrying,
 	w.last_run,
 	w.last_error,
@@ -218,6 +294,7 @@ SELECT
 FROM lead_enrich.worker_info() w
 LEFT JOIN lead_enrich.config c ON true
 LEFT JOIN LATERAL (SELECT lead_enrich._changed_columns(c.lead_table, c.columns) AS missing) d ON true
+CROSS JOIN LATERAL (SELECT lead_enrich.intake_pending() AS n) i
 CROSS JOIN LATERAL (
 	SELECT count(*) FILTER (WHERE s.status = 'pending') AS pending,
 		   count(*) FILTER (WHERE s.status = 'pending'

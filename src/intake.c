@@ -1,0 +1,672 @@
+/*-------------------------------------------------------------------------
+ *
+ * intake.c
+ *	  New leads on their way to the queue.  The enqueue trigger writes no
+ *	  row for a new lead: it appends (database, transaction id, lead id) to
+ *	  a list in shared memory, and the worker turns the entries whose
+ *	  transaction committed into 'pending' rows of lead_enrich.lead_state
+ *	  at the start of every claim (le_intake_collect).
+ *
+ * An INSERT in automatic mode thus costs an append under a lock instead of
+ * an INSERT ... ON CONFLICT into a logged, indexed table.  What shared
+ * memory loses must be found again:
+ *
+ *	crash, restart, failover
+ *		shared memory is set up empty (after a crash of any backend, the
+ *		postmaster sets it up again; a promoted standby never had any).  A
+ *		database's first collect after that scans the attached table for
+ *		leads that need enriching, have no row in lead_state and an id
+ *		above lead_enrich.intake.since_id, the largest id when automatic
+ *		mode was switched on (sync_triggers() records it).  Transactions
+ *		still running when it scans appended their leads after shared memory
+ *		was set up, so they are in the list.
+ *	the list is full
+ *		the database's further new leads are kept as a range of ids with the
+ *		newest transaction that added to it; the range is scanned once no
+ *		transaction that may have added to it is still running.
+ *	the collect's transaction aborts
+ *		the entries it took are gone; an abort callback marks the database
+ *		for a scan at the next collect.
+ *
+ * Whether an entry's transaction committed is decided against one
+ * snapshot, the one the collect's statement on the lead table runs with:
+ * an entry still running in that snapshot is put back, one that aborted
+ * is dropped.  An entry is recorded with the (sub)transaction that inserted
+ * the lead, so a rolled-back savepoint enqueues nothing.
+ *
+ * The collect reads the lead's row as it is now, so the filter is applied
+ * once, to current values: an e-mail, not done, no reveal_id, not won,
+ * and active (Odoo does not enrich archived leads automatically; a lead
+ * made active again is enqueued by the update trigger, trigger.c).
+ *
+ * Limits, said here once: a lead inserted in automatic mode with an id
+ * at or below since_id (an explicit id, or one from a sequence cached by a
+ * session since before automatic mode) is found by the collect, but not by
+ * the scan after a crash.  Entries of a dropped database stay in the list
+ * until the server restarts.  An entry carries its table: those of a table
+ * no longer attached are dropped.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+
+#include "guard.h"
+#include "intake.h"
+#include "lead_enrich.h"
+#include "worker.h"
+
+/* One new lead: its database and table, the (sub)transaction that inserted it. */
+typedef struct IntakeEntry
+{
+	Oid			  dboid;
+	Oid			  relid;
+	TransactionId xid;
+	int64		  id;
+} IntakeEntry;
+
+/* A database's state. */
+typedef struct IntakeDb
+{
+	Oid				 dboid;
+	bool			 scanned;	/* the scan for lost leads ran since set-up */
+	pg_atomic_uint32 lost;		/* a collect's transaction aborted: scan */
+	bool			 overflow;	/* leads that did not fit in the list: */
+	Oid				 ovf_relid; /* ... their table (the last one seen) */
+	int64			 ovf_min;	/* ... their smallest id */
+	int64			 ovf_max;	/* ... their largest id */
+	TransactionId	 ovf_xid;	/* ... the newest transaction among them */
+} IntakeDb;
+
+typedef struct IntakeShared
+{
+	LWLock	   *lock;
+	int			nentries;
+	IntakeDb	dbs[LE_MAX_DATABASES];
+	IntakeEntry entries[LE_INTAKE_ENTRIES];
+} IntakeShared;
+
+static IntakeShared *intake = NULL;
+
+PG_FUNCTION_INFO_V1(lead_enrich_intake_collect);
+PG_FUNCTION_INFO_V1(lead_enrich_intake_pending);
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* The database whose entries this transaction took (worker only). */
+static IntakeDb *taken_db = NULL;
+static int		 taken_nestlevel = 0;
+static bool		 callbacks_registered = false;
+
+/*
+ * intake_shmem_request: reserve the list and its lock.
+ */
+static void
+intake_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(IntakeShared)));
+	RequestNamedLWLockTranche("lead_enrich_intake", 1);
+}
+
+/*
+ * intake_shmem_startup: set up the list, empty (also after a crash).
+ */
+static void
+intake_shmem_startup(void)
+{
+	bool found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	intake = ShmemInitStruct("lead_enrich_intake", sizeof(IntakeShared), &found);
+	if (!found)
+	{
+		intake->lock = &(GetNamedLWLockTranche("lead_enrich_intake"))->lock;
+		intake->nentries = 0;
+		memset(intake->dbs, 0, sizeof(intake->dbs));
+		for (int i = 0; i < LE_MAX_DATABASES; i++)
+			pg_atomic_init_u32(&intake->dbs[i].lost, 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * le_intake_shmem_init: install the hooks; called from _PG_init while the
+ * library is preloaded.  Without it le_intake_add() returns false and the
+ * trigger writes lead_state itself.
+ */
+void
+le_intake_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = intake_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = intake_shmem_startup;
+}
+
+/*
+ * intake_db: the state of a database, taken when missing (NULL when every
+ * slot is taken).  The caller holds the lock exclusively.
+ */
+static IntakeDb *
+intake_db(Oid dboid)
+{
+	IntakeDb *free_db = NULL;
+
+	for (int i = 0; i < LE_MAX_DATABASES; i++)
+	{
+		IntakeDb *d = &intake->dbs[i];
+
+		if (d->dboid == dboid)
+			return d;
+		if (d->dboid == InvalidOid && free_db == NULL)
+			free_db = d;
+	}
+	if (free_db != NULL)
+	{
+		free_db->dboid = dboid;
+		free_db->scanned = false;
+		free_db->overflow = false;
+		pg_atomic_write_u32(&free_db->lost, 0);
+	}
+	return free_db;
+}
+
+/*
+ * keep: one entry into the list, or into the database's overflow range
+ * when the list is full.  The caller holds the lock exclusively.
+ */
+static void
+keep(IntakeDb *db, Oid relid, TransactionId xid, int64 id)
+{
+	if (intake->nentries < LE_INTAKE_ENTRIES)
+	{
+		IntakeEntry *e = &intake->entries[intake->nentries++];
+
+		e->dboid = db->dboid;
+		e->relid = relid;
+		e->xid = xid;
+		e->id = id;
+	}
+	else if (!db->overflow || db->ovf_relid != relid)
+	{
+		/* another table attached meanwhile: its range is all that matters */
+		db->overflow = true;
+		db->ovf_relid = relid;
+		db->ovf_min = db->ovf_max = id;
+		db->ovf_xid = xid;
+	}
+	else
+	{
+		db->ovf_min = Min(db->ovf_min, id);
+		db->ovf_max = Max(db->ovf_max, id);
+		if (TransactionIdFollows(xid, db->ovf_xid))
+			db->ovf_xid = xid;
+	}
+}
+
+/*
+ * le_intake_add: keep new leads of the current (sub)transaction in shared
+ * memory.  Returns false when there is none for this database (the
+ * library was not preloaded, or every database slot is taken): the caller
+ * then writes the queue rows itself.
+ */
+bool
+le_intake_add(Oid relid, const int64 *ids, int n)
+{
+	TransactionId xid;
+	IntakeDb	 *db;
+
+	if (intake == NULL)
+		return false;
+	xid = GetCurrentTransactionId();
+	LWLockAcquire(intake->lock, LW_EXCLUSIVE);
+	db = intake_db(MyDatabaseId);
+	if (db != NULL)
+		for (int i = 0; i < n; i++)
+			keep(db, relid, xid, ids[i]);
+	LWLockRelease(intake->lock);
+	return db != NULL;
+}
+
+/*
+ * intake_xact_callback / intake_subxact_callback: when the transaction (or
+ * the subtransaction) in which a collect took entries aborts, the rows it
+ * wrote are gone: the database's next collect scans.
+ */
+static void
+intake_xact_callback(XactEvent event, void *arg)
+{
+	if (taken_db == NULL)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			pg_atomic_write_u32(&taken_db->lost, 1);
+			taken_db = NULL;
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			taken_db = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+intake_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+						void *arg)
+{
+	if (taken_db != NULL && event == SUBXACT_EVENT_ABORT_SUB &&
+		GetCurrentTransactionNestLevel() <= taken_nestlevel)
+	{
+		pg_atomic_write_u32(&taken_db->lost, 1);
+		taken_db = NULL;
+	}
+}
+
+/*
+ * needs_filter: the conditions on a lead's current row for it to be
+ * enriched automatically (the worker checks them again when it claims).
+ */
+static char *
+needs_filter(LeadTable *lt)
+{
+	StringInfoData s;
+	const char	  *email = lt_col(lt, "email");
+	const char	  *c;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "btrim(coalesce(l.%s::text, '')) <> ''", email);
+	if ((c = lt_col(lt, "enrich_done")) != NULL)
+		appendStringInfo(&s, " AND NOT coalesce(l.%s, false)", c);
+	if ((c = lt_col(lt, "reveal_id")) != NULL)
+		appendStringInfo(&s, " AND coalesce(l.%s::text, '') = ''", c);
+	if ((c = lt_col(lt, "probability")) != NULL)
+		appendStringInfo(&s, " AND coalesce(l.%s OPERATOR(pg_catalog.<) 100, true)", c);
+	if ((c = lt_col(lt, "active")) != NULL)
+		appendStringInfo(&s, " AND coalesce(l.%s, true)", c);
+	return s.data;
+}
+
+/*
+ * enqueue_where: enqueue the leads of the attached table matching "cond"
+ * (over l, with parameters $1 [, $2] of the given types) that need enriching, as read in
+ * snap.  The table is read as its owner (the worker acts for the owner),
+ * lead_state written as the extension's owner.  With reset, a lead whose
+ * outcome is not final is queued again, as the trigger always did;
+ * otherwise an existing outcome is left alone.  Returns the number queued.
+ */
+static uint64
+enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *types, Datum *args,
+			  bool reset)
+{
+	static SPIPlanPtr ins_reset = NULL;
+	static SPIPlanPtr ins_keep = NULL;
+	SPIPlanPtr		  plan;
+	LeGuard			  g;
+	char			 *sql;
+	int				  ret;
+	int				  n;
+	Datum			 *ids;
+	Datum			 *emails;
+	bool			 *nulls;
+	int				  dims[1];
+	int				  lbs[1] = {1};
+	Datum			  vals[2];
+	char			  nullflags[2] = {' ', ' '};
+
+	/* the leads, as their owner */
+	sql = psprintf("SELECT DISTINCT ON (l.%1$s) l.%1$s::int8, l.%2$s::text FROM %3$s l WHERE (%4$s) AND %5$s",
+				   lt_col(lt, "id"), lt_col(lt, "email"), lt->qualname, cond, needs_filter(lt));
+	le_guard_crm(&g, lt);
+	plan = SPI_prepare(sql, nargs, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the intake scan: %s", SPI_result_code_string(SPI_result));
+	ret = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read new leads: %s", SPI_result_code_string(ret));
+	SPI_freeplan(plan);
+	n = (int) SPI_processed;
+	if (n == 0)
+		return 0;
+	ids = palloc(sizeof(Datum) * n);
+	emails = palloc(sizeof(Datum) * n);
+	nulls = palloc(sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+	{
+		bool  isnull;
+		char *e;
+
+		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		e = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		nulls[i] = e == NULL;
+		emails[i] = e ? CStringGetTextDatum(e) : (Datum) 0;
+	}
+	dims[0] = n;
+	vals[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	vals[1] = PointerGetDatum(construct_md_array(emails, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	SPI_freetuptable(SPI_tuptable);
+
+	/* the queue rows, as the extension's owner */
+	le_guard_extension(&g);
+	plan = reset ? ins_reset : ins_keep;
+	if (plan == NULL)
+	{
+		Oid			arrtypes[2] = {INT8ARRAYOID, TEXTARRAYOID};
+		const char *base =
+			"INSERT INTO lead_enrich.lead_state AS s "
+			"(lead_id, status, email, source, attempts, updated_at) "
+			"SELECT u.id, 'pending', u.email, 'worker', 0, now() FROM unnest($1, $2) AS u(id, email) ";
+
+		if (reset)
+			plan = ins_reset = le_keep_plan(
+				psprintf("%s ON CONFLICT (lead_id) DO UPDATE SET status = 'pending', "
+						 "email = excluded.email, domain = NULL, source = 'worker', attempts = 0, "
+						 "next_attempt_at = NULL, error = NULL, updated_at = now() "
+						 "WHERE s.status NOT IN ('enriched', 'not_found', 'generic_domain', 'mined') "
+						 "AND (s.status <> 'pending' OR s.email IS DISTINCT FROM excluded.email)",
+						 base),
+				2, arrtypes);
+		else
+			plan = ins_keep = le_keep_plan(psprintf("%s ON CONFLICT (lead_id) DO NOTHING", base), 2, arrtypes);
+	}
+	ret = SPI_execute_plan(plan, vals, nullflags, false, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not enqueue new leads: %s", SPI_result_code_string(ret));
+	return SPI_processed;
+}
+
+/*
+ * prepared_xacts: whether this database has prepared transactions.
+ */
+static bool
+prepared_xacts(void)
+{
+	LeGuard g;
+	int		ret;
+	bool	isnull;
+	bool	any;
+
+	le_guard_extension(&g);
+	ret = SPI_execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts "
+					  "WHERE database = pg_catalog.current_database())",
+					  true, 1);
+	le_guard_end(&g);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read pg_prepared_xacts: %s", SPI_result_code_string(ret));
+	any = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return any;
+}
+
+/*
+ * scan_since: the largest id when automatic mode was switched on for the
+ * attached table, or false when none is recorded.
+ */
+static bool
+scan_since(LeadTable *lt, int64 *since)
+{
+	Oid		argtype = OIDOID;
+	Datum	arg = ObjectIdGetDatum(lt->relid);
+	LeGuard g;
+	int		ret;
+	bool	isnull;
+
+	le_guard_extension(&g);
+	ret = SPI_execute_with_args("SELECT since_id FROM lead_enrich.intake WHERE lead_table = $1",
+								1, &argtype, &arg, NULL, true, 1);
+	le_guard_end(&g);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read lead_enrich.intake: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		return false;
+	*since = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return !isnull;
+}
+
+/*
+ * collect: see le_intake_collect and the file comment; returns the number
+ * of leads queued.  With update_snapshot, the caller's active snapshot
+ * (one of its own, as the worker's) is made to see them.
+ */
+static uint64
+collect(bool update_snapshot)
+{
+	LeadTable	 *lt;
+	Snapshot	  snap;
+	IntakeDb	 *db;
+	IntakeEntry	 *mine;
+	int			  nmine = 0;
+	int			  nkeep = 0;
+	Datum		 *ids;
+	int			  nids = 0;
+	bool		  scan;
+	bool		  ovf = false;
+	int64		  ovf_min = 0;
+	int64		  ovf_max = 0;
+	uint64		  queued = 0;
+	TransactionId last_xid = InvalidTransactionId;
+	bool		  last_committed = false;
+	int64		  since;
+
+	if (intake == NULL)
+		return 0;
+	lt = lead_table_load(true);
+	if (lt == NULL || lt->missing != NULL)
+		return 0;
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(intake_xact_callback, NULL);
+		RegisterSubXactCallback(intake_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+
+	/* take this database's entries, and its overflow range once complete */
+	LWLockAcquire(intake->lock, LW_EXCLUSIVE);
+	db = intake_db(MyDatabaseId);
+	if (db == NULL)
+	{
+		LWLockRelease(intake->lock);
+		UnregisterSnapshot(snap);
+		return 0;
+	}
+	scan = !db->scanned || pg_atomic_exchange_u32(&db->lost, 0) != 0;
+	db->scanned = true;
+	if (db->overflow && TransactionIdPrecedes(db->ovf_xid, snap->xmin))
+	{
+		ovf = db->ovf_relid == lt->relid;
+		ovf_min = db->ovf_min;
+		ovf_max = db->ovf_max;
+		db->overflow = false;
+	}
+	mine = palloc(sizeof(IntakeEntry) * Max(intake->nentries, 1));
+	{
+		int j = 0;
+
+		for (int i = 0; i < intake->nentries; i++)
+		{
+			if (intake->entries[i].dboid == MyDatabaseId)
+				mine[nmine++] = intake->entries[i];
+			else
+				intake->entries[j++] = intake->entries[i];
+		}
+		intake->nentries = j;
+	}
+	taken_db = db;
+	taken_nestlevel = GetCurrentTransactionNestLevel();
+	LWLockRelease(intake->lock);
+
+	/*
+	 * committed in snap: enqueue; running (this transaction included): put
+	 * back; aborted, or of a table no longer attached: drop
+	 */
+	ids = palloc(sizeof(Datum) * Max(nmine, 1));
+	for (int i = 0; i < nmine; i++)
+	{
+		TransactionId xid = mine[i].xid;
+
+		if (mine[i].relid != lt->relid)
+			continue;
+		/* a snapshot leaves out its own transaction: still running too */
+		if (XidInMVCCSnapshot(xid, snap) || TransactionIdIsCurrentTransactionId(xid))
+			mine[nkeep++] = mine[i];
+		else
+		{
+			if (xid != last_xid)
+			{
+				last_xid = xid;
+				last_committed = TransactionIdDidCommit(xid);
+			}
+			if (last_committed)
+				ids[nids++] = Int64GetDatum(mine[i].id);
+		}
+	}
+	if (nkeep > 0)
+	{
+		LWLockAcquire(intake->lock, LW_EXCLUSIVE);
+		for (int i = 0; i < nkeep; i++)
+			keep(db, mine[i].relid, mine[i].xid, mine[i].id);
+		LWLockRelease(intake->lock);
+	}
+
+	if (nids > 0)
+	{
+		Datum arg = PointerGetDatum(construct_array(ids, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		Oid	  t = INT8ARRAYOID;
+
+		queued += enqueue_where(lt, snap, psprintf("l.%s = ANY ($1)", lt_col(lt, "id")), 1, &t, &arg, true);
+	}
+	if (ovf)
+	{
+		Datum args[2] = {Int64GetDatum(ovf_min), Int64GetDatum(ovf_max)};
+		Oid	  t[2] = {INT8OID, INT8OID};
+
+		queued += enqueue_where(lt, snap, psprintf("l.%s BETWEEN $1 AND $2", lt_col(lt, "id")), 2, t, args, false);
+	}
+	if (scan && scan_since(lt, &since))
+	{
+		Datum  arg = Int64GetDatum(since);
+		Oid	   t = INT8OID;
+		uint64 found = enqueue_where(lt, snap, psprintf("l.%s > $1", lt_col(lt, "id")), 1, &t, &arg, false);
+
+		/*
+		 * A prepared transaction survives a restart, its leads in shared
+		 * memory do not, and this scan cannot see them: scan again at the
+		 * next collect while there is one.
+		 */
+		if (prepared_xacts())
+			pg_atomic_write_u32(&db->lost, 1);
+		ereport(LOG,
+				(errmsg("lead_enrich: scanned %s for new leads the shared list may have lost: %llu queued",
+						lt->qualname, (unsigned long long) found),
+				 errdetail("Leads with an id above %lld that need enriching and have no outcome.",
+						   (long long) since)));
+		queued += found;
+	}
+	UnregisterSnapshot(snap);
+
+	/* the caller's statements see the rows written here */
+	if (queued > 0)
+	{
+		CommandCounterIncrement();
+		if (update_snapshot && ActiveSnapshotSet())
+			UpdateActiveSnapshotCommandId();
+	}
+	return queued;
+}
+
+/*
+ * le_intake_collect: see intake.h.
+ */
+void
+le_intake_collect(void)
+{
+	(void) collect(true);
+}
+
+/*
+ * lead_enrich.intake_collect(): what the worker does at the start of every
+ * claim, on demand: for tests, and before a planned switchover while the
+ * worker is stopped.  Returns the number of leads queued.
+ */
+Datum
+lead_enrich_intake_collect(PG_FUNCTION_ARGS)
+{
+	uint64 n;
+
+	if (intake == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("new leads are not kept in shared memory"),
+				 errdetail("lead_enrich is not in shared_preload_libraries: the trigger queues them itself."),
+				 errhint("Add lead_enrich to shared_preload_libraries and restart the server.")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	n = collect(false);
+	SPI_finish();
+	PG_RETURN_INT64((int64) n);
+}
+
+/*
+ * lead_enrich.intake_pending(): how many new leads of this database wait
+ * in shared memory, committed (the status view adds them to "pending").
+ * Leads that turn out to need no enrichment are counted too.
+ */
+Datum
+lead_enrich_intake_pending(PG_FUNCTION_ARGS)
+{
+	Snapshot	  snap;
+	int64		  n = 0;
+	TransactionId last_xid = InvalidTransactionId;
+	bool		  last_committed = false;
+
+	if (intake == NULL)
+		PG_RETURN_INT64(0);
+	snap = GetActiveSnapshot();
+	LWLockAcquire(intake->lock, LW_SHARED);
+	for (int i = 0; i < intake->nentries; i++)
+	{
+		IntakeEntry *e = &intake->entries[i];
+
+		if (e->dboid != MyDatabaseId || XidInMVCCSnapshot(e->xid, snap))
+			continue;
+		if (e->xid != last_xid)
+		{
+			last_xid = e->xid;
+			last_committed = TransactionIdDidCommit(e->xid);
+		}
+		if (last_committed)
+			n++;
+	}
+	for (int i = 0; i < LE_MAX_DATABASES; i++)
+		if (intake->dbs[i].dboid == MyDatabaseId && intake->dbs[i].overflow)
+			n += intake->dbs[i].ovf_max - intake->dbs[i].ovf_min + 1;
+	LWLockRelease(intake->lock);
+	PG_RETURN_INT64(n);
+}

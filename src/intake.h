@@ -1,0 +1,30 @@
+/*-------------------------------------------------------------------------
+ *
+ * intake.h
+ *	  New leads on their way to the queue: kept in shared memory by the
+ *	  enqueue trigger, made durable by the worker (see intake.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LEAD_ENRICH_INTAKE_H
+#define LEAD_ENRICH_INTAKE_H
+
+#include "postgres.h"
+
+/* Leads the shared list holds (for all databases) before it overflows. */
+#define LE_INTAKE_ENTRIES 65536
+
+extern void le_intake_shmem_init(void);
+extern bool le_intake_add(Oid relid, const int64 *ids, int n);
+
+/*
+ * Called by the worker at the start of every claim, in a transaction with
+ * SPI connected: turns the committed new leads of this database into
+ * 'pending' rows of lead_enrich.lead_state (and, once after shared memory
+ * was set up, scans the attached table for those a crash, a restart or a
+ * failover took from shared memory).  The rows it wrote are visible to the
+ * caller's active snapshot when it returns.
+ */
+extern void le_intake_collect(void);
+
+#endif /* LEAD_ENRICH_INTAKE_H */
