@@ -879,6 +879,15 @@ le_worker_main(Datum arg)
 	le_acting_for_owner = true;
 	SetConfigOption("search_path", LE_SAFE_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * A batch's record must be on disk before its request leaves: with
+	 * synchronous_commit off, a crash could lose a claim committed a moment
+	 * before, and its leads would be sent again under a new id and charged
+	 * twice.  The worker's transactions always wait for their WAL, whatever
+	 * the server's setting.
+	 */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
 	/* one worker per database */
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
 	if (my_slot->dboid != dboid ||
