@@ -24,52 +24,16 @@
 # Needs the cluster and the reference provider of scripts/test.sh (started
 # when not running).  Prints "ok - ..." / "not ok - ..." and a final
 # "N passed, N failed" line.
-source "$(dirname "$0")/../scripts/common.sh"
-le_deps >/dev/null
-set +e
-set -o pipefail
+source "$(dirname "$0")/lib.sh"
 
 RUN_ID=$(date +%s)$$
-passed=0
-failed=0
 STANDBY=$LE_RUNDIR/standby
 STANDBY_SOCK=$LE_RUNDIR/standby-sock
 
-ok() {
-	echo "ok - $1"
-	passed=$((passed + 1))
-}
-not_ok() {
-	echo "not ok - $1"
-	[ -n "${2:-}" ] && printf '#   %s\n' "$2"
-	failed=$((failed + 1))
-}
-check() {
-	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi
-}
 
-q() { le_psql -d "$1" -tA -c "$2" 2>&1; }
-prov() { le_psql -d lead_provider -tA -c "$1" 2>&1; }
 qs() { psql -X -q -h "$STANDBY_SOCK" -p "$LE_PGPORT" -U postgres -d "$1" -tA -c "$2" 2>&1; }
 
-# wait_for SECONDS DB SQL EXPECTED [query function]
-wait_for() {
-	local deadline=$((SECONDS + $1)) v f=${5:-q}
-	while :; do
-		v=$($f "$2" "$3")
-		[ "$v" = "$4" ] && return 0
-		[ $SECONDS -ge $deadline ] && { echo "#   waited $1 s; last value: $v"; return 1; }
-		sleep 0.3
-	done
-}
 
-wait_ready() {
-	local deadline=$((SECONDS + $1))
-	until le_psql -d postgres -tAc "SELECT 1" >/dev/null 2>&1; do
-		[ $SECONDS -ge $deadline ] && return 1
-		sleep 0.2
-	done
-}
 
 pg_ctl_run() { as_run_user "$LE_PGBIN/pg_ctl" "$@"; }
 
@@ -353,5 +317,4 @@ else
 	not_ok "full: database set up"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

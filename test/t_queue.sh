@@ -35,10 +35,7 @@
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line;
 # exits non-zero on a failure.
-source "$(dirname "$0")/../scripts/common.sh"
-le_deps >/dev/null
-set +e
-set -o pipefail
+source "$(dirname "$0")/lib.sh"
 
 PROXY_PORT=${LE_QUEUE_PROXY_PORT:-$((LE_FAULT_PORT + 1))}
 CONTROL_PORT=${LE_QUEUE_CONTROL_PORT:-$((PROXY_PORT + 1))}
@@ -48,50 +45,12 @@ RECOVER_SECONDS=${T_QUEUE_RECOVER_SECONDS:-60}
 RUN_ID=$(date +%s)$$
 FINAL="'enriched', 'not_found', 'generic_domain'"
 SETTINGS="lead_enrich.endpoint lead_enrich.timeout lead_enrich.connect_timeout lead_enrich.retry_delay lead_enrich.max_connections lead_enrich.batch_size"
-passed=0
-failed=0
 proxy_pid=
 dbs=()
 
-ok() {
-	echo "ok - $1"
-	passed=$((passed + 1))
-}
-not_ok() {
-	echo "not ok - $1"
-	[ -n "${2:-}" ] && printf '%s\n' "$2" | head -15 | sed 's/^/#   /'
-	failed=$((failed + 1))
-}
-# check DESCRIPTION ACTUAL EXPECTED
-check() {
-	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi
-}
-# check_true DESCRIPTION VALUE [diagnostic]: VALUE must be "t"
-check_true() {
-	if [ "$2" = t ]; then ok "$1"; else not_ok "$1" "${3:-got '$2'}"; fi
-}
 
-q() { le_psql -d "$1" -tA -c "$2" 2>&1; }
-prov() { le_psql -d lead_provider -tA -c "$1" 2>&1; }
 
-# wait_for SECONDS DB SQL EXPECTED: poll until the query returns EXPECTED
-wait_for() {
-	local deadline=$((SECONDS + $1)) v
-	while :; do
-		v=$(q "$2" "$3")
-		[ "$v" = "$4" ] && return 0
-		[ $SECONDS -ge $deadline ] && { echo "#   waited $1 s; last value: $v"; return 1; }
-		sleep 0.25
-	done
-}
 
-wait_ready() {
-	local deadline=$((SECONDS + $1))
-	until le_psql -d postgres -tAc "SELECT 1" >/dev/null 2>&1; do
-		[ $SECONDS -ge $deadline ] && return 1
-		sleep 0.2
-	done
-}
 
 # ctl PATH: a request to the proxy's control port; prints the JSON answer
 ctl() {
@@ -488,5 +447,4 @@ else
 	not_ok "archived: database set up"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

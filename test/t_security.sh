@@ -30,10 +30,7 @@
 # Needs the cluster and the reference provider of scripts/test.sh (the
 # cluster's default lead_enrich.endpoint).  Prints "ok - ..." / "not ok -
 # ..." and a final "N passed, N failed" line; exits non-zero on a failure.
-source "$(dirname "$0")/../scripts/common.sh"
-le_deps >/dev/null
-set +e
-set -o pipefail
+source "$(dirname "$0")/lib.sh"
 
 OWNER=odoo_owner
 SALES=sales
@@ -46,23 +43,10 @@ FIXTURE=$LE_REPO/test/fixtures/odoo17_crm.sql
 OUT=$LE_RUNDIR/t_security
 DBS="le_sec_hijack le_sec_trigger le_sec_view le_sec_ddl le_sec_token"
 export PGCONNECT_TIMEOUT=10
-passed=0
-failed=0
 mkdir -p "$OUT"
+# the token never shows in a failure's diagnostic
+not_ok_filter() { sed -e "s/$TOKEN/<TOKEN>/g"; }
 
-ok() {
-	echo "ok - $1"
-	passed=$((passed + 1))
-}
-not_ok() {
-	echo "not ok - $1"
-	[ -n "${2:-}" ] && printf '%s\n' "$2" | sed -e "s/$TOKEN/<TOKEN>/g" -e 's/^/#   /' | head -20
-	failed=$((failed + 1))
-}
-# check DESCRIPTION ACTUAL EXPECTED
-check() {
-	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi
-}
 
 # sql_as ROLE DB [psql args]: a session of ROLE (a login of its own, not
 # SET ROLE), unaligned tuples only, every message on stdout.
@@ -76,22 +60,10 @@ sql_as() {
 sup() { PGOPTIONS="-c search_path=pg_catalog,pg_temp" sql_as postgres "$1" -c "$2"; }
 own() { sql_as "$OWNER" "$1" -c "$2"; }
 sales() { sql_as "$SALES" "$1" -c "$2"; }
-prov() { le_psql -d lead_provider -tA -c "$1" 2>&1; }
 
 is_super() { sup postgres "SELECT rolsuper FROM pg_roles WHERE rolname = '$OWNER'"; }
 unsuper() { sup postgres "ALTER ROLE $OWNER NOSUPERUSER" >/dev/null; }
 
-# wait_for SECONDS DB SQL EXPECTED: poll (as the superuser) until the query
-# returns EXPECTED
-wait_for() {
-	local deadline=$((SECONDS + $1)) v
-	while :; do
-		v=$(sup "$2" "$3")
-		[ "$v" = "$4" ] && return 0
-		[ $SECONDS -ge $deadline ] && { echo "#   waited $1 s; last value: $v"; return 1; }
-		sleep 0.2
-	done
-}
 
 cleanup() {
 	local db
@@ -256,7 +228,7 @@ if new_db $DB; then
 	insert_leads $DB 8 4 "SET search_path = public, pg_catalog" >/dev/null
 	sup $DB "SELECT lead_enrich.wake()" >/dev/null
 	if wait_for 30 $DB "SELECT count(*) FILTER (WHERE status = 'pending') = 0 AND count(*) FILTER (WHERE status = 'enriched') > 3
-						FROM lead_enrich.lead_state" t; then
+						FROM lead_enrich.lead_state" t sup; then
 		ok "hijack: the worker processed the queued leads"
 	else
 		not_ok "hijack: the worker processed the queued leads" "$(sup $DB "SELECT s::text FROM lead_enrich.status s")"
@@ -283,7 +255,7 @@ if new_db $DB; then
 		CREATE TRIGGER crm_lead_touch BEFORE UPDATE ON odoo.crm_lead
 			FOR EACH ROW EXECUTE FUNCTION public.crm_lead_touch();" >/dev/null
 	insert_leads $DB 20 3 >/dev/null
-	if wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 3; then
+	if wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 3 sup; then
 		ok "trigger: the worker enriched the 3 leads"
 	else
 		not_ok "trigger: the worker enriched the 3 leads" "$(sup $DB "SELECT s::text FROM lead_enrich.status s")"
@@ -326,7 +298,7 @@ if new_db $DB; then
 	sup $DB "SELECT lead_enrich.attach('odoo.crm_lead')" >"$OUT/view-attach.out"
 	no_escalation $DB "view, attach() again by the superuser"
 	insert_leads $DB 30 3 >/dev/null
-	if wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending' AND attempts = 0" 0; then
+	if wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending' AND attempts = 0" 0 sup; then
 		ok "view: the worker looked at every lead"
 	else
 		not_ok "view: the worker looked at every lead" "$(sup $DB "SELECT s::text FROM lead_enrich.status s")"
@@ -410,7 +382,7 @@ if new_db $DB; then
 		# DROP was refused with a message naming lead_enrich)
 		if [ $DDL_DONE = f ] && grep -q 'ERROR.*lead_enrich\|DETAIL.*lead_enrich' <<<"$DDL_OUT"; then
 			:
-		elif ! wait_for 1 $DB "SELECT bool_or(s::text ~* 'detach|attach') FROM lead_enrich.status s" t >/dev/null; then
+		elif ! wait_for 1 $DB "SELECT bool_or(s::text ~* 'detach|attach') FROM lead_enrich.status s" t sup >/dev/null; then
 			status_missing+=("$col")
 		fi
 	done
@@ -452,11 +424,11 @@ if new_db $DB; then
 		GRANT SELECT, UPDATE ON odoo.crm_lead TO $SALES;
 		GRANT SELECT ON ALL TABLES IN SCHEMA odoo TO $SALES;" >/dev/null
 	insert_leads $DB 50 3 >/dev/null
-	wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 3 >/dev/null
+	wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 3 sup >/dev/null
 	# no credits left: calls are refused, the worker pauses
 	prov "SELECT provider.add_credits('$TOKEN', -1000000000)" >/dev/null
 	insert_leads $DB 60 3 >/dev/null
-	wait_for 20 $DB "SELECT pause_reason IS NOT NULL OR last_error IS NOT NULL FROM lead_enrich.status" t >/dev/null
+	wait_for 20 $DB "SELECT pause_reason IS NOT NULL OR last_error IS NOT NULL FROM lead_enrich.status" t sup >/dev/null
 	sup $DB "SELECT lead_enrich.worker_stop()" >/dev/null
 	# a lead in no batch of the worker's (those are left to the worker),
 	# so that a manual call is sent and refused
@@ -593,5 +565,4 @@ else
 	not_ok "token: database set up"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

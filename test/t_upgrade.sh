@@ -5,16 +5,8 @@
 # suite against the upgraded extension.
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
-source "$(dirname "$0")/../scripts/common.sh"
-le_deps >/dev/null
-set +e
+source "$(dirname "$0")/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $1"; [ -n "${2:-}" ] && printf '#   %s\n' "$2"; failed=$((failed + 1)); }
-check() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi; }
-q() { le_psql -d "$1" -tA -c "$2" 2>&1; }
 
 current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$LE_REPO/lead_enrich.control")
 previous=$(ls "$LE_REPO"/sql/lead_enrich--*--"$current".sql 2>/dev/null | sed 's/.*lead_enrich--\(.*\)--.*/\1/' | sort -V | tail -1)
@@ -114,5 +106,4 @@ else
 fi
 le_psql -d postgres -q -c "DROP DATABASE IF EXISTS le_up_fresh WITH (FORCE)" -c "DROP DATABASE IF EXISTS le_up_upgraded WITH (FORCE)" \
 	-c "DROP DATABASE IF EXISTS le_up_regress WITH (FORCE)" 2>/dev/null
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

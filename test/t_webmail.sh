@@ -10,15 +10,8 @@
 # university) fails here.
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
-source "$(dirname "$0")/../scripts/common.sh"
-le_deps >/dev/null
-set +e
+source "$(dirname "$0")/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $1"; [ -n "${2:-}" ] && printf '#   %s\n' "$2"; failed=$((failed + 1)); }
-check() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi; }
 
 # consumer mail services that are also organisations of the directory
 expected="docomo.ne.jp free.fr freenet.de frontier.com gaggle.net homestead.com o2.co.uk oi.com.br \
@@ -77,5 +70,4 @@ check "after the upgrade, a company under com.ar is not webmail" \
 	"$(le_psql -d ${db}_up -tA -c "SELECT coalesce(lead_enrich.webmail_match('bna.com.ar'), 'enriched')")" "enriched"
 le_psql -d postgres -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${db}_restored WITH (FORCE)" \
 	-c "DROP DATABASE IF EXISTS ${db}_up WITH (FORCE)" 2>/dev/null
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

@@ -13,53 +13,16 @@
 #   5. a manual enrich_leads racing the worker: one charge per company
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
-source "$(dirname "$0")/../scripts/common.sh"
-le_deps >/dev/null
-set +e
-set -o pipefail
+source "$(dirname "$0")/lib.sh"
 
 PORT=${LE_WORKER_PROVIDER_PORT:-$((LE_FAULT_PORT + 1))}
 ENDPOINT=http://127.0.0.1:$PORT
 RUN_ID=$(date +%s)$$
-passed=0
-failed=0
 provider_pid=
 
-ok() {
-	echo "ok - $1"
-	passed=$((passed + 1))
-}
-not_ok() {
-	echo "not ok - $1"
-	[ -n "${2:-}" ] && printf '#   %s\n' "$2"
-	failed=$((failed + 1))
-}
-# check DESCRIPTION ACTUAL EXPECTED
-check() {
-	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi
-}
 
-q() { le_psql -d "$1" -tA -c "$2" 2>&1; }
-prov() { le_psql -d lead_provider -tA -c "$1" 2>&1; }
 
-# wait_for SECONDS DB SQL EXPECTED: poll until the query returns EXPECTED
-wait_for() {
-	local deadline=$((SECONDS + $1)) v
-	while :; do
-		v=$(q "$2" "$3")
-		[ "$v" = "$4" ] && return 0
-		[ $SECONDS -ge $deadline ] && { echo "#   waited $1 s; last value: $v"; return 1; }
-		sleep 0.2
-	done
-}
 
-wait_ready() {
-	local deadline=$((SECONDS + $1))
-	until le_psql -d postgres -tAc "SELECT 1" >/dev/null 2>&1; do
-		[ $SECONDS -ge $deadline ] && return 1
-		sleep 0.2
-	done
-}
 
 provider_start() {
 	provider_stop
@@ -321,5 +284,4 @@ else
 	not_ok "race: database set up"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish
