@@ -118,6 +118,13 @@ apt_opts=(
 # patches move the library directory to /usr/lib/postgresql/NN, outside
 # the cache, and add nothing an extension's tests need.
 orig=$(find "$top" -maxdepth 1 -name "postgresql-${ver}_*.orig.tar.*" | sort | tail -1)
+# or an upstream tarball (postgresql-NN.M.tar.*) in ../shared/vendor, for a
+# version the registry does not serve
+if [ -z "$orig" ]; then
+	orig=$(find "$(dirname "$0")/../../shared/vendor" -maxdepth 1 -name "postgresql-${ver}.*.tar.*" 2>/dev/null |
+		sort | tail -1)
+	[ -z "$orig" ] || log "using $orig"
+fi
 if [ -z "$orig" ]; then
 	log "fetching the source package postgresql-$ver (deb-src trixie/sid) into $top"
 	apt-get "${apt_opts[@]}" update -q >"$top/apt-update.log" 2>&1 ||
