@@ -66,6 +66,7 @@
 #include "guard.h"
 #include "intake.h"
 #include "lead_enrich.h"
+#include "queue.h"
 #include "worker.h"
 
 /* One new lead: its database and table, the (sub)transaction that inserted it. */
@@ -382,12 +383,7 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 
 		if (reset)
 			plan = ins_reset = le_keep_plan(
-				psprintf("%s ON CONFLICT (lead_id) DO UPDATE SET status = 'pending', "
-						 "email = excluded.email, domain = NULL, source = 'worker', attempts = 0, "
-						 "next_attempt_at = NULL, error = NULL, updated_at = now() "
-						 "WHERE s.status NOT IN ('enriched', 'not_found', 'generic_domain', 'mined') "
-						 "AND (s.status <> 'pending' OR s.email IS DISTINCT FROM excluded.email)",
-						 base),
+				psprintf("%s%s", base, queue_requeue_clause()),
 				2, arrtypes);
 		else
 			plan = ins_keep = le_keep_plan(psprintf("%s ON CONFLICT (lead_id) DO NOTHING", base), 2, arrtypes);

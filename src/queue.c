@@ -31,6 +31,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "enrich.h"
 #include "guard.h"
@@ -94,6 +95,28 @@ final_statuses_sql(void)
 		pfree(s.data);
 	}
 	return buf;
+}
+
+/*
+ * queue_requeue_clause: how an enqueue meets a lead that already has a
+ * row: queued again with its new address, unless its outcome is final or
+ * it is already queued with that address.  The enqueue trigger and the
+ * intake append it to their INSERT INTO lead_state AS s ... .
+ */
+const char *
+queue_requeue_clause(void)
+{
+	static char *clause = NULL;
+
+	if (clause == NULL)
+		clause = MemoryContextStrdup(TopMemoryContext,
+									 psprintf(" ON CONFLICT (lead_id) DO UPDATE SET status = 'pending', "
+											  "email = excluded.email, domain = NULL, source = 'worker', attempts = 0, "
+											  "next_attempt_at = NULL, error = NULL, updated_at = now() "
+											  "WHERE s.status NOT IN %s "
+											  "AND (s.status <> 'pending' OR s.email IS DISTINCT FROM excluded.email)",
+											  final_statuses_sql()));
+	return clause;
 }
 
 /*

@@ -52,6 +52,7 @@ extern void		   queue_batch_record(EnrichBatch *b);
 extern int		   queue_batch_unsettled(LeadTable *lt, int max, EnrichBatch **out);
 extern void		   queue_batch_settle(EnrichBatch *b);
 extern void		   queue_batch_failed(EnrichBatch *b, const char *msg);
+extern const char *queue_requeue_clause(void);
 extern void		   queue_add_credits(int64 lead_id, int credits);
 extern void		   queue_record_failure(int64 *ids, int n, const char *msg);
 extern void		   queue_forget(int64 *ids, int n);

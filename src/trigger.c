@@ -66,6 +66,7 @@
 #include "guard.h"
 #include "intake.h"
 #include "lead_enrich.h"
+#include "queue.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(lead_enrich_enqueue);
@@ -110,12 +111,7 @@ build_enqueue_sql(Trigger *tg, const char *source)
 	if (tg->tgnargs > 5 && tg->tgargs[5][0] != '\0')
 		appendStringInfo(&s, " AND coalesce(n.%s, true)", quote_identifier(tg->tgargs[5]));
 	/* a lead already done (or mined) is not enriched again */
-	appendStringInfoString(&s,
-						   " ON CONFLICT (lead_id) DO UPDATE SET status = 'pending', "
-						   "email = excluded.email, domain = NULL, source = 'worker', attempts = 0, "
-						   "next_attempt_at = NULL, error = NULL, updated_at = now() "
-						   "WHERE s.status NOT IN ('enriched', 'not_found', 'generic_domain', 'mined') "
-						   "AND (s.status <> 'pending' OR s.email IS DISTINCT FROM excluded.email)");
+	appendStringInfoString(&s, queue_requeue_clause());
 	return s.data;
 }
 
