@@ -17,7 +17,9 @@
 # the registry does not have is reported as skipped (a failure with
 # LE_REQUIRE_VERSIONS=1).  Each version's result, then the sum, is
 # printed; each cluster is stopped afterwards (LE_KEEP_RUNNING=1 leaves
-# them running).
+# them running).  LE_TESTS="t_queue.sh ..." runs only the scripted tests
+# named (pg_regress, provider and check_packages.sh are names too): for
+# development, never for CI.
 if [ -z "${LE_TEST_ONE_VERSION:-}" ]; then
 	le_user_pgport=${LE_PGPORT:-25442}
 	le_user_provider_port=${LE_PROVIDER_PORT:-27080}
@@ -138,7 +140,12 @@ tally() {
 	failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
 }
 
+# LE_TESTS="t_enqueue.sh t_queue.sh" runs only those scripted tests (for
+# development; the suite is everything)
+only() { [ -z "${LE_TESTS:-}" ] || [[ " $LE_TESTS " == *" $1 "* ]]; }
+
 # 1. pg_regress against the running cluster (it needs no root-refusing initdb)
+if only pg_regress; then
 le_log "pg_regress"
 regress_out=$LE_RUNDIR/regress
 rm -rf "$regress_out"
@@ -161,8 +168,10 @@ if [ "$rc" != 0 ]; then
 	[ -f "$regress_out/regression.diffs" ] && head -200 "$regress_out/regression.diffs"
 	[ "$f" = 0 ] && failed=$((failed + 1))
 fi
+fi
 
 # 2. the provider's own tests
+if only provider; then
 le_log "provider tests"
 le_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'lead_provider_test'" | grep -q 1 ||
 	le_psql -d postgres -c "CREATE DATABASE lead_provider_test"
@@ -173,6 +182,7 @@ python3 "$LE_REPO/provider/test/run.py" --bin "$LE_REPO/provider/lead_provider" 
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 set -e
 tally "$LE_RUNDIR/provider-test.log"
+fi
 
 # 3. scripted end-to-end tests (worker, crash, credits, races).  The
 # static analysis reads Debian's PostgreSQL 15 headers whatever the version,
@@ -180,6 +190,7 @@ tally "$LE_RUNDIR/provider-test.log"
 # version.
 for t in "$LE_REPO"/test/t_*.sh; do
 	[ -e "$t" ] || continue
+	only "$(basename "$t")" || continue
 	if [ "$(basename "$t")" = t_lint.sh ] && [ "${LE_SUITE_FIRST:-1}" != 1 ]; then
 		echo "# t_lint.sh ran with the first version"
 		continue
@@ -191,7 +202,7 @@ for t in "$LE_REPO"/test/t_*.sh; do
 	set -e
 	tally "$LE_RUNDIR/$(basename "$t").log"
 done
-if [ "${LE_SUITE_FIRST:-1}" = 1 ]; then
+if [ "${LE_SUITE_FIRST:-1}" = 1 ] && only check_packages.sh; then
 	le_log check_packages.sh
 	set +e
 	bash "$LE_REPO/scripts/check_packages.sh" 2>&1 | tee "$LE_RUNDIR/check_packages.log"

@@ -280,6 +280,10 @@ DB=le_te_full
 if ! want $DB; then :
 elif new_db $DB; then
 	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	# the database's first collect scans from since_id (recovery), which
+	# queues every committed lead, overflow included; whether the worker
+	# made it before it stopped is a race, so make it here
+	q $DB "SELECT lead_enrich.intake_collect()" >/dev/null
 	# a transaction that stays open across a collect, until public.go has a row
 	q $DB "CREATE TABLE public.go (x int)" >/dev/null
 	le_psql -d $DB -qc "BEGIN" -c "INSERT INTO odoo.crm_lead (name, type, active, email_from)
