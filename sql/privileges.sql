@@ -10,6 +10,9 @@ CREATE ROLE regress_le_sales IN ROLE lead_enrich_user;
 GRANT USAGE ON SCHEMA odoo TO regress_le_nogrant, regress_le_sales;
 GRANT SELECT, UPDATE ON odoo.crm_lead TO regress_le_nogrant, regress_le_sales;
 GRANT SELECT ON odoo.res_country, odoo.res_country_state, odoo.iap_account TO regress_le_sales;
+-- the notes of an enrichment go to Odoo's chatter with the enriching role's rights
+GRANT SELECT, INSERT ON odoo.mail_message TO regress_le_sales;
+GRANT USAGE ON SEQUENCE odoo.mail_message_id_seq TO regress_le_sales;
 INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done) VALUES
 	(401, 'Priv', 'lead', true, 'p@nasa.gov', false);
 
@@ -34,6 +37,7 @@ RESET ROLE;
 SET ROLE regress_le_sales;
 SELECT r ->> 'status' AS status, r #>> '{company,name}' AS company FROM lead_enrich.enrich_lead(401) r;
 SELECT lead_id, status FROM lead_enrich.enrichment WHERE lead_id = 401;
+SELECT count(*) AS notes FROM odoo.mail_message WHERE model = 'crm.lead' AND res_id = 401;
 SELECT lead_enrich.iap_balance() >= 0 AS balance_ok;
 \set VERBOSITY sqlstate
 SHOW lead_enrich.account_token;

@@ -49,6 +49,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "chatter.h"
 #include "enrich.h"
 #include "errcodes.h"
 #include "guard.h"
@@ -605,16 +606,23 @@ void
 enrich_apply_local(EnrichBatch *b, const char *source)
 {
 	OutcomeBuf sb = {0};
+	ChatterBuf notes;
 	int64	  *done = palloc(sizeof(int64) * Max(b->n, 1));
 	int		   ndone = 0;
 	int		   i;
 
+	chatter_init(&notes, b->lt);
 	for (i = 0; i < b->n; i++)
 	{
 		LeadRow *row = &b->rows[i];
 
 		if (row->status == LEAD_GENERIC_DOMAIN)
+		{
 			done[ndone++] = row->id;
+			chatter_not_found(&notes, row->id);
+		}
+		if (row->status == LEAD_INVALID_EMAIL)
+			chatter_invalid_email(&notes, row->id);
 		if (row->status == LEAD_GENERIC_DOMAIN ||
 			row->status == LEAD_INVALID_EMAIL ||
 			row->status == LEAD_NO_EMAIL)
@@ -622,6 +630,7 @@ enrich_apply_local(EnrichBatch *b, const char *source)
 							  row->domain, NULL, NULL, 0, NULL);
 	}
 	lt_mark_done(b->lt, done, ndone);
+	chatter_flush(b->lt, &notes);
 	queue_outcomes_write(&sb, source);
 }
 
@@ -658,6 +667,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 	int				 ncharged = 0;
 	OutcomeBuf		 sb = {0};
 	CompanyBuf		 cb = {0};
+	ChatterBuf		 notes;
 	JsonbContainer **companies;
 	int64			*not_found;
 	int				 nnot_found = 0;
@@ -665,6 +675,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 
 	if (call == NULL)
 		return;
+	chatter_init(&notes, b->lt);
 	if (call->status == RPC_OK)
 	{
 		result = &call->result->root;
@@ -720,6 +731,7 @@ enrich_apply(EnrichBatch *b, const char *source)
 				 (val->type == jbvBool && !val->val.boolean))
 		{
 			not_found[nnot_found++] = row->id;
+			chatter_not_found(&notes, row->id);
 			row->status = LEAD_NOT_FOUND;
 			queue_outcome_add(&sb, row->id, LEAD_NOT_FOUND, row->email, row->domain, NULL, NULL, 0, NULL);
 		}
@@ -774,10 +786,12 @@ enrich_apply(EnrichBatch *b, const char *source)
 			continue;
 		}
 		row->status = LEAD_ENRICHED;
+		chatter_enriched(&notes, row->id, companies[i]);
 		queue_outcome_add(&sb, row->id, LEAD_ENRICHED, row->email, row->domain, row->company,
 						  row->filled, row->credits, NULL);
 	}
 	lt_mark_done(b->lt, not_found, nnot_found);
+	chatter_flush(b->lt, &notes);
 	queue_outcomes_write(&sb, source);
 }
 

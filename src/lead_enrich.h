@@ -32,6 +32,7 @@ extern int	 le_interval_min;
 extern int	 le_max_attempts;
 extern int	 le_retry_delay_s;
 extern char *le_databases;
+extern bool	 le_odoo_chatter;
 
 extern bool le_database_served(const char *dbname);
 

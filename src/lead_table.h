@@ -44,5 +44,7 @@ extern int		   lt_select(LeadTable *lt, Datum ids, bool skip_locked);
 extern int		   lt_update(LeadTable *lt, Datum *args);
 extern void		   lt_mark_done(LeadTable *lt, int64 *ids, int n);
 extern int		   lt_existing(LeadTable *lt, int64 *ids, int n);
+extern bool		   lt_has_chatter(LeadTable *lt);
+extern void		   lt_post_notes(LeadTable *lt, int64 *lead_ids, char **bodies, bool *once, int n);
 
 #endif /* LEAD_ENRICH_LEAD_TABLE_H */

@@ -31,6 +31,7 @@ int	  le_interval_min = 60;
 int	  le_max_attempts = 5;
 int	  le_retry_delay_s = 10;
 char *le_databases = NULL;
+bool  le_odoo_chatter = true;
 
 /*
  * check_endpoint: only http:// and https:// URLs, no trailing garbage.
@@ -203,6 +204,11 @@ le_define_settings(void)
 							   "Databases without the extension are skipped either way.",
 							   &le_databases, "",
 							   PGC_SIGHUP, GUC_LIST_INPUT, check_databases, NULL, NULL);
+	DefineCustomBoolVariable("lead_enrich.odoo_chatter",
+							 "Post enrichment and mining notes in the chatter of Odoo's leads.",
+							 "As Odoo does; off leaves Odoo's mail_message alone (a bulk back-fill, say).",
+							 &le_odoo_chatter, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /*

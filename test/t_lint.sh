@@ -3,6 +3,9 @@
 #   format-check   clang-format drift in src/ and provider/src/ (make format-check)
 #   cppcheck       make lint-cppcheck
 #   clang-tidy     make lint-tidy
+#   symbols        every symbol lead_enrich.so leaves undefined is one the
+#                  server or a linked library defines (a shared object links
+#                  with undefined symbols, and fails only when loaded)
 #   provider-asan  the provider's tests under ASan/LSan/UBSan
 #                  (scripts/check_provider_asan.sh, about 20 s)
 # One "ok - name" / "not ok - name" line per check, then "N passed, N
@@ -58,6 +61,21 @@ check() {
 check format-check make -s -C "$repo" PG_CONFIG="$pg_config" format-check
 check cppcheck make -s -C "$repo" PG_CONFIG="$pg_config" lint-cppcheck
 check clang-tidy make -s -C "$repo" PG_CONFIG="$pg_config" lint-tidy
+# symbols_resolved: lead_enrich.so's undefined symbols, less those the
+# postgres binary exports and those of a versioned library (name@LIB).
+symbols_resolved() {
+	local so=$repo/lead_enrich.so bin
+	bin=$("$pg_config" --bindir)/postgres
+	make -s -C "$repo" PG_CONFIG="$pg_config" >/dev/null || return 1
+	missing=$(comm -23 <(nm -D --undefined-only "$so" | awk '$1 == "U" {print $2}' | grep -v '@' | sort -u) \
+		<(nm -D --defined-only "$bin" | awk '{print $3}' | sort -u))
+	if [ -n "$missing" ]; then
+		echo "undefined in lead_enrich.so and not exported by $bin:"
+		echo "$missing"
+		return 1
+	fi
+}
+check symbols symbols_resolved
 # Its own cluster, reached by a socket in its own directory (no TCP port),
 # so it cannot collide with the suite's cluster.
 check provider-asan env LE_RUNDIR="${LE_RUNDIR:-$repo/.run}/asan" \

@@ -118,6 +118,10 @@ elif new_db $DB; then
 	check "lead columns filled (partner_name, reveal_id)" \
 		"$(q $DB "SELECT count(*) FROM odoo.crm_lead WHERE partner_name IS NOT NULL AND reveal_id IS NOT NULL")" 120
 	check "charged once per company (120)" "$(spent "$TOKEN")" 120
+	check "the chatter: one note by OdooBot per lead enriched or not found (122), written by user_root" \
+		"$(q $DB "SELECT count(DISTINCT m.res_id) || '/' || count(*) FROM odoo.mail_message m
+				  JOIN odoo.ir_model_data d ON d.module = 'base' AND d.name = 'partner_root' AND d.res_id = m.author_id
+				  WHERE m.model = 'crm.lead'")|$(q $DB "SELECT count(*) FROM odoo.crm_lead WHERE write_uid = 3")" "122/122|122"
 	check "credits spent in the status view" "$(q $DB "SELECT credits_spent FROM lead_enrich.status")" 120
 	check "the worker in pg_stat_activity" \
 		"$(q $DB "SELECT backend_type || ' / ' || application_name FROM pg_stat_activity WHERE pid = (SELECT worker_pid FROM lead_enrich.status)")" \

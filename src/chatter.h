@@ -1,0 +1,40 @@
+/*-------------------------------------------------------------------------
+ *
+ * chatter.h
+ *	  The notes lead_enrich posts in an Odoo lead's chatter (see chatter.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LEAD_ENRICH_CHATTER_H
+#define LEAD_ENRICH_CHATTER_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+#include "lead_table.h"
+
+/*
+ * The notes of one batch, posted together by chatter_flush (one INSERT).
+ * A note marked once is not posted when the lead's chatter already has
+ * the same note (the invalid e-mail's, which Odoo repeats on every pass).
+ */
+typedef struct ChatterBuf
+{
+	bool   on; /* the table has a chatter (chatter_init) */
+	int	   n;
+	int	   size;
+	int64 *lead_ids;
+	char **bodies;
+	bool  *once;
+} ChatterBuf;
+
+extern void chatter_init(ChatterBuf *cb, LeadTable *lt);
+extern void chatter_enriched(ChatterBuf *cb, int64 lead_id, JsonbContainer *company);
+extern void chatter_not_found(ChatterBuf *cb, int64 lead_id);
+extern void chatter_invalid_email(ChatterBuf *cb, int64 lead_id);
+extern void chatter_mined(ChatterBuf *cb, int64 lead_id, JsonbContainer *company,
+						  JsonbContainer *people);
+extern void chatter_flush(LeadTable *lt, ChatterBuf *cb);
+
+#endif /* LEAD_ENRICH_CHATTER_H */
