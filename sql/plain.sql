@@ -19,7 +19,11 @@ INSERT INTO public.prospects (contact_email, company, region) VALUES
 	('b@ox.ac.uk', 'Oxford (kept)', NULL),
 	('c@ca.gov', NULL, 'XX'),
 	('not-an-email', NULL, NULL);
+-- a plain table has no chatter, even beside a table called mail_message
+CREATE TABLE public.mail_message (LIKE odoo.mail_message INCLUDING DEFAULTS);
 SELECT lead_id, status, filled, credits FROM lead_enrich.enrich_leads(ARRAY(SELECT pid FROM public.prospects)) ORDER BY lead_id;
+SELECT count(*) AS notes FROM public.mail_message;
+DROP TABLE public.mail_message;
 -- town is varchar(6): values are cut to fit, never an error
 SELECT pid, company, town, country_code, region, enriched FROM public.prospects ORDER BY pid;
 
