@@ -6,17 +6,26 @@
  *
  * One call does:
  *
- *	1. lead_enrich._mining_prepare(criteria) (PL/pgSQL): check every
- *	   criterion, record the request (LMR001, ...) in
- *	   lead_enrich.mining_request and, on an Odoo table, in Odoo's
- *	   crm_iap_lead_mining_request; it returns the IAP payload.
- *	2. one JSON-RPC call to /iap/clearbit/2/lead_mining_request.
- *	3. the leads: companies already in the table (same reveal id, website
+ *	1. lead_enrich._mining_prepare(criteria) (PL/pgSQL, run as the caller,
+ *	   reading only): check every criterion against the attached table and
+ *	   the reference tables; it returns the normalised criteria, the IAP
+ *	   payload and the ids Odoo's request row links to.
+ *	2. the request recorded here: its row in lead_enrich.mining_request
+ *	   (LMR001, ...) as the extension's owner (le_guard_extension), and, on
+ *	   an Odoo table, Odoo's crm_iap_lead_mining_request row and links as
+ *	   the caller (lead_table.c, le_guard_crm).
+ *	3. one JSON-RPC call to /iap/clearbit/2/lead_mining_request.
+ *	4. the leads: companies already in the table (same reveal id, website
  *	   domain or e-mail domain, or mined before) are skipped, the others
  *	   inserted through the attached table's column mapping with Odoo's
  *	   rules (and, on Odoo's table, the values Odoo's ORM would set), tags
  *	   added, and the company and its contacts kept in lead_state with
- *	   status "mined", so enrichment never sends them.
+ *	   status "mined", so enrichment never sends them.  The statements on
+ *	   the CRM table are lead_table.c's (lt_mine_*), kept per process.
+ *	5. the outcome, on both request rows.
+ *
+ * No SQL-callable function writes mining_request: the caller only reads
+ * it, and only this C code records a request, for the call it runs.
  *
  * Outcomes follow Odoo, with its credit bug fixed (reference 9.4): no
  * credits ends the request in state "error" / "credits" and returns no
@@ -36,7 +45,6 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "access/xact.h"
 #include "miscadmin.h"
 
 #include "enrich.h"
@@ -45,447 +53,91 @@
 #include "lead_enrich.h"
 
 PG_FUNCTION_INFO_V1(lead_enrich_generate_leads);
-PG_FUNCTION_INFO_V1(lead_enrich_mining_request_open);
-PG_FUNCTION_INFO_V1(lead_enrich_mining_request_link);
-PG_FUNCTION_INFO_V1(lead_enrich_mining_request_close);
 
-/*
- * Who writes lead_enrich.mining_request.  The criteria checks and Odoo's
- * own request row are PL/pgSQL run as the caller (_mining_prepare,
- * _mining_finish); the caller has no rights on mining_request, so those
- * functions record the request through the three C functions below, which
- * write as the extension's owner (guard.c) and only for the request that
- * generate_leads is running in this transaction: mining_active is -1
- * outside generate_leads, 0 until the request is opened, then its id.
- */
-static int	mining_active = -1;
-static bool mining_callback_set = false;
-
-/*
- * mining_xact_end: a transaction's end ends any request in progress.
- */
-static void
-mining_xact_end(XactEvent event, void *arg)
+/* The request, as _mining_prepare returned it and as recorded. */
+typedef struct MiningRequest
 {
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		mining_active = -1;
-}
+	int	   id;
+	char  *name;
+	int32  odoo_id; /* Odoo's crm_iap_lead_mining_request row, or 0 */
+	bool   people;
+	char  *payload; /* JSON text of the "data" object */
+	char  *lead_type;
+	char  *team_id;
+	char  *user_id;
+	char  *stage_id;
+	char  *link_id; /* what the lead's mining_request column gets */
+	char  *tag_ids; /* int4[] literal, NULL if none */
+	int	   max_credits;
+	Jsonb *prep; /* _mining_prepare's answer */
+} MiningRequest;
 
 /*
- * mining_check_active: refuse a call from outside generate_leads, or for
- * another request than the one it runs.
+ * request_write: one statement on lead_enrich.mining_request, as the
+ * extension's owner, from a plan kept for the process; returns SPI's
+ * result code (the rows in SPI_tuptable).
  */
-static void
-mining_check_active(int32 request_id)
+static int
+request_write(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
+			  const char *nulls)
 {
-	if (mining_active < 0 || (request_id >= 0 && request_id != mining_active))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("lead mining requests are recorded by lead_enrich.generate_leads() only")));
-}
+	LeGuard g;
+	int		ret;
 
-/*
- * mining_record: run one statement on mining_request as the extension's
- * owner and return its single jsonb column (or NULL).
- */
-static Datum
-mining_record(const char *sql, int nargs, Oid *types, Datum *args, const char *nulls,
-			  bool *isnull)
-{
-	LeGuard		  g;
-	int			  ret;
-	Datum		  result = (Datum) 0;
-	MemoryContext outer = CurrentMemoryContext;
-
-	*isnull = true;
-	SPI_connect();
 	le_guard_extension(&g);
-	ret = SPI_execute_with_args(sql, nargs, types, args, nulls, false, 0);
+	if (*plan == NULL)
+		*plan = le_keep_plan(sql, nargs, types);
+	ret = SPI_execute_plan(*plan, args, nulls, false, 0);
 	le_guard_end(&g);
 	if (ret < 0)
 		elog(ERROR, "could not record the mining request: %s", SPI_result_code_string(ret));
-	if (SPI_tuptable != NULL && SPI_processed == 1)
-	{
-		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
-		if (!*isnull)
-		{
-			MemoryContext old = MemoryContextSwitchTo(outer);
-
-			result = PointerGetDatum(DatumGetJsonbPCopy(result));
-			MemoryContextSwitchTo(old);
-		}
-	}
-	SPI_finish();
-	return result;
+	return ret;
 }
 
 /*
- * lead_enrich._mining_request_open(criteria, lead_table): the request's
- * row; returns {"id": ..., "name": ...}.  requested_by is the caller.
+ * request_open: the request's row (its normalised criteria, the table, the
+ * caller); sets req->id and req->name.
  */
-Datum
-lead_enrich_mining_request_open(PG_FUNCTION_ARGS)
+static void
+request_open(MiningRequest *req, LeadTable *lt)
 {
-	Oid	   types[3] = {JSONBOID, TEXTOID, NAMEOID};
-	Datum  args[3];
-	Datum  result;
-	bool   isnull;
-	Jsonb *jb;
+	static SPIPlanPtr plan = NULL;
+	Oid				  types[3] = {JSONBOID, TEXTOID, NAMEOID};
+	Datum			  args[3];
+	JsonbValue		  buf;
+	JsonbValue		 *criteria = jb_get(&req->prep->root, "criteria", &buf);
+	bool			  isnull;
 
-	mining_check_active(-1);
-	if (mining_active != 0)
-		elog(ERROR, "the mining request is already recorded");
-	args[0] = PG_GETARG_DATUM(0);
-	args[1] = PG_GETARG_DATUM(1);
+	if (criteria == NULL || criteria->type != jbvBinary)
+		elog(ERROR, "lead_enrich._mining_prepare returned no criteria");
+	args[0] = JsonbPGetDatum(JsonbValueToJsonb(criteria));
+	args[1] = CStringGetTextDatum(lt->qualname);
 	args[2] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	result = mining_record("INSERT INTO lead_enrich.mining_request (criteria, lead_table, requested_by) "
-						   "VALUES ($1, $2, $3) "
-						   "RETURNING pg_catalog.jsonb_build_object('id', id, 'name', name)",
-						   3, types, args, NULL, &isnull);
-	jb = DatumGetJsonbP(result);
-	mining_active = atoi(jb_get_text(&jb->root, "id"));
-	PG_RETURN_DATUM(result);
+	if (request_write(&plan,
+					  "INSERT INTO lead_enrich.mining_request (criteria, lead_table, requested_by) "
+					  "VALUES ($1, $2, $3) RETURNING id, name",
+					  3, types, args, NULL) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not record the mining request");
+	req->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	req->name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 }
 
 /*
- * lead_enrich._mining_request_link(request_id, odoo_request_id): the row
- * of Odoo's crm_iap_lead_mining_request that goes with the request.
- */
-Datum
-lead_enrich_mining_request_link(PG_FUNCTION_ARGS)
-{
-	Oid	  types[2] = {INT4OID, INT4OID};
-	Datum args[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
-	bool  isnull;
-
-	mining_check_active(PG_GETARG_INT32(0));
-	(void) mining_record("UPDATE lead_enrich.mining_request SET odoo_request_id = $2 WHERE id = $1",
-						 2, types, args, NULL, &isnull);
-	PG_RETURN_VOID();
-}
-
-/*
- * lead_enrich._mining_request_close(request_id, state, error_type, error,
- * lead_ids, companies, contacts, skipped): the request's outcome; returns
- * {"odoo_request_id": ..., "lead_table": ...} for _mining_finish.
- */
-Datum
-lead_enrich_mining_request_close(PG_FUNCTION_ARGS)
-{
-	Oid	  types[8] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID,
-					  INT4OID, INT4OID, INT4OID};
-	Datum args[8];
-	char  nulls[8];
-	bool  isnull;
-	Datum result;
-
-	mining_check_active(PG_GETARG_INT32(0));
-	for (int i = 0; i < 8; i++)
-	{
-		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
-		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-	}
-	result = mining_record("UPDATE lead_enrich.mining_request m "
-						   "SET state = $2, error_type = $3, error = $4, lead_ids = $5, "
-						   "    companies = $6, contacts = $7, skipped = $8, "
-						   "    credits = $6 OPERATOR(pg_catalog.+) $7, finished_at = clock_timestamp() "
-						   "WHERE m.id = $1 "
-						   "RETURNING pg_catalog.jsonb_build_object('odoo_request_id', m.odoo_request_id, "
-						   "                                        'lead_table', m.lead_table)",
-						   8, types, args, nulls, &isnull);
-	if (isnull)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
-}
-
-/* parameters of the lead INSERT */
-enum
-{
-	P_NAME = 1,
-	P_PARTNER_NAME,
-	P_EMAIL,
-	P_PHONE,
-	P_WEBSITE,
-	P_STREET,
-	P_CITY,
-	P_ZIP,
-	P_COUNTRY,
-	P_STATE,
-	P_CONTACT_NAME,
-	P_FUNCTION,
-	P_REVEAL_ID,
-	P_EMAIL_NORMALIZED,
-	P_EMAIL_DOMAIN,
-	P_TYPE,
-	P_TEAM,
-	P_USER,
-	P_REQUEST,
-	P_STAGE,
-	P_COUNT = P_STAGE
-};
-
-/* The request, as _mining_prepare returned it. */
-typedef struct MiningRequest
-{
-	int	  id;
-	char *name;
-	bool  people;
-	char *payload; /* JSON text of the "data" object */
-	char *lead_type;
-	char *team_id;
-	char *user_id;
-	char *stage_id;
-	char *link_id; /* what the lead's mining_request column gets */
-	char *tag_ids; /* int4[] literal, NULL if none */
-	int	  max_credits;
-} MiningRequest;
-
-/* A column of the INSERT being built. */
-typedef struct InsertBuild
-{
-	StringInfoData cols;
-	StringInfoData vals;
-	List		  *used; /* column names already in the list */
-} InsertBuild;
-
-/*
- * add_col: one column and its value expression, unless the column is
- * already set (a mapping and an Odoo default naming the same column).
+ * request_link: the row of Odoo's crm_iap_lead_mining_request that goes
+ * with the request.
  */
 static void
-add_col(InsertBuild *b, const char *name, const char *expr)
+request_link(MiningRequest *req)
 {
-	ListCell *lc;
+	static SPIPlanPtr plan = NULL;
+	Oid				  types[2] = {INT4OID, INT4OID};
+	Datum			  args[2] = {Int32GetDatum(req->id), Int32GetDatum(req->odoo_id)};
 
-	foreach(lc, b->used)
-	{
-		if (strcmp((char *) lfirst(lc), name) == 0)
-			return;
-	}
-	b->used = lappend(b->used, pstrdup(name));
-	appendStringInfo(&b->cols, "%s%s", b->cols.len ? ", " : "", quote_identifier(name));
-	appendStringInfo(&b->vals, "%s%s", b->vals.len ? ", " : "", expr);
-}
-
-/*
- * add_mapped: a mapped logical key, if the table has it.
- */
-static void
-add_mapped(InsertBuild *b, LeadTable *lt, const char *key, const char *expr)
-{
-	char *col = jb_get_text(&lt->columns->root, key);
-
-	if (col != NULL)
-		add_col(b, col, expr);
-}
-
-/*
- * add_mapped_text: a mapped text key from a parameter, cast to the
- * column's type so that a varchar(n) gets a cut value instead of an error.
- */
-static void
-add_mapped_text(InsertBuild *b, LeadTable *lt, const char *key, int param)
-{
-	if (lt_col(lt, key) != NULL)
-		add_mapped(b, lt, key, psprintf("$%d::%s", param, lt_type(lt, key)));
-}
-
-/*
- * odoo_columns: which of the given columns the table has.
- */
-static List *
-odoo_columns(LeadTable *lt)
-{
-	static const char *const wanted[] = {
-		"priority", "color", "message_bounce", "stage_id", "date_open",
-		"date_last_stage_update", "create_date", "write_date", "create_uid",
-		"write_uid", "email_normalized", "email_domain_criterion", "email_state",
-		"active", "type"};
-	StringInfoData q;
-	List		  *found = NIL;
-	int			   i;
-
-	initStringInfo(&q);
-	appendStringInfo(&q,
-					 "SELECT attname::text FROM pg_catalog.pg_attribute "
-					 "WHERE attrelid = %u AND attnum > 0 AND NOT attisdropped AND attname IN (",
-					 lt->relid);
-	for (i = 0; i < (int) lengthof(wanted); i++)
-		appendStringInfo(&q, "%s%s", i ? ", " : "", quote_literal_cstr(wanted[i]));
-	appendStringInfoChar(&q, ')');
-	if (SPI_execute(q.data, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the columns of %s", lt->qualname);
-	for (uint64 r = 0; r < SPI_processed; r++)
-		found = lappend(found, SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1));
-	return found;
-}
-
-/*
- * has_name: whether a list of C strings holds s.
- */
-static bool
-has_name(List *names, const char *s)
-{
-	ListCell *lc;
-
-	foreach(lc, names)
-	{
-		if (strcmp((char *) lfirst(lc), s) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
- * build_insert_sql: the INSERT of one lead for this table, parameters as
- * in the enum above; it returns the new id.  Columns that are not mapped
- * (or, for Odoo's defaults, do not exist) are left out.
- */
-static char *
-build_insert_sql(LeadTable *lt)
-{
-	InsertBuild	   b;
-	StringInfoData s;
-
-	memset(&b, 0, sizeof(b));
-	initStringInfo(&b.cols);
-	initStringInfo(&b.vals);
-
-	add_mapped_text(&b, lt, "name", P_NAME);
-	add_mapped_text(&b, lt, "partner_name", P_PARTNER_NAME);
-	add_mapped_text(&b, lt, "email", P_EMAIL);
-	add_mapped_text(&b, lt, "phone", P_PHONE);
-	add_mapped_text(&b, lt, "website", P_WEBSITE);
-	add_mapped_text(&b, lt, "street", P_STREET);
-	add_mapped_text(&b, lt, "city", P_CITY);
-	add_mapped_text(&b, lt, "zip", P_ZIP);
-	add_mapped_text(&b, lt, "contact_name", P_CONTACT_NAME);
-	add_mapped_text(&b, lt, "function", P_FUNCTION);
-	add_mapped_text(&b, lt, "reveal_id", P_REVEAL_ID);
-	add_mapped_text(&b, lt, "type", P_TYPE);
-	if (lt_col(lt, "country") != NULL)
-	{
-		if (lt->country_fk)
-			add_mapped(&b, lt, "country",
-					   psprintf("(SELECT rc.id FROM %s.res_country rc WHERE rc.code = upper($%d) "
-								"ORDER BY rc.id LIMIT 1)",
-								lt->nspname, P_COUNTRY));
-		else
-			add_mapped(&b, lt, "country",
-					   psprintf("upper($%d)::%s", P_COUNTRY, lt_type(lt, "country")));
-	}
-	if (lt_col(lt, "state") != NULL)
-	{
-		if (lt->state_fk && lt->country_fk)
-			add_mapped(&b, lt, "state",
-					   psprintf("(SELECT s.id FROM %s.res_country_state s JOIN %s.res_country rc "
-								"ON rc.id = s.country_id WHERE rc.code = upper($%d) AND s.code = $%d "
-								"ORDER BY s.id LIMIT 1)",
-								lt->nspname, lt->nspname, P_COUNTRY, P_STATE));
-		else if (!lt->state_fk)
-			add_mapped(&b, lt, "state", psprintf("$%d::%s", P_STATE, lt_type(lt, "state")));
-	}
-	add_mapped(&b, lt, "team_id", psprintf("$%d", P_TEAM));
-	add_mapped(&b, lt, "user_id", psprintf("$%d", P_USER));
-	add_mapped(&b, lt, "mining_request", psprintf("$%d", P_REQUEST));
-	add_mapped(&b, lt, "active", "true");
-	/* without a reveal id column, the done flag keeps enrichment away */
-	if (lt_col(lt, "reveal_id") == NULL)
-		add_mapped(&b, lt, "enrich_done", "true");
-	if (lt_col(lt, "write_date") != NULL)
-		add_mapped(&b, lt, "write_date", lt_now(lt, "write_date"));
-
-	/* what Odoo's ORM sets on create and the database has no default for */
-	if (lt->odoo)
-	{
-		List *have = odoo_columns(lt);
-		static const struct
-		{
-			const char *col;
-			const char *expr;
-		} defaults[] =
-			{
-				{"active", "true"},
-				{"priority", "'0'"},
-				{"color", "0"},
-				{"message_bounce", "0"},
-				{"stage_id", "$20"},
-				{"date_open", "CASE WHEN $18 IS NOT NULL THEN (now() AT TIME ZONE 'UTC') END"},
-				{"date_last_stage_update", "(now() AT TIME ZONE 'UTC')"},
-				{"create_date", "(now() AT TIME ZONE 'UTC')"},
-				{"write_date", "(now() AT TIME ZONE 'UTC')"},
-				{"create_uid", "$18"},
-				{"write_uid", "$18"},
-				{"email_normalized", "$14"},
-				{"email_domain_criterion", "$15"},
-				{"email_state", "CASE WHEN $14 IS NOT NULL THEN 'correct' WHEN $3 IS NOT NULL THEN 'incorrect' END"},
-				{"type", "$16"},
-			};
-
-		StaticAssertStmt(P_USER == 18 && P_STAGE == 20 && P_EMAIL_NORMALIZED == 14 &&
-							 P_EMAIL_DOMAIN == 15 && P_EMAIL == 3 && P_TYPE == 16,
-						 "parameter numbers of the Odoo defaults");
-		for (int i = 0; i < (int) lengthof(defaults); i++)
-			if (has_name(have, defaults[i].col))
-				add_col(&b, defaults[i].col, defaults[i].expr);
-	}
-
-	initStringInfo(&s);
-	appendStringInfo(&s, "INSERT INTO %s (%s) VALUES (%s) RETURNING %s::bigint",
-					 lt->qualname, b.cols.data, b.vals.data, lt_col(lt, "id"));
-	return s.data;
-}
-
-/*
- * find_duplicates: which companies of the answer (by position) are already
- * in the table: same reveal id, same website domain, same e-mail domain,
- * or mined before into a lead that still exists.  Each test is one hashed
- * subplan over the table, so this is a few scans whatever the answer size.
- */
-static bool *
-find_duplicates(LeadTable *lt, Jsonb *data, int n)
-{
-	StringInfoData q;
-	bool		  *dup = palloc0(sizeof(bool) * Max(n, 1));
-	const char	  *reveal = lt_col(lt, "reveal_id");
-	const char	  *website = lt_col(lt, "website");
-	const char	  *email = lt_col(lt, "email");
-	const char	  *id = lt_col(lt, "id");
-	Oid			   argtypes[1] = {JSONBOID};
-	Datum		   args[1];
-
-	initStringInfo(&q);
-	appendStringInfoString(&q,
-						   "SELECT e.ord::int4 FROM jsonb_array_elements($1) WITH ORDINALITY AS e(v, ord) "
-						   "CROSS JOIN LATERAL (SELECT e.v #>> '{company_data,clearbit_id}' AS cid, "
-						   "lower(e.v #>> '{company_data,domain}') AS dom) c WHERE ");
-	if (reveal != NULL)
-		appendStringInfo(&q, "c.cid IN (SELECT l.%s::text FROM %s l) OR ", reveal, lt->qualname);
-	if (website != NULL)
-		appendStringInfo(&q,
-						 "c.dom IN (SELECT lower(substring(l.%s::text from "
-						 "'^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:www\\.)?([^/:?#[:space:]]+)')) FROM %s l) OR ",
-						 website, lt->qualname);
-	appendStringInfo(&q,
-					 "c.dom IN (SELECT lower(substring(l.%s::text from '@([^@>[:space:]]+)')) FROM %s l) OR "
-					 "c.dom IN (SELECT s.domain FROM lead_enrich.lead_state s JOIN %s l ON l.%s = s.lead_id "
-					 "WHERE s.status = 'mined')",
-					 email, lt->qualname, lt->qualname, id);
-	args[0] = JsonbPGetDatum(data);
-	if (SPI_execute_with_args(q.data, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not look for duplicates in %s", lt->qualname);
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool isnull;
-		int	 ord = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-
-		if (ord >= 1 && ord <= n)
-			dup[ord - 1] = true;
-	}
-	return dup;
+	(void) request_write(&plan,
+						 "UPDATE lead_enrich.mining_request SET odoo_request_id = $2 "
+						 "WHERE id OPERATOR(pg_catalog.=) $1",
+						 2, types, args, NULL);
 }
 
 /*
@@ -512,8 +164,11 @@ company_with_people(JsonbContainer *company, JsonbValue *people)
 					JsonContainerSize(company) > 0 ? ", " : "", p);
 }
 
+
 /*
- * prepare_request: run _mining_prepare and read its answer.
+ * prepare_request: check the criteria (_mining_prepare), then record the
+ * request in lead_enrich.mining_request and, on Odoo's table, in Odoo's
+ * crm_iap_lead_mining_request.
  */
 static MiningRequest *
 prepare_request(Jsonb *criteria, LeadTable *lt)
@@ -522,12 +177,10 @@ prepare_request(Jsonb *criteria, LeadTable *lt)
 	Datum			args[1];
 	char			nulls[1] = {' '};
 	bool			isnull;
-	Jsonb		   *res;
 	JsonbContainer *root;
 	JsonbValue		buf;
 	JsonbValue	   *v;
 	MiningRequest  *req = palloc0(sizeof(MiningRequest));
-	char		   *odoo_req;
 	int				lead_number;
 	int				contacts;
 
@@ -539,18 +192,14 @@ prepare_request(Jsonb *criteria, LeadTable *lt)
 							  nulls, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "lead_enrich._mining_prepare failed");
-	res = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	root = &res->root;
+	req->prep = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	root = &req->prep->root;
 
-	req->id = atoi(jb_get_text(root, "request_id"));
-	req->name = jb_get_text(root, "request_name");
-	req->people = jb_get_text(root, "people") != NULL;
+	req->people = jb_get_text(root, "people") != NULL && strcmp(jb_get_text(root, "people"), "true") == 0;
 	req->lead_type = jb_get_text(root, "lead_type");
 	req->team_id = jb_get_text(root, "team_id");
 	req->user_id = jb_get_text(root, "user_id");
 	req->stage_id = jb_get_text(root, "stage_id");
-	odoo_req = jb_get_text(root, "odoo_request_id");
-	req->link_id = odoo_req ? odoo_req : psprintf("%d", req->id);
 	req->payload = jsonb_container_to_cstring(jb_get_object(root, "payload"));
 	v = jb_get(root, "tag_ids", &buf);
 	if (v != NULL && v->type == jbvBinary && JsonContainerSize(v->val.binary.data) > 0)
@@ -567,21 +216,31 @@ prepare_request(Jsonb *criteria, LeadTable *lt)
 				   ? atoi(jb_get_text(jb_get_object(root, "payload"), "contact_number"))
 				   : 0;
 	req->max_credits = lead_number * (1 + contacts);
+
+	request_open(req, lt);
+	/* Odoo's own request row, so that leads can point to it */
+	req->odoo_id = lt_mine_odoo_request(lt, req->name, req->prep);
+	if (req->odoo_id != 0)
+		request_link(req);
+	req->link_id = psprintf("%d", req->odoo_id != 0 ? req->odoo_id : req->id);
 	return req;
 }
 
 /*
- * finish_request: record the outcome through _mining_finish.
+ * finish_request: the request's outcome, in lead_enrich.mining_request
+ * (credits: one per company delivered plus one per contact) and on Odoo's
+ * request row.
  */
 static void
-finish_request(MiningRequest *req, const char *state, const char *error_type,
+finish_request(MiningRequest *req, LeadTable *lt, const char *state, const char *error_type,
 			   const char *error, Datum lead_ids, int companies, int contacts,
 			   int skipped)
 {
-	Oid	  argtypes[8] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID,
-						 INT4OID, INT4OID, INT4OID};
-	Datum args[8];
-	char  nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	static SPIPlanPtr plan = NULL;
+	Oid				  types[8] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID,
+								  INT4OID, INT4OID, INT4OID};
+	Datum			  args[8];
+	char			  nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	args[0] = Int32GetDatum(req->id);
 	args[1] = CStringGetTextDatum(state);
@@ -597,9 +256,16 @@ finish_request(MiningRequest *req, const char *state, const char *error_type,
 	args[5] = Int32GetDatum(companies);
 	args[6] = Int32GetDatum(contacts);
 	args[7] = Int32GetDatum(skipped);
-	if (SPI_execute_with_args("SELECT lead_enrich._mining_finish($1, $2, $3, $4, $5, $6, $7, $8)",
-							  8, argtypes, args, nulls, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "lead_enrich._mining_finish failed");
+	(void) request_write(&plan,
+						 "UPDATE lead_enrich.mining_request "
+						 "SET state = $2, error_type = $3, error = $4, lead_ids = $5, "
+						 "    companies = $6, contacts = $7, skipped = $8, "
+						 "    credits = $6 OPERATOR(pg_catalog.+) $7, "
+						 "    finished_at = pg_catalog.clock_timestamp() "
+						 "WHERE id OPERATOR(pg_catalog.=) $1",
+						 8, types, args, nulls);
+	if (req->odoo_id != 0)
+		lt_mine_odoo_finish(lt, req->odoo_id, state, error_type);
 }
 
 /*
@@ -698,8 +364,6 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	Jsonb		   *data_jb;
 	int				n;
 	bool		   *dup;
-	SPIPlanPtr		plan;
-	Oid				argtypes[P_COUNT];
 	Datum		   *id_datums;
 	int				nleads = 0;
 	int				ncontacts = 0;
@@ -713,11 +377,6 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	LeGuard			guard;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (!mining_callback_set)
-	{
-		RegisterXactCallback(mining_xact_end, NULL);
-		mining_callback_set = true;
-	}
 	SPI_connect();
 	lt = lead_table_load(false);
 	lead_table_check(lt);
@@ -729,7 +388,6 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	 * function below is pg_catalog's.
 	 */
 	le_guard_crm(&guard, lt);
-	mining_active = 0;
 	req = prepare_request(criteria, lt);
 
 	/* the call: Odoo's _perform_request */
@@ -772,7 +430,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 
 	if (call.status == RPC_INSUFFICIENT_CREDIT)
 	{
-		finish_request(req, "error", "credits", call.message, empty_ids(), 0, 0, 0);
+		finish_request(req, lt, "error", "credits", call.message, empty_ids(), 0, 0, 0);
 		ereport(WARNING,
 				(errcode(ERRCODE_LE_INSUFFICIENT_CREDIT),
 				 errmsg("not enough credits to generate leads: request %s created no leads", req->name),
@@ -780,7 +438,6 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 				 errhint("Buy credits at %s, then run the request again with its criteria from lead_enrich.mining_request.",
 						 call.credit_url ? call.credit_url : "the URL lead_enrich.iap_credit_url() returns")));
 		le_guard_end(&guard);
-		mining_active = -1;
 		SPI_finish();
 		return (Datum) 0;
 	}
@@ -788,28 +445,19 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		rpc_report(&call, ERROR); /* rolls the request back, as Odoo does */
 	if (n == 0)
 	{
-		finish_request(req, "draft", "no_result", NULL, empty_ids(), 0, 0, 0);
+		finish_request(req, lt, "draft", "no_result", NULL, empty_ids(), 0, 0, 0);
 		ereport(NOTICE,
 				(errmsg("request %s did not return any result (no credits were used)", req->name),
 				 errhint("Try removing some filters.")));
 		le_guard_end(&guard);
-		mining_active = -1;
 		SPI_finish();
 		return (Datum) 0;
 	}
 
 	/* the leads */
 	data_jb = JsonbValueToJsonb(data);
-	dup = find_duplicates(lt, data_jb, n);
-	for (i = 0; i < P_COUNT; i++)
-		argtypes[i] = TEXTOID;
-	argtypes[P_TEAM - 1] = INT8OID;
-	argtypes[P_USER - 1] = INT8OID;
-	argtypes[P_REQUEST - 1] = INT8OID;
-	argtypes[P_STAGE - 1] = INT8OID;
-	plan = SPI_prepare(build_insert_sql(lt), P_COUNT, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the lead INSERT: %s", SPI_result_code_string(SPI_result));
+	lt_mine_prepare(lt);
+	dup = lt_mine_duplicates(lt, data_jb, n);
 
 	id_datums = palloc(sizeof(Datum) * n);
 	seen_cid = palloc0(sizeof(char *) * n);
@@ -829,9 +477,8 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		char		   *name;
 		char		   *email;
 		char		   *norm;
-		Datum			values[P_COUNT];
-		char			nulls[P_COUNT];
-		bool			isnull;
+		Datum			values[MINE_P_COUNT];
+		char			nulls[MINE_P_COUNT];
 		int64			lead_id;
 		Datum			out[6];
 		bool			outnull[6] = {false, false, false, false, false, false};
@@ -884,8 +531,8 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 			name = jb_get_text(cd, "legal_name");
 		if (name == NULL)
 			name = cid ? cid : "?";
-		opt_text(values, nulls, P_NAME, name);
-		opt_text(values, nulls, P_PARTNER_NAME,
+		opt_text(values, nulls, MINE_P_NAME, name);
+		opt_text(values, nulls, MINE_P_PARTNER_NAME,
 				 jb_get_text(cd, "legal_name") ? jb_get_text(cd, "legal_name") : jb_get_text(cd, "name"));
 		email = jb_get_array_text(cd, "email", 0);
 		if (email == NULL)
@@ -893,37 +540,34 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		if (req->people && first != NULL)
 		{
 			email = jb_get_text(first, "email");
-			opt_text(values, nulls, P_CONTACT_NAME, jb_get_text(first, "full_name"));
-			opt_text(values, nulls, P_FUNCTION, jb_get_text(first, "title"));
+			opt_text(values, nulls, MINE_P_CONTACT_NAME, jb_get_text(first, "full_name"));
+			opt_text(values, nulls, MINE_P_FUNCTION, jb_get_text(first, "title"));
 		}
 		else
 		{
-			opt_text(values, nulls, P_CONTACT_NAME, NULL);
-			opt_text(values, nulls, P_FUNCTION, NULL);
+			opt_text(values, nulls, MINE_P_CONTACT_NAME, NULL);
+			opt_text(values, nulls, MINE_P_FUNCTION, NULL);
 		}
-		opt_text(values, nulls, P_EMAIL, email);
+		opt_text(values, nulls, MINE_P_EMAIL, email);
 		norm = email ? email_normalize_strict(email) : NULL;
-		opt_text(values, nulls, P_EMAIL_NORMALIZED, norm);
-		opt_text(values, nulls, P_EMAIL_DOMAIN, norm ? psprintf("@%s", email_domain(norm)) : NULL);
-		opt_text(values, nulls, P_PHONE,
+		opt_text(values, nulls, MINE_P_EMAIL_NORMALIZED, norm);
+		opt_text(values, nulls, MINE_P_EMAIL_DOMAIN, norm ? psprintf("@%s", email_domain(norm)) : NULL);
+		opt_text(values, nulls, MINE_P_PHONE,
 				 jb_get_text(cd, "phone") ? jb_get_text(cd, "phone") : jb_get_array_text(cd, "phone_numbers", 0));
-		opt_text(values, nulls, P_WEBSITE, dom ? psprintf("https://www.%s", dom) : NULL);
-		opt_text(values, nulls, P_STREET, jb_get_text(cd, "location"));
-		opt_text(values, nulls, P_CITY, jb_get_text(cd, "city"));
-		opt_text(values, nulls, P_ZIP, jb_get_text(cd, "postal_code"));
-		opt_text(values, nulls, P_COUNTRY, jb_get_text(cd, "country_code"));
-		opt_text(values, nulls, P_STATE, jb_get_text(cd, "state_code"));
-		opt_text(values, nulls, P_REVEAL_ID, cid);
-		opt_text(values, nulls, P_TYPE, req->lead_type);
-		opt_int8(values, nulls, P_TEAM, req->team_id);
-		opt_int8(values, nulls, P_USER, req->user_id);
-		opt_int8(values, nulls, P_REQUEST, req->link_id);
-		opt_int8(values, nulls, P_STAGE, req->stage_id);
+		opt_text(values, nulls, MINE_P_WEBSITE, dom ? psprintf("https://www.%s", dom) : NULL);
+		opt_text(values, nulls, MINE_P_STREET, jb_get_text(cd, "location"));
+		opt_text(values, nulls, MINE_P_CITY, jb_get_text(cd, "city"));
+		opt_text(values, nulls, MINE_P_ZIP, jb_get_text(cd, "postal_code"));
+		opt_text(values, nulls, MINE_P_COUNTRY, jb_get_text(cd, "country_code"));
+		opt_text(values, nulls, MINE_P_STATE, jb_get_text(cd, "state_code"));
+		opt_text(values, nulls, MINE_P_REVEAL_ID, cid);
+		opt_text(values, nulls, MINE_P_TYPE, req->lead_type);
+		opt_int8(values, nulls, MINE_P_TEAM, req->team_id);
+		opt_int8(values, nulls, MINE_P_USER, req->user_id);
+		opt_int8(values, nulls, MINE_P_REQUEST, req->link_id);
+		opt_int8(values, nulls, MINE_P_STAGE, req->stage_id);
 
-		if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
-			SPI_processed != 1)
-			elog(ERROR, "could not insert a lead into %s", lt->qualname);
-		lead_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		lead_id = lt_mine_insert(lt, values, nulls);
 		id_datums[nleads] = Int64GetDatum(lead_id);
 		nleads++;
 
@@ -944,22 +588,10 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 
 	/* default tags, in Odoo's crm_tag_rel */
 	if (req->tag_ids != NULL && nleads > 0)
-	{
-		Oid	  types[2] = {INT8ARRAYOID, TEXTOID};
-		Datum args[2];
+		lt_mine_tag(lt, PointerGetDatum(construct_array(id_datums, nleads, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+					req->tag_ids);
 
-		args[0] = PointerGetDatum(construct_array(id_datums, nleads, INT8OID, 8,
-												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		args[1] = CStringGetTextDatum(req->tag_ids);
-		if (SPI_execute_with_args(psprintf("INSERT INTO %s.crm_tag_rel (lead_id, tag_id) "
-										   "SELECT l, t FROM unnest($1) l, unnest($2::int4[]) t "
-										   "ON CONFLICT DO NOTHING",
-										   lt->nspname),
-								  2, types, args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not tag the mined leads");
-	}
-
-	finish_request(req, "done", NULL, NULL,
+	finish_request(req, lt, "done", NULL, NULL,
 				   nleads > 0
 					   ? PointerGetDatum(construct_array(id_datums, nleads, INT8OID, 8,
 														 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))
@@ -974,7 +606,6 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 				 errdetail("Already there (same reveal id, website or e-mail domain): %s%s.", skipped.data,
 						   nskipped > 10 ? psprintf(" and %d more", nskipped - 10) : "")));
 	le_guard_end(&guard);
-	mining_active = -1;
 	SPI_finish();
 	return (Datum) 0;
 }

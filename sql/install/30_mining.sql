@@ -7,7 +7,10 @@
  *
  * The criteria are checked here, in PL/pgSQL (_mining_prepare): like
  * attach(), the job is looking things up and saying clearly what is wrong.
- * The C function (src/mining.c) does the call and the inserts.
+ * It writes nothing.  The C function (src/mining.c) records the request
+ * (lead_enrich.mining_request, and Odoo's crm_iap_lead_mining_request on
+ * Odoo's layout), does the call and creates the leads, with the
+ * statements on the CRM table in src/lead_table.c.
  */
 
 /* Odoo 17's reference tables (the CSV files of addons/crm_iap_mine/data). */
@@ -630,27 +633,6 @@ GRANT SELECT ON lead_enrich.mining_request TO lead_enrich_user;
 REVOKE ALL ON SEQUENCE lead_enrich.mining_request_id_seq FROM PUBLIC;
 
 /*
- * The request's row is written as the extension's owner by C functions
- * that only serve the request generate_leads() is running (src/mining.c):
- * lead_enrich_user reads mining_request, and cannot write it.
- */
-CREATE FUNCTION lead_enrich._mining_request_open(criteria jsonb, lead_table text)
-RETURNS jsonb
-LANGUAGE C VOLATILE
-AS 'MODULE_PATHNAME', 'lead_enrich_mining_request_open';
-
-CREATE FUNCTION lead_enrich._mining_request_link(request_id integer, odoo_request_id integer)
-RETURNS void
-LANGUAGE C STRICT VOLATILE
-AS 'MODULE_PATHNAME', 'lead_enrich_mining_request_link';
-
-CREATE FUNCTION lead_enrich._mining_request_close(request_id integer, state text, error_type text,
-	error text, lead_ids bigint[], companies integer, contacts integer, skipped integer)
-RETURNS jsonb
-LANGUAGE C VOLATILE
-AS 'MODULE_PATHNAME', 'lead_enrich_mining_request_close';
-
-/*
  * _mining_invalid: the error of a bad criterion, naming the key.
  */
 CREATE FUNCTION lead_enrich._mining_invalid(key text, problem text, hint text)
@@ -712,55 +694,21 @@ END
 $$;
 
 /*
- * _mining_odoo_insert: insert a row into an Odoo table from a JSON object,
- * keeping only the keys that are columns of the table; returns the id.
- */
-CREATE FUNCTION lead_enrich._mining_odoo_insert(tbl regclass, vals jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	cols text;
-	new_id integer;
-BEGIN
-	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
-	FROM pg_attribute a
-	WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND vals ? a.attname;
-	EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, $1) RETURNING id',
-				   tbl, cols, cols, tbl)
-		INTO new_id USING vals;
-	RETURN new_id;
-END
-$$;
-
-/*
- * _mining_odoo_rel: fill one of Odoo's many2many tables of the request,
- * when it exists.
- */
-CREATE FUNCTION lead_enrich._mining_odoo_rel(nsp text, rel text, req_col text, other_col text,
-	req_id integer, ids integer[])
-RETURNS void
-LANGUAGE plpgsql
-AS $$
-BEGIN
-	IF cardinality(ids) > 0 AND to_regclass(format('%I.%I', nsp, rel)) IS NOT NULL THEN
-		EXECUTE format('INSERT INTO %I.%I (%I, %I) SELECT $1, unnest($2) ON CONFLICT DO NOTHING',
-					   nsp, rel, req_col, other_col)
-			USING req_id, ids;
-	END IF;
-END
-$$;
-
-/*
  * _mining_prepare(criteria): check the criteria against the attached table
- * and the reference tables, record the request (and Odoo's request row when
- * the table is Odoo's), and return what src/mining.c needs:
+ * and the reference tables, and return what src/mining.c needs to record
+ * the request and make the call:
  *
- *	{"request_id", "request_name", "odoo_request_id", "payload" (the "data"
- *	 object of the IAP call), "lead_type", "team_id", "user_id", "tag_ids",
- *	 "stage_id", "people"}
+ *	{"criteria" (normalised: defaults applied, names and codes resolved),
+ *	 "payload" (the "data" object of the IAP call), "lead_type", "team_id",
+ *	 "user_id", "tag_ids", "stage_id", "people",
+ *	 "odoo_request" (the values of Odoo's request row, on Odoo's layout),
+ *	 "country_ids", "state_ids", "industry_reveal_ids", "other_role_rids",
+ *	 "preferred_rid", "seniority_rid" (what Odoo's request row links to)}
  *
- * Every error names the key and the value; nothing is recorded then.
+ * It runs as the caller and writes nothing: the request is recorded by
+ * src/mining.c, as the extension's owner for lead_enrich.mining_request
+ * and as the caller for Odoo's crm_iap_lead_mining_request.  Every error
+ * names the key and the value.
  */
 CREATE FUNCTION lead_enrich._mining_prepare(criteria jsonb)
 RETURNS jsonb
@@ -812,10 +760,6 @@ DECLARE
 	stage_id	integer;
 	norm		jsonb;
 	payload		jsonb;
-	req_id		integer;
-	req_name	text;
-	rec			jsonb;
-	odoo_req	integer;
 	ids			integer[];
 BEGIN
 	IF criteria IS NULL OR jsonb_typeof(criteria) <> 'object' THEN
@@ -1186,107 +1130,34 @@ BEGIN
 		END IF;
 	END IF;
 
-	rec := lead_enrich._mining_request_open(norm, cfg.lead_table::text);
-	req_id := (rec ->> 'id')::integer;
-	req_name := rec ->> 'name';
-
-	-- Odoo's own request row, so that leads can point to it
-	IF odoo AND to_regclass(format('%I.crm_iap_lead_mining_request', nsp)) IS NOT NULL
-		AND cfg.columns ? 'mining_request' THEN
-		odoo_req := lead_enrich._mining_odoo_insert(format('%I.crm_iap_lead_mining_request', nsp)::regclass,
-			jsonb_build_object('name', req_name, 'state', 'draft', 'lead_number', lead_number,
-				'search_type', search_type, 'lead_type', lead_type, 'team_id', team_id,
-				'user_id', user_id, 'filter_on_size', size_min IS NOT NULL OR size_max IS NOT NULL,
-				'company_size_min', coalesce(size_min, 1), 'company_size_max', coalesce(size_max, 1000),
-				'contact_number', contact_number, 'contact_filter_type', filter_type,
-				'create_uid', user_id, 'write_uid', user_id,
-				'create_date', now() AT TIME ZONE 'UTC', 'write_date', now() AT TIME ZONE 'UTC'));
-		PERFORM lead_enrich._mining_odoo_rel(nsp, 'crm_iap_lead_mining_request_res_country_rel',
-			'crm_iap_lead_mining_request_id', 'res_country_id', odoo_req, country_ids);
-		PERFORM lead_enrich._mining_odoo_rel(nsp, 'crm_iap_lead_mining_request_res_country_state_rel',
-			'crm_iap_lead_mining_request_id', 'res_country_state_id', odoo_req, state_ids);
-		PERFORM lead_enrich._mining_odoo_rel(nsp, 'crm_iap_lead_mining_request_crm_tag_rel',
-			'crm_iap_lead_mining_request_id', 'crm_tag_id', odoo_req, tag_ids);
-		-- industries, roles and seniority by reveal id, when Odoo's tables are there
-		IF to_regclass(format('%I.crm_iap_lead_industry', nsp)) IS NOT NULL AND cardinality(industries) > 0 THEN
-			EXECUTE format('SELECT array_agg(id) FROM %I.crm_iap_lead_industry WHERE replace(reveal_ids, '' '', '''') = ANY ($1)', nsp)
-				INTO ids USING (SELECT array_agg(array_to_string(i.reveal_ids, ',')) FROM lead_enrich.mining_industry i
-								WHERE i.name = ANY (industries));
-			PERFORM lead_enrich._mining_odoo_rel(nsp, 'crm_iap_lead_industry_crm_iap_lead_mining_request_rel',
-				'crm_iap_lead_mining_request_id', 'crm_iap_lead_industry_id', odoo_req, coalesce(ids, '{}'));
-		END IF;
-		IF to_regclass(format('%I.crm_iap_lead_role', nsp)) IS NOT NULL THEN
-			IF cardinality(other_rids) > 0 THEN
-				EXECUTE format('SELECT array_agg(id) FROM %I.crm_iap_lead_role WHERE reveal_id = ANY ($1)', nsp)
-					INTO ids USING other_rids;
-				PERFORM lead_enrich._mining_odoo_rel(nsp, 'crm_iap_lead_mining_request_crm_iap_lead_role_rel',
-					'crm_iap_lead_mining_request_id', 'crm_iap_lead_role_id', odoo_req, coalesce(ids, '{}'));
-			END IF;
-			IF preferred_rid IS NOT NULL THEN
-				EXECUTE format('UPDATE %I.crm_iap_lead_mining_request SET preferred_role_id = '
-							   '(SELECT min(id) FROM %I.crm_iap_lead_role WHERE reveal_id = $1) WHERE id = $2', nsp, nsp)
-					USING preferred_rid, odoo_req;
-			END IF;
-		END IF;
-		IF to_regclass(format('%I.crm_iap_lead_seniority', nsp)) IS NOT NULL AND seniority_rid IS NOT NULL THEN
-			EXECUTE format('UPDATE %I.crm_iap_lead_mining_request SET seniority_id = '
-						   '(SELECT min(id) FROM %I.crm_iap_lead_seniority WHERE reveal_id = $1) WHERE id = $2', nsp, nsp)
-				USING seniority_rid, odoo_req;
-		END IF;
-		PERFORM lead_enrich._mining_request_link(req_id, odoo_req);
-	END IF;
-
-	RETURN jsonb_build_object('request_id', req_id, 'request_name', req_name,
-		'odoo_request_id', odoo_req, 'payload', payload, 'people', people,
+	RETURN jsonb_build_object('criteria', norm, 'payload', payload, 'people', people,
 		'lead_type', lead_type, 'team_id', team_id, 'user_id', user_id,
-		'tag_ids', to_jsonb(tag_ids), 'stage_id', stage_id);
-END
-$$;
-
-/*
- * _mining_finish: the request's outcome, in our table and in Odoo's.
- */
-CREATE FUNCTION lead_enrich._mining_finish(request_id integer, state text, error_type text,
-	error text, lead_ids bigint[], companies integer, contacts integer, skipped integer)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	r jsonb;
-BEGIN
-	r := lead_enrich._mining_request_close(request_id, state, error_type, error, lead_ids,
-										   companies, contacts, skipped);
-	IF r ->> 'odoo_request_id' IS NOT NULL THEN
-		EXECUTE format('UPDATE %s SET state = $1, error_type = $2, write_date = now() AT TIME ZONE ''UTC'' WHERE id = $3',
-					   (SELECT format('%I.crm_iap_lead_mining_request', n.nspname)
-						FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-						WHERE c.oid = (r ->> 'lead_table')::regclass))
-			USING state, error_type, (r ->> 'odoo_request_id')::integer;
-	END IF;
+		'tag_ids', to_jsonb(tag_ids), 'stage_id', stage_id,
+		-- what Odoo's request row gets (src/lead_table.c, lt_mine_odoo_request)
+		'odoo_request', CASE WHEN odoo THEN jsonb_build_object('state', 'draft',
+			'lead_number', lead_number, 'search_type', search_type, 'lead_type', lead_type,
+			'team_id', team_id, 'user_id', user_id,
+			'filter_on_size', size_min IS NOT NULL OR size_max IS NOT NULL,
+			'company_size_min', coalesce(size_min, 1), 'company_size_max', coalesce(size_max, 1000),
+			'contact_number', contact_number, 'contact_filter_type', filter_type,
+			'create_uid', user_id, 'write_uid', user_id,
+			'create_date', now() AT TIME ZONE 'UTC', 'write_date', now() AT TIME ZONE 'UTC') END,
+		'country_ids', to_jsonb(country_ids), 'state_ids', to_jsonb(state_ids),
+		'industry_reveal_ids', (SELECT to_jsonb(array_agg(array_to_string(i.reveal_ids, ',')))
+								FROM lead_enrich.mining_industry i WHERE i.name = ANY (industries)),
+		'other_role_rids', to_jsonb(other_rids), 'preferred_rid', preferred_rid,
+		'seniority_rid', seniority_rid);
 END
 $$;
 
 REVOKE ALL ON FUNCTION lead_enrich._mining_invalid(text, text, text),
 	lead_enrich._mining_int(text, jsonb, integer, integer, text),
 	lead_enrich._mining_list(text, jsonb, boolean, text),
-	lead_enrich._mining_odoo_insert(regclass, jsonb),
-	lead_enrich._mining_odoo_rel(text, text, text, text, integer, integer[]),
-	lead_enrich._mining_prepare(jsonb),
-	lead_enrich._mining_finish(integer, text, text, text, bigint[], integer, integer, integer),
-	lead_enrich._mining_request_open(jsonb, text),
-	lead_enrich._mining_request_link(integer, integer),
-	lead_enrich._mining_request_close(integer, text, text, text, bigint[], integer, integer, integer) FROM PUBLIC;
+	lead_enrich._mining_prepare(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lead_enrich._mining_invalid(text, text, text),
 	lead_enrich._mining_int(text, jsonb, integer, integer, text),
 	lead_enrich._mining_list(text, jsonb, boolean, text),
-	lead_enrich._mining_odoo_insert(regclass, jsonb),
-	lead_enrich._mining_odoo_rel(text, text, text, text, integer, integer[]),
-	lead_enrich._mining_prepare(jsonb),
-	lead_enrich._mining_finish(integer, text, text, text, bigint[], integer, integer, integer),
-	lead_enrich._mining_request_open(jsonb, text),
-	lead_enrich._mining_request_link(integer, integer),
-	lead_enrich._mining_request_close(integer, text, text, text, bigint[], integer, integer, integer) TO lead_enrich_user;
+	lead_enrich._mining_prepare(jsonb) TO lead_enrich_user;
 
 /*
  * generate_leads(criteria): Odoo's "Generate Leads".  One row per lead
