@@ -78,6 +78,14 @@ SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "team_id": "1"}'
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "user_id": 0}');
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "tags": [true]}');
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "tags": 99}');
+-- a JSON null is the same as leaving the key out, but names no unknown key
+SELECT * FROM lead_enrich.generate_leads('{"countries": null, "lead_number": 2}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "colour": null}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE", "be", "XX"], "search_type": null}');
+-- a tag name two tags share
+INSERT INTO odoo.crm_tag (name, color) VALUES ('{"en_US": "Hot", "fr_FR": "Chaud"}', 3);
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "tags": ["Mined", " hot "]}');
+DELETE FROM odoo.crm_tag WHERE name ->> 'fr_FR' = 'Chaud';
 -- nothing recorded, nothing sent, nothing charged
 SELECT (SELECT count(*) FROM lead_enrich.mining_request) AS requests,
 	   (SELECT count(*) FROM odoo.crm_iap_lead_mining_request) AS odoo_requests,

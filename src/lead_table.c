@@ -920,11 +920,11 @@ lt_mine_tag(LeadTable *lt, Datum lead_ids, const char *tag_ids)
 }
 
 /*
- * odoo_table_exists: whether the table's schema holds an Odoo table of
- * that name (Odoo's optional request tables).
+ * lt_has_odoo_table: whether the table's schema holds an Odoo table of
+ * that name (Odoo's optional tables: crm_team, the request's links...).
  */
-static bool
-odoo_table_exists(LeadTable *lt, const char *name)
+bool
+lt_has_odoo_table(LeadTable *lt, const char *name)
 {
 	Oid	  type = TEXTOID;
 	Datum arg = CStringGetTextDatum(psprintf("%s.%s", lt->nspname, quote_identifier(name)));
@@ -945,7 +945,7 @@ odoo_rel(LeadTable *lt, int32 request, const char *rel, const char *other_col, D
 	Datum args[2] = {Int32GetDatum(request), ids};
 
 	if (ids == (Datum) 0 || ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(ids)), ARR_DIMS(DatumGetArrayTypeP(ids))) == 0 ||
-		!odoo_table_exists(lt, rel))
+		!lt_has_odoo_table(lt, rel))
 		return;
 	if (SPI_execute_with_args(psprintf("INSERT INTO %s.%s (crm_iap_lead_mining_request_id, %s) "
 									   "SELECT $1, unnest($2) ON CONFLICT DO NOTHING",
@@ -1029,7 +1029,7 @@ odoo_request_role(LeadTable *lt, int32 request, const char *col, const char *tab
 	Oid	  types[2] = {TEXTOID, INT4OID};
 	Datum args[2];
 
-	if (reveal_id == NULL || !odoo_table_exists(lt, table))
+	if (reveal_id == NULL || !lt_has_odoo_table(lt, table))
 		return;
 	args[0] = CStringGetTextDatum(reveal_id);
 	args[1] = Int32GetDatum(request);
@@ -1043,12 +1043,18 @@ odoo_request_role(LeadTable *lt, int32 request, const char *col, const char *tab
 		elog(ERROR, "could not set %s of the mining request", col);
 }
 
+/* what Odoo's request row gets besides the checked values */
+#define ODOO_REQUEST_EXTRA \
+	"pg_catalog.jsonb_build_object('name', $2, " \
+	"'create_date', now() AT TIME ZONE 'UTC', 'write_date', now() AT TIME ZONE 'UTC')"
+
 /*
  * lt_mine_odoo_request: Odoo's own row for a request (crm.iap.lead.mining.
  * request), so that the leads point to it as Odoo's do: the columns of
- * vals the table has, then its many2many links (countries, states, tags,
+ * vals (and the name and dates) the table has, then its many2many links (countries, states, tags,
  * industries, roles) and its preferred role and seniority, each when
- * Odoo's table is there.  prep is what _mining_prepare returned.  Returns
+ * Odoo's table is there.  prep is what mining.c's check_criteria
+ * returned.  Returns
  * the row's id, or 0 when the table is not Odoo's, has no such table or
  * no mapped request column.
  */
@@ -1067,14 +1073,14 @@ lt_mine_odoo_request(LeadTable *lt, const char *name, Jsonb *prep)
 	if (!lt->odoo || vals == NULL || lt_col(lt, "mining_request") == NULL)
 		return 0;
 	le_guard_crm(&g, lt);
-	if (!odoo_table_exists(lt, "crm_iap_lead_mining_request"))
+	if (!lt_has_odoo_table(lt, "crm_iap_lead_mining_request"))
 	{
 		le_guard_end(&g);
 		return 0;
 	}
 	table = psprintf("%s.crm_iap_lead_mining_request", lt->nspname);
 
-	/* the keys of vals that are columns of the table, and the name */
+	/* the keys of vals that are columns of the table, the name and the dates */
 	args[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(jsonb_container_to_cstring(vals)));
 	args[1] = CStringGetTextDatum(name);
 	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' "
@@ -1082,8 +1088,8 @@ lt_mine_odoo_request(LeadTable *lt, const char *name, Jsonb *prep)
 									   "FROM pg_catalog.pg_attribute a "
 									   "WHERE a.attrelid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass "
 									   "AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped "
-									   "AND ($1 OPERATOR(pg_catalog.||) "
-									   "pg_catalog.jsonb_build_object('name', $2)) OPERATOR(pg_catalog.?) a.attname",
+									   "AND ($1 OPERATOR(pg_catalog.||) " ODOO_REQUEST_EXTRA ") "
+									   "OPERATOR(pg_catalog.?) a.attname",
 									   quote_literal_cstr(table)),
 							  2, types, args, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
@@ -1093,7 +1099,7 @@ lt_mine_odoo_request(LeadTable *lt, const char *name, Jsonb *prep)
 
 		if (SPI_execute_with_args(psprintf("INSERT INTO %s (%s) SELECT %s FROM "
 										   "pg_catalog.jsonb_populate_record(NULL::%s, "
-										   "$1 OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('name', $2)) "
+										   "$1 OPERATOR(pg_catalog.||) " ODOO_REQUEST_EXTRA ") "
 										   "RETURNING id::int4",
 										   table, cols, cols, table),
 								  2, types, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
@@ -1110,12 +1116,12 @@ lt_mine_odoo_request(LeadTable *lt, const char *name, Jsonb *prep)
 			 jb_array_datum(root, "tag_ids", INT4OID));
 	/* industries, roles and seniority by reveal id, when Odoo's tables are there */
 	if (jb_array_datum(root, "industry_reveal_ids", TEXTOID) != (Datum) 0 &&
-		odoo_table_exists(lt, "crm_iap_lead_industry"))
+		lt_has_odoo_table(lt, "crm_iap_lead_industry"))
 		odoo_rel(lt, request, "crm_iap_lead_industry_crm_iap_lead_mining_request_rel",
 				 "crm_iap_lead_industry_id",
 				 odoo_ids(lt, "crm_iap_lead_industry", "pg_catalog.replace(t.reveal_ids, ' ', '')",
 						  jb_array_datum(root, "industry_reveal_ids", TEXTOID)));
-	if (odoo_table_exists(lt, "crm_iap_lead_role"))
+	if (lt_has_odoo_table(lt, "crm_iap_lead_role"))
 	{
 		if (jb_array_datum(root, "other_role_rids", TEXTOID) != (Datum) 0)
 			odoo_rel(lt, request, "crm_iap_lead_mining_request_crm_iap_lead_role_rel",

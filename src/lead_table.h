@@ -76,6 +76,7 @@ enum
 	MINE_P_COUNT = MINE_P_STAGE
 };
 
+extern bool	 lt_has_odoo_table(LeadTable *lt, const char *name);
 extern void	 lt_mine_prepare(LeadTable *lt);
 extern bool *lt_mine_duplicates(LeadTable *lt, Jsonb *data, int n);
 extern int64 lt_mine_insert(LeadTable *lt, Datum *values, const char *nulls);
