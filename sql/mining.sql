@@ -60,6 +60,32 @@ SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "lead_type": "de
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "team_id": 99}');
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "user_id": 99}');
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "tags": ["Cold"]}');
+-- wrong types and bounds
+SELECT * FROM lead_enrich.generate_leads('{"countries": {"BE": true}}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["  "]}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["US"], "states": [6]}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "industries": ["Software & Services", true]}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "search_type": 1}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "company_size_max": 3000000000}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "company_size_max": -5}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "company_size_min": "10"}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "search_type": "people", "contact_number": 0}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "search_type": "people", "preferred_role": ["CEO"]}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "search_type": "people", "seniority": 3}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "search_type": "people", "contact_filter_type": "role", "seniority": "manager"}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "lead_type": 1}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "team_id": "1"}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "user_id": 0}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "tags": [true]}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "tags": 99}');
+-- a JSON null is the same as leaving the key out, but names no unknown key
+SELECT * FROM lead_enrich.generate_leads('{"countries": null, "lead_number": 2}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "colour": null}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE", "be", "XX"], "search_type": null}');
+-- a tag name two tags share
+INSERT INTO odoo.crm_tag (name, color) VALUES ('{"en_US": "Hot", "fr_FR": "Chaud"}', 3);
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["BE"], "tags": ["Mined", " hot "]}');
+DELETE FROM odoo.crm_tag WHERE name ->> 'fr_FR' = 'Chaud';
 -- nothing recorded, nothing sent, nothing charged
 SELECT (SELECT count(*) FROM lead_enrich.mining_request) AS requests,
 	   (SELECT count(*) FROM odoo.crm_iap_lead_mining_request) AS odoo_requests,
@@ -228,6 +254,13 @@ SELECT * FROM lead_enrich.generate_leads('{"countries": ["US", "AU"], "states": 
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["US"], "states": ["US-XX"]}');
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["ES"], "tags": [1]}');
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["ES"], "team_id": 1}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["ES"], "industries": [999]}');
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["ES"], "states": ["ES-M"]}');
+-- a mapped column renamed since attach(): nothing is recorded or sent
+ALTER TABLE public.prospects_mined RENAME COLUMN town TO city;
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["ES"]}');
+ALTER TABLE public.prospects_mined RENAME COLUMN city TO town;
+SELECT count(*) AS requests FROM lead_enrich.mining_request;
 SELECT pg_temp.spent() AS before_plain \gset
 SELECT count(*) AS leads, sum(contacts) AS contacts
 FROM lead_enrich.generate_leads('{"countries": ["us", "AU"], "states": ["US-WA", "au-wa"], "lead_number": 6,
@@ -269,6 +302,70 @@ SELECT name, requested_by, credits FROM lead_enrich.mining_request ORDER BY id D
 RESET ROLE;
 DROP OWNED BY regress_le_miner_nogrant, regress_le_miner;
 DROP ROLE regress_le_miner_nogrant, regress_le_miner;
+
+-- Odoo's request row and its links, when Odoo's tables for them are there
+SET client_min_messages = warning;
+SELECT lead_enrich.attach('odoo.crm_lead') ->> 'layout' AS layout;
+RESET client_min_messages;
+CREATE TABLE odoo.crm_iap_lead_mining_request_res_country_rel (
+	crm_iap_lead_mining_request_id int4, res_country_id int4, PRIMARY KEY (crm_iap_lead_mining_request_id, res_country_id));
+CREATE TABLE odoo.crm_iap_lead_mining_request_res_country_state_rel (
+	crm_iap_lead_mining_request_id int4, res_country_state_id int4, PRIMARY KEY (crm_iap_lead_mining_request_id, res_country_state_id));
+CREATE TABLE odoo.crm_iap_lead_mining_request_crm_tag_rel (
+	crm_iap_lead_mining_request_id int4, crm_tag_id int4, PRIMARY KEY (crm_iap_lead_mining_request_id, crm_tag_id));
+CREATE TABLE odoo.crm_iap_lead_industry (id serial PRIMARY KEY, name varchar, reveal_ids varchar);
+CREATE TABLE odoo.crm_iap_lead_industry_crm_iap_lead_mining_request_rel (
+	crm_iap_lead_mining_request_id int4, crm_iap_lead_industry_id int4, PRIMARY KEY (crm_iap_lead_mining_request_id, crm_iap_lead_industry_id));
+CREATE TABLE odoo.crm_iap_lead_role (id serial PRIMARY KEY, name varchar, reveal_id varchar);
+CREATE TABLE odoo.crm_iap_lead_mining_request_crm_iap_lead_role_rel (
+	crm_iap_lead_mining_request_id int4, crm_iap_lead_role_id int4, PRIMARY KEY (crm_iap_lead_mining_request_id, crm_iap_lead_role_id));
+CREATE TABLE odoo.crm_iap_lead_seniority (id serial PRIMARY KEY, name varchar, reveal_id varchar);
+INSERT INTO odoo.crm_iap_lead_industry (name, reveal_ids) VALUES
+	('Media', '86'), ('Consumer Services', '150, 151'), ('Transportation', '136');
+INSERT INTO odoo.crm_iap_lead_role (name, reveal_id) VALUES ('CEO', 'CEO'), ('Marketing', 'marketing'), ('Sale', 'sale');
+INSERT INTO odoo.crm_iap_lead_seniority (name, reveal_id) VALUES ('director', 'director'), ('manager', 'manager');
+CREATE FUNCTION pg_temp.odoo_request(name text) RETURNS TABLE (
+	state text, search_type text, lead_type text, contacts integer, filter text, size text,
+	countries text, states text, tags text, industries text, other_roles text,
+	preferred_role text, seniority text) LANGUAGE sql AS $$
+	SELECT r.state, r.search_type, r.lead_type, r.contact_number, r.contact_filter_type,
+		   CASE WHEN r.filter_on_size THEN r.company_size_min || '-' || r.company_size_max END,
+		   (SELECT string_agg(c.code, ',' ORDER BY c.code) FROM odoo.crm_iap_lead_mining_request_res_country_rel x
+			JOIN odoo.res_country c ON c.id = x.res_country_id WHERE x.crm_iap_lead_mining_request_id = r.id),
+		   (SELECT string_agg(s.code, ',' ORDER BY s.code) FROM odoo.crm_iap_lead_mining_request_res_country_state_rel x
+			JOIN odoo.res_country_state s ON s.id = x.res_country_state_id WHERE x.crm_iap_lead_mining_request_id = r.id),
+		   (SELECT string_agg(t.name ->> 'en_US', ',' ORDER BY t.id) FROM odoo.crm_iap_lead_mining_request_crm_tag_rel x
+			JOIN odoo.crm_tag t ON t.id = x.crm_tag_id WHERE x.crm_iap_lead_mining_request_id = r.id),
+		   (SELECT string_agg(i.name, ',' ORDER BY i.name) FROM odoo.crm_iap_lead_industry_crm_iap_lead_mining_request_rel x
+			JOIN odoo.crm_iap_lead_industry i ON i.id = x.crm_iap_lead_industry_id WHERE x.crm_iap_lead_mining_request_id = r.id),
+		   (SELECT string_agg(o.name, ',' ORDER BY o.name) FROM odoo.crm_iap_lead_mining_request_crm_iap_lead_role_rel x
+			JOIN odoo.crm_iap_lead_role o ON o.id = x.crm_iap_lead_role_id WHERE x.crm_iap_lead_mining_request_id = r.id),
+		   (SELECT o.name FROM odoo.crm_iap_lead_role o WHERE o.id = r.preferred_role_id),
+		   (SELECT s.name FROM odoo.crm_iap_lead_seniority s WHERE s.id = r.seniority_id)
+	FROM odoo.crm_iap_lead_mining_request r
+	WHERE r.id = (SELECT m.odoo_request_id FROM lead_enrich.mining_request m WHERE m.name = $1) $$;
+SELECT count(*) >= 0 AS mined FROM lead_enrich.generate_leads('{"countries": ["US", "CA"], "states": ["CA", "US-NY"],
+	"industries": ["Consumer Services", 136], "lead_number": 2, "search_type": "people", "contact_number": 1,
+	"preferred_role": "ceo", "other_roles": ["Marketing", "sale"], "tags": ["Hot"], "company_size_min": 10}');
+SELECT max(name) AS request FROM lead_enrich.mining_request \gset
+SELECT * FROM pg_temp.odoo_request(:'request');
+-- a column of Odoo's table renamed under the kept INSERT: unmapped, so
+-- mining goes on without it, and uses it again once it is back
+SELECT max(id) AS last_lead FROM odoo.crm_lead \gset
+ALTER TABLE odoo.crm_lead RENAME COLUMN color TO colour;
+SELECT count(*) AS leads FROM lead_enrich.generate_leads('{"countries": ["DE"], "lead_number": 1,
+	"search_type": "people", "seniority": "manager", "contact_number": 1}');
+SELECT max(name) AS request FROM lead_enrich.mining_request \gset
+SELECT * FROM pg_temp.odoo_request(:'request');
+SELECT count(*) AS uncoloured FROM odoo.crm_lead WHERE id > :last_lead AND colour IS NULL;
+ALTER TABLE odoo.crm_lead RENAME COLUMN colour TO color;
+SELECT max(id) AS last_lead FROM odoo.crm_lead \gset
+SELECT count(*) AS leads FROM lead_enrich.generate_leads('{"countries": ["DE"], "lead_number": 1}');
+SELECT count(*) AS coloured FROM odoo.crm_lead WHERE id > :last_lead AND color = 0;
+DROP TABLE odoo.crm_iap_lead_mining_request_res_country_rel, odoo.crm_iap_lead_mining_request_res_country_state_rel,
+	odoo.crm_iap_lead_mining_request_crm_tag_rel, odoo.crm_iap_lead_industry,
+	odoo.crm_iap_lead_industry_crm_iap_lead_mining_request_rel, odoo.crm_iap_lead_role,
+	odoo.crm_iap_lead_mining_request_crm_iap_lead_role_rel, odoo.crm_iap_lead_seniority;
 
 -- back to Odoo's table as the other tests left it
 SET client_min_messages = warning;

@@ -23,9 +23,11 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
@@ -891,4 +893,619 @@ lt_post_notes(LeadTable *lt, int64 *lead_ids, char **bodies, bool *once, int n)
 						 lt->nspname)));
 	else if (a.ret != SPI_OK_INSERT)
 		elog(ERROR, "could not post %d notes: %s", n, SPI_result_code_string(a.ret));
+}
+
+/* ========================================================================
+ * Lead mining: the statements of generate_leads() (mining.c) on the CRM
+ * table and on Odoo's request tables.
+ *
+ * The same rules as above: identifiers from the catalog or the mapping
+ * through quote_identifier, values as parameters, run under le_guard_crm
+ * (the caller's rights) with search_path pinned.  The lead INSERT and the
+ * duplicate look-up are kept per process and rebuilt when the table, its
+ * mapping or the Odoo columns the INSERT fills change.
+ * ========================================================================
+ */
+
+/* A column list and its value expressions, being built. */
+typedef struct InsertBuild
+{
+	StringInfoData cols;
+	StringInfoData vals;
+	List		  *used; /* column names already in the list */
+} InsertBuild;
+
+/* The mining plans of the attached table. */
+typedef struct MinePlans
+{
+	char	  *key;
+	SPIPlanPtr insert_plan;
+	SPIPlanPtr dup_plan;
+} MinePlans;
+
+static MinePlans mine_plans = {0};
+
+/*
+ * add_col: one column and its value expression, unless the column is
+ * already set (a mapping and an Odoo default naming the same column).
+ */
+static void
+add_col(InsertBuild *b, const char *name, const char *expr)
+{
+	ListCell *lc;
+
+	foreach(lc, b->used)
+	{
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			return;
+	}
+	b->used = lappend(b->used, pstrdup(name));
+	appendStringInfo(&b->cols, "%s%s", b->cols.len ? ", " : "", quote_identifier(name));
+	appendStringInfo(&b->vals, "%s%s", b->vals.len ? ", " : "", expr);
+}
+
+/*
+ * add_mapped: a mapped logical key, if the table has it.
+ */
+static void
+add_mapped(InsertBuild *b, LeadTable *lt, const char *key, const char *expr)
+{
+	char *col = jb_get_text(&lt->columns->root, key);
+
+	if (col != NULL)
+		add_col(b, col, expr);
+}
+
+/*
+ * add_mapped_text: a mapped text key from a parameter, cast to the
+ * column's type so that a varchar(n) gets a cut value instead of an error.
+ */
+static void
+add_mapped_text(InsertBuild *b, LeadTable *lt, const char *key, int param)
+{
+	if (lt_col(lt, key) != NULL)
+		add_mapped(b, lt, key, psprintf("$%d::%s", param, lt_type(lt, key)));
+}
+
+/*
+ * mine_odoo_columns: which of the columns Odoo's ORM fills on create the
+ * table has now, in a fixed order ("" when it is not Odoo's table).  Part
+ * of the plans' key: a column dropped or added since attach() rebuilds the
+ * INSERT instead of failing in a kept plan.
+ */
+static char *
+mine_odoo_columns(LeadTable *lt)
+{
+	StringInfoData q;
+	char		  *found;
+	LeGuard		   g;
+
+	if (!lt->odoo)
+		return "";
+	initStringInfo(&q);
+	appendStringInfo(&q,
+					 "SELECT coalesce(string_agg(a.attname::text, ',' ORDER BY a.attname), '') "
+					 "FROM pg_catalog.pg_attribute a "
+					 "WHERE a.attrelid OPERATOR(pg_catalog.=) %u AND a.attnum OPERATOR(pg_catalog.>) 0 "
+					 "AND NOT a.attisdropped AND a.attname OPERATOR(pg_catalog.=) ANY "
+					 "('{priority,color,message_bounce,stage_id,date_open,date_last_stage_update,"
+					 "create_date,write_date,create_uid,write_uid,email_normalized,"
+					 "email_domain_criterion,email_state,active,type}'::pg_catalog.name[])",
+					 lt->relid);
+	le_guard_crm(&g, lt);
+	if (SPI_execute(q.data, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the columns of %s", lt->qualname);
+	found = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	le_guard_end(&g);
+	return found;
+}
+
+/*
+ * has_column: whether a comma-separated list of names holds s.
+ */
+static bool
+has_column(const char *list, const char *s)
+{
+	size_t len = strlen(s);
+
+	for (const char *p = list; p != NULL && *p; p = strchr(p, ','), p = p ? p + 1 : NULL)
+	{
+		if (strncmp(p, s, len) == 0 && (p[len] == ',' || p[len] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * build_mine_insert_sql: the INSERT of one mined lead, parameters as in
+ * MINE_P_* (lead_table.h); it returns the new id.  Columns that are not
+ * mapped (or, for Odoo's defaults, do not exist) are left out.
+ */
+static char *
+build_mine_insert_sql(LeadTable *lt, const char *odoo_cols)
+{
+	InsertBuild	   b;
+	StringInfoData s;
+
+	memset(&b, 0, sizeof(b));
+	initStringInfo(&b.cols);
+	initStringInfo(&b.vals);
+
+	add_mapped_text(&b, lt, "name", MINE_P_NAME);
+	add_mapped_text(&b, lt, "partner_name", MINE_P_PARTNER_NAME);
+	add_mapped_text(&b, lt, "email", MINE_P_EMAIL);
+	add_mapped_text(&b, lt, "phone", MINE_P_PHONE);
+	add_mapped_text(&b, lt, "website", MINE_P_WEBSITE);
+	add_mapped_text(&b, lt, "street", MINE_P_STREET);
+	add_mapped_text(&b, lt, "city", MINE_P_CITY);
+	add_mapped_text(&b, lt, "zip", MINE_P_ZIP);
+	add_mapped_text(&b, lt, "contact_name", MINE_P_CONTACT_NAME);
+	add_mapped_text(&b, lt, "function", MINE_P_FUNCTION);
+	add_mapped_text(&b, lt, "reveal_id", MINE_P_REVEAL_ID);
+	add_mapped_text(&b, lt, "type", MINE_P_TYPE);
+	if (lt_col(lt, "country") != NULL)
+	{
+		if (lt->country_fk)
+			add_mapped(&b, lt, "country",
+					   psprintf("(SELECT rc.id FROM %s.res_country rc WHERE rc.code = upper($%d) "
+								"ORDER BY rc.id LIMIT 1)",
+								lt->nspname, MINE_P_COUNTRY));
+		else
+			add_mapped(&b, lt, "country",
+					   psprintf("upper($%d)::%s", MINE_P_COUNTRY, lt_type(lt, "country")));
+	}
+	if (lt_col(lt, "state") != NULL)
+	{
+		if (lt->state_fk && lt->country_fk)
+			add_mapped(&b, lt, "state",
+					   psprintf("(SELECT s.id FROM %s.res_country_state s JOIN %s.res_country rc "
+								"ON rc.id = s.country_id WHERE rc.code = upper($%d) AND s.code = $%d "
+								"ORDER BY s.id LIMIT 1)",
+								lt->nspname, lt->nspname, MINE_P_COUNTRY, MINE_P_STATE));
+		else if (!lt->state_fk)
+			add_mapped(&b, lt, "state", psprintf("$%d::%s", MINE_P_STATE, lt_type(lt, "state")));
+	}
+	add_mapped(&b, lt, "team_id", psprintf("$%d", MINE_P_TEAM));
+	add_mapped(&b, lt, "user_id", psprintf("$%d", MINE_P_USER));
+	add_mapped(&b, lt, "mining_request", psprintf("$%d", MINE_P_REQUEST));
+	add_mapped(&b, lt, "active", "true");
+	/* without a reveal id column, the done flag keeps enrichment away */
+	if (lt_col(lt, "reveal_id") == NULL)
+		add_mapped(&b, lt, "enrich_done", "true");
+	if (lt_col(lt, "write_date") != NULL)
+		add_mapped(&b, lt, "write_date", lt_now(lt, "write_date"));
+
+	/* what Odoo's ORM sets on create and the database has no default for */
+	if (lt->odoo)
+	{
+		static const struct
+		{
+			const char *col;
+			const char *expr;
+		} defaults[] =
+			{
+				{"active", "true"},
+				{"priority", "'0'"},
+				{"color", "0"},
+				{"message_bounce", "0"},
+				{"stage_id", "$20"},
+				{"date_open", "CASE WHEN $18 IS NOT NULL THEN (now() AT TIME ZONE 'UTC') END"},
+				{"date_last_stage_update", "(now() AT TIME ZONE 'UTC')"},
+				{"create_date", "(now() AT TIME ZONE 'UTC')"},
+				{"write_date", "(now() AT TIME ZONE 'UTC')"},
+				{"create_uid", "$18"},
+				{"write_uid", "$18"},
+				{"email_normalized", "$14"},
+				{"email_domain_criterion", "$15"},
+				{"email_state", "CASE WHEN $14 IS NOT NULL THEN 'correct' WHEN $3 IS NOT NULL THEN 'incorrect' END"},
+				{"type", "$16"},
+			};
+
+		StaticAssertStmt(MINE_P_USER == 18 && MINE_P_STAGE == 20 && MINE_P_EMAIL_NORMALIZED == 14 &&
+							 MINE_P_EMAIL_DOMAIN == 15 && MINE_P_EMAIL == 3 && MINE_P_TYPE == 16,
+						 "parameter numbers of the Odoo defaults");
+		for (int i = 0; i < (int) lengthof(defaults); i++)
+			if (has_column(odoo_cols, defaults[i].col))
+				add_col(&b, defaults[i].col, defaults[i].expr);
+	}
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "INSERT INTO %s (%s) VALUES (%s) RETURNING %s::bigint",
+					 lt->qualname, b.cols.data, b.vals.data, lt_col(lt, "id"));
+	return s.data;
+}
+
+/*
+ * build_mine_dup_sql: which companies of an answer ($1, the "data" list)
+ * are already in the table, by position: same reveal id, same website
+ * domain, same e-mail domain, or mined before into a lead that still
+ * exists.  Each test is one hashed subplan over the table, so this is a
+ * few scans whatever the answer size.
+ */
+static char *
+build_mine_dup_sql(LeadTable *lt)
+{
+	StringInfoData q;
+	const char	  *reveal = lt_col(lt, "reveal_id");
+	const char	  *website = lt_col(lt, "website");
+
+	initStringInfo(&q);
+	appendStringInfoString(&q,
+						   "SELECT e.ord::int4 FROM jsonb_array_elements($1) WITH ORDINALITY AS e(v, ord) "
+						   "CROSS JOIN LATERAL (SELECT e.v #>> '{company_data,clearbit_id}' AS cid, "
+						   "lower(e.v #>> '{company_data,domain}') AS dom) c WHERE ");
+	if (reveal != NULL)
+		appendStringInfo(&q, "c.cid IN (SELECT l.%s::text FROM %s l) OR ", reveal, lt->qualname);
+	if (website != NULL)
+		appendStringInfo(&q,
+						 "c.dom IN (SELECT lower(substring(l.%s::text from "
+						 "'^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:www\\.)?([^/:?#[:space:]]+)')) FROM %s l) OR ",
+						 website, lt->qualname);
+	appendStringInfo(&q,
+					 "c.dom IN (SELECT lower(substring(l.%s::text from '@([^@>[:space:]]+)')) FROM %s l) OR "
+					 "c.dom IN (SELECT s.domain FROM lead_enrich.lead_state s JOIN %s l ON l.%s = s.lead_id "
+					 "WHERE s.status = 'mined')",
+					 lt_col(lt, "email"), lt->qualname, lt->qualname, lt_col(lt, "id"));
+	return q.data;
+}
+
+/*
+ * lt_mine_prepare: the lead INSERT and the duplicate look-up of the
+ * attached table, built once per process and table (and rebuilt when the
+ * table, its mapping or its Odoo columns change).
+ */
+void
+lt_mine_prepare(LeadTable *lt)
+{
+	char		 *odoo_cols = mine_odoo_columns(lt);
+	char		 *key;
+	Oid			  argtypes[MINE_P_COUNT];
+	MemoryContext old;
+
+	key = psprintf("%u|%s|%s|%d%d%d|%s", lt->relid, lt->qualname,
+				   JsonbToCString(NULL, &lt->columns->root, VARSIZE(lt->columns)),
+				   lt->odoo, lt->country_fk, lt->state_fk, odoo_cols);
+	if (mine_plans.key != NULL && strcmp(mine_plans.key, key) == 0)
+		return;
+	if (mine_plans.key != NULL)
+	{
+		SPI_freeplan(mine_plans.insert_plan);
+		SPI_freeplan(mine_plans.dup_plan);
+		pfree(mine_plans.key);
+		memset(&mine_plans, 0, sizeof(mine_plans));
+	}
+
+	for (int i = 0; i < MINE_P_COUNT; i++)
+		argtypes[i] = TEXTOID;
+	argtypes[MINE_P_TEAM - 1] = INT8OID;
+	argtypes[MINE_P_USER - 1] = INT8OID;
+	argtypes[MINE_P_REQUEST - 1] = INT8OID;
+	argtypes[MINE_P_STAGE - 1] = INT8OID;
+	mine_plans.insert_plan = le_keep_plan(build_mine_insert_sql(lt, odoo_cols), MINE_P_COUNT, argtypes);
+	argtypes[0] = JSONBOID;
+	mine_plans.dup_plan = le_keep_plan(build_mine_dup_sql(lt), 1, argtypes);
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	mine_plans.key = pstrdup(key);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * lt_mine_duplicates: for each of the n companies of data (the answer's
+ * "data" list), whether it is already in the table (see
+ * build_mine_dup_sql).  After lt_mine_prepare.
+ */
+bool *
+lt_mine_duplicates(LeadTable *lt, Jsonb *data, int n)
+{
+	bool   *dup = palloc0(sizeof(bool) * Max(n, 1));
+	Datum	arg = JsonbPGetDatum(data);
+	LeGuard g;
+
+	le_guard_crm(&g, lt);
+	if (SPI_execute_plan(mine_plans.dup_plan, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look for duplicates in %s", lt->qualname);
+	le_guard_end(&g);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool isnull;
+		int	 ord = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (ord >= 1 && ord <= n)
+			dup[ord - 1] = true;
+	}
+	return dup;
+}
+
+/*
+ * lt_mine_insert: insert one mined lead (parameters as MINE_P_*); returns
+ * its id.  After lt_mine_prepare.
+ */
+int64
+lt_mine_insert(LeadTable *lt, Datum *values, const char *nulls)
+{
+	bool	isnull;
+	int		ret;
+	LeGuard g;
+
+	le_guard_crm(&g, lt);
+	ret = SPI_execute_plan(mine_plans.insert_plan, values, nulls, false, 1);
+	le_guard_end(&g);
+	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not insert a lead into %s", lt->qualname);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * lt_mine_tag: Odoo's default tags of the request on the new leads, in
+ * crm_tag_rel; tag_ids is an int4[] literal.
+ */
+void
+lt_mine_tag(LeadTable *lt, Datum lead_ids, const char *tag_ids)
+{
+	Oid		types[2] = {INT8ARRAYOID, TEXTOID};
+	Datum	args[2];
+	int		ret;
+	LeGuard g;
+
+	args[0] = lead_ids;
+	args[1] = CStringGetTextDatum(tag_ids);
+	le_guard_crm(&g, lt);
+	ret = SPI_execute_with_args(psprintf("INSERT INTO %s.crm_tag_rel (lead_id, tag_id) "
+										 "SELECT l, t FROM unnest($1) l, unnest($2::int4[]) t "
+										 "ON CONFLICT DO NOTHING",
+										 lt->nspname),
+								2, types, args, NULL, false, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not tag the mined leads");
+}
+
+/*
+ * lt_has_odoo_table: whether the table's schema holds an Odoo table of
+ * that name (Odoo's optional tables: crm_team, the request's links...).
+ */
+bool
+lt_has_odoo_table(LeadTable *lt, const char *name)
+{
+	Oid	  type = TEXTOID;
+	Datum arg = CStringGetTextDatum(psprintf("%s.%s", lt->nspname, quote_identifier(name)));
+
+	return SPI_execute_with_args("SELECT 1 WHERE pg_catalog.to_regclass($1) IS NOT NULL",
+								 1, &type, &arg, NULL, true, 1) == SPI_OK_SELECT &&
+		   SPI_processed == 1;
+}
+
+/*
+ * odoo_rel: link Odoo's request row to ids (an int4[] or NULL) in one of
+ * its many2many tables, when that table exists.
+ */
+static void
+odoo_rel(LeadTable *lt, int32 request, const char *rel, const char *other_col, Datum ids)
+{
+	Oid	  types[2] = {INT4OID, INT4ARRAYOID};
+	Datum args[2] = {Int32GetDatum(request), ids};
+
+	if (ids == (Datum) 0 || ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(ids)), ARR_DIMS(DatumGetArrayTypeP(ids))) == 0 ||
+		!lt_has_odoo_table(lt, rel))
+		return;
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s.%s (crm_iap_lead_mining_request_id, %s) "
+									   "SELECT $1, unnest($2) ON CONFLICT DO NOTHING",
+									   lt->nspname, quote_identifier(rel), quote_identifier(other_col)),
+							  2, types, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not fill %s.%s", lt->nspname, rel);
+}
+
+/*
+ * odoo_ids: the ids of an Odoo reference table whose match column is one
+ * of keys (a text[] datum), as an int4[] datum, or (Datum) 0 when none.
+ */
+static Datum
+odoo_ids(LeadTable *lt, const char *table, const char *match, Datum keys)
+{
+	Oid			  type = TEXTARRAYOID;
+	bool		  isnull = true;
+	Datum		  ids = (Datum) 0;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.array_agg(t.id::int4) FROM %s.%s t "
+									   "WHERE %s OPERATOR(pg_catalog.=) ANY ($1)",
+									   lt->nspname, quote_identifier(table), match),
+							  1, &type, &keys, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			ids = PointerGetDatum(DatumGetArrayTypePCopy(ids));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	return isnull ? (Datum) 0 : ids;
+}
+
+/*
+ * jb_array_datum: an array-valued key of a jsonb object as a SQL array of
+ * the given element type (int4 or text), or (Datum) 0 when absent or
+ * empty.
+ */
+static Datum
+jb_array_datum(JsonbContainer *obj, const char *key, Oid elemtype)
+{
+	JsonbValue	buf;
+	JsonbValue *v = jb_get(obj, key, &buf);
+	int			n;
+	Datum	   *d;
+
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
+		(n = JsonContainerSize(v->val.binary.data)) == 0)
+		return (Datum) 0;
+	d = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(v->val.binary.data, i);
+		char	   *s = e->type == jbvString ? pnstrdup(e->val.string.val, e->val.string.len)
+											 : (e->type == jbvNumeric
+													? DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(e->val.numeric)))
+													: NULL);
+
+		if (s == NULL)
+			elog(ERROR, "unexpected element in \"%s\"", key);
+		d[i] = elemtype == INT4OID ? Int32GetDatum(pg_strtoint32(s)) : CStringGetTextDatum(s);
+	}
+	if (elemtype == INT4OID)
+		return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * odoo_request_role: set a many2one of Odoo's request row from the
+ * reveal id of a role or seniority, when Odoo's table of them exists.
+ */
+static void
+odoo_request_role(LeadTable *lt, int32 request, const char *col, const char *table,
+				  const char *reveal_id)
+{
+	Oid	  types[2] = {TEXTOID, INT4OID};
+	Datum args[2];
+
+	if (reveal_id == NULL || !lt_has_odoo_table(lt, table))
+		return;
+	args[0] = CStringGetTextDatum(reveal_id);
+	args[1] = Int32GetDatum(request);
+	if (SPI_execute_with_args(psprintf("UPDATE %s.crm_iap_lead_mining_request SET %s = "
+									   "(SELECT pg_catalog.min(t.id) FROM %s.%s t "
+									   " WHERE t.reveal_id OPERATOR(pg_catalog.=) $1) "
+									   "WHERE id OPERATOR(pg_catalog.=) $2",
+									   lt->nspname, quote_identifier(col), lt->nspname,
+									   quote_identifier(table)),
+							  2, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not set %s of the mining request", col);
+}
+
+/* what Odoo's request row gets besides the checked values */
+#define ODOO_REQUEST_EXTRA \
+	"pg_catalog.jsonb_build_object('name', $2, " \
+	"'create_date', now() AT TIME ZONE 'UTC', 'write_date', now() AT TIME ZONE 'UTC')"
+
+/*
+ * lt_mine_odoo_request: Odoo's own row for a request (crm.iap.lead.mining.
+ * request), so that the leads point to it as Odoo's do: the columns of
+ * vals (and the name and dates) the table has, then its many2many links (countries, states, tags,
+ * industries, roles) and its preferred role and seniority, each when
+ * Odoo's table is there.  prep is what mining.c's check_criteria
+ * returned.  Returns
+ * the row's id, or 0 when the table is not Odoo's, has no such table or
+ * no mapped request column.
+ */
+int32
+lt_mine_odoo_request(LeadTable *lt, const char *name, Jsonb *prep)
+{
+	JsonbContainer *root = &prep->root;
+	JsonbContainer *vals = jb_get_object(root, "odoo_request");
+	Oid				types[2] = {JSONBOID, TEXTOID};
+	Datum			args[2];
+	char		   *table;
+	bool			isnull;
+	int32			request;
+	LeGuard			g;
+
+	if (!lt->odoo || vals == NULL || lt_col(lt, "mining_request") == NULL)
+		return 0;
+	le_guard_crm(&g, lt);
+	if (!lt_has_odoo_table(lt, "crm_iap_lead_mining_request"))
+	{
+		le_guard_end(&g);
+		return 0;
+	}
+	table = psprintf("%s.crm_iap_lead_mining_request", lt->nspname);
+
+	/* the keys of vals that are columns of the table, the name and the dates */
+	args[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(jsonb_container_to_cstring(vals)));
+	args[1] = CStringGetTextDatum(name);
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' "
+									   "ORDER BY a.attnum) "
+									   "FROM pg_catalog.pg_attribute a "
+									   "WHERE a.attrelid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass "
+									   "AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped "
+									   "AND ($1 OPERATOR(pg_catalog.||) " ODOO_REQUEST_EXTRA ") "
+									   "OPERATOR(pg_catalog.?) a.attname",
+									   quote_literal_cstr(table)),
+							  2, types, args, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read the columns of %s", table);
+	{
+		char *cols = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (SPI_execute_with_args(psprintf("INSERT INTO %s (%s) SELECT %s FROM "
+										   "pg_catalog.jsonb_populate_record(NULL::%s, "
+										   "$1 OPERATOR(pg_catalog.||) " ODOO_REQUEST_EXTRA ") "
+										   "RETURNING id::int4",
+										   table, cols, cols, table),
+								  2, types, args, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
+			SPI_processed != 1)
+			elog(ERROR, "could not insert into %s", table);
+	}
+	request = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	odoo_rel(lt, request, "crm_iap_lead_mining_request_res_country_rel", "res_country_id",
+			 jb_array_datum(root, "country_ids", INT4OID));
+	odoo_rel(lt, request, "crm_iap_lead_mining_request_res_country_state_rel", "res_country_state_id",
+			 jb_array_datum(root, "state_ids", INT4OID));
+	odoo_rel(lt, request, "crm_iap_lead_mining_request_crm_tag_rel", "crm_tag_id",
+			 jb_array_datum(root, "tag_ids", INT4OID));
+	/* industries, roles and seniority by reveal id, when Odoo's tables are there */
+	if (jb_array_datum(root, "industry_reveal_ids", TEXTOID) != (Datum) 0 &&
+		lt_has_odoo_table(lt, "crm_iap_lead_industry"))
+		odoo_rel(lt, request, "crm_iap_lead_industry_crm_iap_lead_mining_request_rel",
+				 "crm_iap_lead_industry_id",
+				 odoo_ids(lt, "crm_iap_lead_industry", "pg_catalog.replace(t.reveal_ids, ' ', '')",
+						  jb_array_datum(root, "industry_reveal_ids", TEXTOID)));
+	if (lt_has_odoo_table(lt, "crm_iap_lead_role"))
+	{
+		if (jb_array_datum(root, "other_role_rids", TEXTOID) != (Datum) 0)
+			odoo_rel(lt, request, "crm_iap_lead_mining_request_crm_iap_lead_role_rel",
+					 "crm_iap_lead_role_id",
+					 odoo_ids(lt, "crm_iap_lead_role", "t.reveal_id",
+							  jb_array_datum(root, "other_role_rids", TEXTOID)));
+		odoo_request_role(lt, request, "preferred_role_id", "crm_iap_lead_role",
+						  jb_get_text(root, "preferred_rid"));
+	}
+	odoo_request_role(lt, request, "seniority_id", "crm_iap_lead_seniority",
+					  jb_get_text(root, "seniority_rid"));
+	le_guard_end(&g);
+	return request;
+}
+
+/*
+ * lt_mine_odoo_finish: the outcome on Odoo's request row.
+ */
+void
+lt_mine_odoo_finish(LeadTable *lt, int32 request, const char *state, const char *error_type)
+{
+	Oid		types[3] = {TEXTOID, TEXTOID, INT4OID};
+	Datum	args[3];
+	char	nulls[3] = {' ', ' ', ' '};
+	int		ret;
+	LeGuard g;
+
+	args[0] = CStringGetTextDatum(state);
+	if (error_type != NULL)
+		args[1] = CStringGetTextDatum(error_type);
+	else
+		nulls[1] = 'n';
+	args[2] = Int32GetDatum(request);
+	le_guard_crm(&g, lt);
+	ret = SPI_execute_with_args(psprintf("UPDATE %s.crm_iap_lead_mining_request "
+										 "SET state = $1, error_type = $2, "
+										 "write_date = (now() AT TIME ZONE 'UTC') "
+										 "WHERE id OPERATOR(pg_catalog.=) $3",
+										 lt->nspname),
+								3, types, args, nulls, false, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the outcome in %s.crm_iap_lead_mining_request", lt->nspname);
 }

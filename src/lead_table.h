@@ -47,4 +47,44 @@ extern int		   lt_existing(LeadTable *lt, int64 *ids, int n);
 extern bool		   lt_has_chatter(LeadTable *lt);
 extern void		   lt_post_notes(LeadTable *lt, int64 *lead_ids, char **bodies, bool *once, int n);
 
+/* ========================================================================
+ * Lead mining (lead_table.c's last section, used by mining.c)
+ * ========================================================================
+ */
+
+/* the parameters of the mined lead's INSERT (lt_mine_insert) */
+enum
+{
+	MINE_P_NAME = 1,
+	MINE_P_PARTNER_NAME,
+	MINE_P_EMAIL,
+	MINE_P_PHONE,
+	MINE_P_WEBSITE,
+	MINE_P_STREET,
+	MINE_P_CITY,
+	MINE_P_ZIP,
+	MINE_P_COUNTRY,
+	MINE_P_STATE,
+	MINE_P_CONTACT_NAME,
+	MINE_P_FUNCTION,
+	MINE_P_REVEAL_ID,
+	MINE_P_EMAIL_NORMALIZED,
+	MINE_P_EMAIL_DOMAIN,
+	MINE_P_TYPE,
+	MINE_P_TEAM,
+	MINE_P_USER,
+	MINE_P_REQUEST,
+	MINE_P_STAGE,
+	MINE_P_COUNT = MINE_P_STAGE
+};
+
+extern bool	 lt_has_odoo_table(LeadTable *lt, const char *name);
+extern void	 lt_mine_prepare(LeadTable *lt);
+extern bool *lt_mine_duplicates(LeadTable *lt, Jsonb *data, int n);
+extern int64 lt_mine_insert(LeadTable *lt, Datum *values, const char *nulls);
+extern void	 lt_mine_tag(LeadTable *lt, Datum lead_ids, const char *tag_ids);
+extern int32 lt_mine_odoo_request(LeadTable *lt, const char *name, Jsonb *prep);
+extern void	 lt_mine_odoo_finish(LeadTable *lt, int32 request, const char *state,
+								 const char *error_type);
+
 #endif /* LEAD_ENRICH_LEAD_TABLE_H */
