@@ -176,6 +176,15 @@ SELECT count(*) AS leads FROM lead_enrich.generate_leads('{"countries": ["GB"], 
 SELECT bool_and(s.company #>> '{people_data,0,seniority}' = 'director') AS directors
 FROM lead_enrich.mining_request r, unnest(r.lead_ids) i JOIN lead_enrich.lead_state s ON s.lead_id = i
 WHERE r.name = 'LMR003';
+-- each mined lead's chatter: Odoo's note, with the company card and its contacts
+SELECT count(*) AS notes, count(DISTINCT m.res_id) AS leads,
+	   bool_and(m.body LIKE '<div class="o_lead_enrich_card"><p><em>Opportunity created by Odoo Lead Generation</em></p>%') AS card,
+	   bool_and(m.body LIKE '%<p><b>Contacts</b></p><table>%<small>%') AS contacts,
+	   bool_and(m.subtype_id = d.res_id AND m.message_type = 'notification') AS note
+FROM lead_enrich.mining_request r, unnest(r.lead_ids) i
+JOIN odoo.mail_message m ON m.model = 'crm.lead' AND m.res_id = i
+JOIN odoo.ir_model_data d ON d.module = 'mail' AND d.name = 'mt_note'
+WHERE r.name = 'LMR003';
 
 -- no duplicates: the same request again gets other companies
 SELECT count(*) AS leads FROM lead_enrich.generate_leads('{"countries": ["BE"], "lead_number": 5}');

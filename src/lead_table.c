@@ -340,6 +340,33 @@ append_e164_candidate(StringInfo s, const char *col, const char *cc)
 #define E164_VALID "'^[+][1-9][0-9]{6,14}$'"
 
 /*
+ * e164_of_code: a scalar subquery giving a number's phone_sanitized (what)
+ * or phone_state, for a country given by its ISO code: for a new lead,
+ * whose country is not yet an id.  number and code are expressions.
+ */
+static char *
+e164_of_code(LeadTable *lt, const char *number, const char *code, bool state)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "(SELECT ");
+	if (state)
+		appendStringInfo(&s, "CASE WHEN coalesce(%s, '') = '' THEN NULL WHEN y.e ~ " E164_VALID " THEN 'correct' ELSE 'incorrect' END",
+						 number);
+	else
+		appendStringInfoString(&s, "CASE WHEN y.e ~ " E164_VALID " THEN y.e END");
+	appendStringInfoString(&s, " FROM (SELECT ");
+	append_e164_candidate(&s, "x.c", "x.cc");
+	appendStringInfo(&s,
+					 " AS e FROM (SELECT regexp_replace(%s, '[[:space:].()/-]', '', 'g') AS c, "
+					 "(SELECT rc.phone_code FROM %s.res_country rc WHERE rc.code = upper(%s) "
+					 "ORDER BY rc.id LIMIT 1) AS cc) x) y)",
+					 number, lt->nspname, code);
+	return s.data;
+}
+
+/*
  * text_set_expr: the new value of a text column under the fill-only-empty
  * rule, or NULL (SQL) for "leave it".  The value is cast to the column's
  * type, which truncates to a varchar's length instead of failing.
@@ -990,7 +1017,8 @@ mine_odoo_columns(LeadTable *lt)
 					 "AND NOT a.attisdropped AND a.attname OPERATOR(pg_catalog.=) ANY "
 					 "('{priority,color,message_bounce,stage_id,date_open,date_last_stage_update,"
 					 "create_date,write_date,create_uid,write_uid,email_normalized,"
-					 "email_domain_criterion,email_state,active,type}'::pg_catalog.name[])",
+					 "email_domain_criterion,email_state,phone_sanitized,phone_state,active,type}'"
+					 "::pg_catalog.name[])",
 					 lt->relid);
 	le_guard_crm(&g, lt);
 	if (SPI_execute(q.data, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
@@ -1107,6 +1135,17 @@ build_mine_insert_sql(LeadTable *lt, const char *odoo_cols)
 		for (int i = 0; i < (int) lengthof(defaults); i++)
 			if (has_column(odoo_cols, defaults[i].col))
 				add_col(&b, defaults[i].col, defaults[i].expr);
+		/* Odoo's stored computations of the phone (see append_phone_ctes) */
+		if (odoo_column(lt, "res_country", "phone_code"))
+		{
+			char *phone = psprintf("$%d", MINE_P_PHONE);
+			char *code = psprintf("$%d", MINE_P_COUNTRY);
+
+			if (has_column(odoo_cols, "phone_sanitized"))
+				add_col(&b, "phone_sanitized", e164_of_code(lt, phone, code, false));
+			if (has_column(odoo_cols, "phone_state"))
+				add_col(&b, "phone_state", e164_of_code(lt, phone, code, true));
+		}
 	}
 
 	initStringInfo(&s);

@@ -56,6 +56,7 @@
 
 #include "miscadmin.h"
 
+#include "chatter.h"
 #include "enrich.h"
 #include "errcodes.h"
 #include "guard.h"
@@ -1328,6 +1329,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	int				ncontacts = 0;
 	int				nskipped = 0;
 	StringInfoData	skipped;
+	ChatterBuf		notes;
 	char		  **seen_cid;
 	char		  **seen_dom;
 	int				i;
@@ -1415,7 +1417,9 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 
 	/* the leads */
 	data_jb = JsonbValueToJsonb(data);
+	lt_prepare(lt);
 	lt_mine_prepare(lt);
+	chatter_init(&notes, lt);
 	dup = lt_mine_duplicates(lt, data_jb, n);
 
 	id_datums = palloc(sizeof(Datum) * n);
@@ -1532,6 +1536,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 
 		le_record_state(lead_id, LEAD_MINED, email, dom, company_with_people(cd, people),
 						NULL, 1 + npeople, NULL, "mining");
+		chatter_mined(&notes, lead_id, cd, people ? people->val.binary.data : NULL);
 
 		out[0] = Int32GetDatum(req->id);
 		out[1] = CStringGetTextDatum(req->name);
@@ -1544,6 +1549,8 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		out[5] = Int32GetDatum(npeople);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
 	}
+
+	chatter_flush(lt, &notes);
 
 	/* default tags, in Odoo's crm_tag_rel */
 	if (req->tag_ids != NULL && nleads > 0)
