@@ -8,10 +8,23 @@
 # /tmp/lead_enrich-bench, on their own ports) and prints one table; the
 # same figures go to bench/results/latest.csv and .json.
 #
-# Usage: bench/run.sh [--leads N] [--latency-seconds S] [--pgbench-seconds S]
+# The peer a DBA would write instead (PL/pgSQL over the http extension,
+# ../shared/peers/diy_http_enrich.sql, batches of 50 to the same provider)
+# runs side by side with the automatic mode in the same run, on the same
+# cluster and provider, alternated, and the medians are compared.  The http
+# extension is built from ../shared/vendor/pgsql-http-*.tar.gz (or --peer-src)
+# and installed into the PostgreSQL the bench uses (LE_PGBIN).
+#
+# Usage: bench/run.sh [--leads N] [--reps N] [--latency-seconds S]
+#                     [--pgbench-seconds S] [--memory-leads N]
+#                     [--peer-src DIR|TARBALL] [--peer-sql FILE]
 #   --leads N            leads per throughput run (default 100000)
-#   --latency-seconds S  length of the 10 inserts/s latency run (default 30)
+#   --reps N             alternated runs of the peer and of the automatic mode (default 3)
+#   --latency-seconds S  length of each 10 inserts/s latency run (default 30)
 #   --pgbench-seconds S  length of each pgbench run (default 15)
+#   --memory-leads N     leads of the worker-memory run, sampled (default 1000000; 0 skips)
+#   --peer-src P         pgsql-http source (directory or tarball; default ../shared/vendor)
+#   --peer-sql F         the peer's SQL (default ../shared/peers/diy_http_enrich.sql)
 set -euo pipefail
 
 LE_RUNDIR=${LE_RUNDIR:-/tmp/lead_enrich-bench}
@@ -21,14 +34,22 @@ LE_FAULT_PORT=${LE_FAULT_PORT:-57701}
 source "$(dirname "$0")/../scripts/common.sh"
 
 leads=100000
+reps=3
 latency_s=30
 pgbench_s=15
+memory_leads=1000000
+peer_src=$(ls -1 "$LE_REPO"/../shared/vendor/pgsql-http-*.tar.gz 2>/dev/null | tail -1 || true)
+peer_sql=$LE_REPO/../shared/peers/diy_http_enrich.sql
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--leads) leads=$2; shift 2 ;;
+		--reps) reps=$2; shift 2 ;;
 		--latency-seconds) latency_s=$2; shift 2 ;;
 		--pgbench-seconds) pgbench_s=$2; shift 2 ;;
-		-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+		--memory-leads) memory_leads=$2; shift 2 ;;
+		--peer-src) peer_src=$2; shift 2 ;;
+		--peer-sql) peer_sql=$2; shift 2 ;;
+		-h|--help) sed -n '2,28p' "$0"; exit 0 ;;
 		*) echo "unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -46,9 +67,35 @@ record() {
 
 now() { date +%s.%N; }
 calc() { python3 -c "print(round($1, 3))"; }
+# median of the arguments
+median() { python3 -c "import statistics, sys; print(round(statistics.median(map(float, sys.argv[1:])), 3))" "$@"; }
+# cpu_ticks: total and idle (idle + iowait) jiffies of all cores, from /proc/stat
+cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
+# idle_pct "T0 I0" "T1 I1": idle share of the machine between two cpu_ticks
+idle_pct() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split()); t1, i1 = map(int, sys.argv[2].split()); print(round(100.0 * (i1 - i0) / max(t1 - t0, 1), 1))" "$1" "$2"; }
 
-le_deps wrk
+le_deps wrk libcurl4-openssl-dev
 le_build
+
+# The peer's http extension, built with the bench's pg_config and installed
+# into that PostgreSQL (never needed by lead_enrich itself).
+peer_ok=0
+if [ -n "$peer_src" ] && [ -e "$peer_src" ] && [ -f "$peer_sql" ]; then
+	le_log "building the peer's http extension from $peer_src"
+	peer_build=$LE_RUNDIR/peer-build
+	rm -rf "$peer_build"
+	mkdir -p "$peer_build"
+	if [ -d "$peer_src" ]; then cp -r "$peer_src"/. "$peer_build"; else tar xzf "$peer_src" -C "$peer_build" --strip-components=1; fi
+	if make -C "$peer_build" -s PG_CONFIG="$LE_PG_CONFIG" >"$LE_RUNDIR/peer-build.log" 2>&1 &&
+		make -C "$peer_build" -s PG_CONFIG="$LE_PG_CONFIG" install >>"$LE_RUNDIR/peer-build.log" 2>&1; then
+		peer_ok=1
+	else
+		tail -20 "$LE_RUNDIR/peer-build.log" >&2
+		echo "the peer could not be built: it is left out of this run" >&2
+	fi
+else
+	echo "no peer source (--peer-src) or peer SQL (--peer-sql): the peer is left out of this run" >&2
+fi
 le_cluster_start "lead_enrich.account_token = 'bench-token'" \
 	"lead_enrich.interval = '5min'" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
 	"checkpoint_timeout = '30min'" "autovacuum = off"
@@ -57,7 +104,7 @@ le_provider_start --trial-credits 0 --threads 4
 PSQL() { le_psql -d bench -X -q -t -A "$@"; }
 
 le_log "preparing database bench ($leads leads per run)"
-le_psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" >/dev/null
+le_psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS bench WITH (FORCE)" -c "CREATE DATABASE bench" >/dev/null
 le_psql -d bench -f "$LE_REPO/test/fixtures/odoo17_crm.sql" >/dev/null
 python3 "$LE_REPO/scripts/gen_res_country.py" odoo | le_psql -d bench >/dev/null
 # a fresh database uuid, so nothing is answered from the provider's replay store
@@ -73,7 +120,10 @@ PSQL -c "CREATE TABLE bench_domain (n serial, domain text)"
 le_psql -d bench -c "\copy bench_domain (domain) FROM '$LE_RUNDIR/domains.txt'"
 ndomains=$(PSQL -c "SELECT count(*) FROM bench_domain")
 PSQL -c "ALTER TABLE bench_domain ADD PRIMARY KEY (n)"
-# slot: which directory domain lead i of run r uses (60% distinct, 20% repeats)
+# Lead sets: automatic run k uses r = 2(k-1), the peer's run k r = 2k-1,
+# the bulk run r = 2 reps, the local limit r = 2 reps + 1; lead ids never
+# repeat, so no batch is answered from the provider's replay store.
+nsets=$((2 * reps + 2))
 PSQL -c "
 CREATE TABLE bench_lead AS
 SELECT i, r, 'lead' || i || '@' || CASE
@@ -81,15 +131,24 @@ SELECT i, r, 'lead' || i || '@' || CASE
 		WHEN i % 10 < 8 THEN d2.domain
 		WHEN i % 10 = 8 THEN (ARRAY['gmail.com', 'yahoo.fr', 'outlook.com', 'web.de', 'qq.com'])[1 + i % 5]
 		ELSE 'unknown-' || r || '-' || i || '.example.net' END AS email
-FROM generate_series(1, $leads) i CROSS JOIN generate_series(0, 2) r
+FROM generate_series(1, $leads) i CROSS JOIN generate_series(0, $((nsets - 1))) r
 LEFT JOIN bench_domain d1 ON d1.n = 1 + ((i / 10 * 6 + i % 10) + r * 7919) % $ndomains
 LEFT JOIN bench_domain d2 ON d2.n = 1 + (i * 31 + r) % 2000;
 CREATE INDEX ON bench_lead (r, i);"
+if [ "$peer_ok" = 1 ]; then
+	PSQL -c "CREATE EXTENSION http" >/dev/null
+	# the table the peer's header asks for, with the index it recommends
+	PSQL -c "CREATE TABLE leads (id bigint PRIMARY KEY, email_from text, partner_name text, city text,
+		zip text, street text, phone text, country_code text, reveal_id text, iap_enrich_done bool);
+		CREATE INDEX ON leads (id) WHERE iap_enrich_done IS NOT TRUE"
+	PSQL -f "$peer_sql" >/dev/null
+fi
 
 # wait_enriched FIRST LAST: until no lead of the range is pending.
 wait_enriched() {
-	local first=$1 last=$2 total=$(($2 - $1 + 1)) done_n
-	for _ in $(seq 6000); do
+	local first=$1 last=$2 total done_n
+	total=$(PSQL -c "SELECT count(*) FROM odoo.crm_lead WHERE id BETWEEN $first AND $last")
+	for _ in $(seq 12000); do
 		done_n=$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state
 			WHERE lead_id BETWEEN $first AND $last AND status NOT IN ('pending')")
 		[ "$done_n" -ge "$total" ] && return 0
@@ -103,28 +162,66 @@ echo
 printf '%-46s %14s %-8s %s\n' "metric" "value" "unit" "note"
 printf '%-46s %14s %-8s %s\n' "------" "-----" "----" "----"
 
-# 1. end to end, automatic mode: from the first INSERT to the last lead enriched
+# 1. end to end, automatic mode (from the first INSERT to the last lead
+# enriched), alternated with the peer over the same number of leads (from
+# the call to its return); the machine's idle share during each run.
 PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
 sleep 1
 worker_pid=$(PSQL -c "SELECT worker_pid FROM lead_enrich.status")
 # private memory (RssAnon): VmRSS also counts the shared buffers the worker touched
 rss_start=$(awk '/RssAnon/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
-t0=$(now)
-PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
-	SELECT i, 'auto ' || i, 'lead', true, email, false, now() AT TIME ZONE 'UTC' FROM bench_lead WHERE r = 0 ORDER BY i"
-wait_enriched 1 "$leads"
-t1=$(now)
-auto_rate=$(calc "$leads / ($t1 - $t0)")
-record "e2e_auto_leads_per_s" "$auto_rate" "leads/s" "$leads leads inserted in one statement, auto mode, until the worker enriched the last"
-PSQL -c "SELECT status, count(*) FROM lead_enrich.lead_state WHERE lead_id <= $leads GROUP BY 1 ORDER BY 1" >"$LE_RUNDIR/auto_outcomes.txt"
+auto_rates=() auto_idles=() peer_rates=() peer_idles=()
+run_auto() {
+	local k=$1 first=$((($1 - 1) * leads + 1)) t0 t1 c0 c1
+	c0=$(cpu_ticks)
+	t0=$(now)
+	PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
+		SELECT $first - 1 + i, 'auto ' || i, 'lead', true, email, false, now() AT TIME ZONE 'UTC'
+		FROM bench_lead WHERE r = $((2 * (k - 1))) ORDER BY i"
+	wait_enriched "$first" $((first + leads - 1))
+	t1=$(now)
+	c1=$(cpu_ticks)
+	auto_rates+=("$(calc "$leads / ($t1 - $t0)")")
+	auto_idles+=("$(idle_pct "$c0" "$c1")")
+	printf '  run %d automatic: %s leads/s, %s%% idle\n' "$k" "${auto_rates[-1]}" "${auto_idles[-1]}"
+}
+run_peer() {
+	local k=$1 first=$((100000000 + $1 * leads)) t0 t1 c0 c1 n
+	PSQL -c "TRUNCATE leads; INSERT INTO leads (id, email_from)
+		SELECT $first + i, email FROM bench_lead WHERE r = $((2 * k - 1)) ORDER BY i" -c "VACUUM ANALYZE leads"
+	c0=$(cpu_ticks)
+	t0=$(now)
+	n=$(PSQL -c "SELECT diy_enrich('http://127.0.0.1:$LE_PROVIDER_PORT', 'bench-token')")
+	t1=$(now)
+	c1=$(cpu_ticks)
+	[ "$n" = "$leads" ] || echo "the peer processed $n leads of $leads" >&2
+	peer_rates+=("$(calc "$leads / ($t1 - $t0)")")
+	peer_idles+=("$(idle_pct "$c0" "$c1")")
+	printf '  run %d peer:      %s leads/s, %s%% idle\n' "$k" "${peer_rates[-1]}" "${peer_idles[-1]}"
+}
+for k in $(seq "$reps"); do
+	if [ "$peer_ok" = 1 ] && [ $((k % 2)) = 1 ]; then run_peer "$k"; fi
+	run_auto "$k"
+	if [ "$peer_ok" = 1 ] && [ $((k % 2)) = 0 ]; then run_peer "$k"; fi
+done
+auto_rate=$(median "${auto_rates[@]}")
+record "e2e_auto_leads_per_s" "$auto_rate" "leads/s" "median of ${auto_rates[*]}; $leads leads inserted in one statement each; target >= 15000"
+record "e2e_auto_idle_pct" "$(median "${auto_idles[@]}")" "%" "machine idle during the automatic runs (/proc/stat), median of ${auto_idles[*]}; target < 10"
+if [ "$peer_ok" = 1 ]; then
+	peer_rate=$(median "${peer_rates[@]}")
+	record "e2e_peer_leads_per_s" "$peer_rate" "leads/s" "DIY peer (pgsql-http + PL/pgSQL, batches of 50), median of ${peer_rates[*]}, alternated with the above"
+	record "e2e_peer_idle_pct" "$(median "${peer_idles[@]}")" "%" "machine idle during the peer's runs, median of ${peer_idles[*]}"
+	record "ratio_auto_to_peer" "$(calc "$auto_rate / $peer_rate")" "" "median over median; target >= 2"
+fi
+PSQL -c "SELECT status, count(*) FROM lead_enrich.lead_state WHERE lead_id <= $((reps * leads)) GROUP BY 1 ORDER BY 1" >"$LE_RUNDIR/auto_outcomes.txt"
 
 # 1b. bulk manual enrichment of the same kind of set
 PSQL -c "SELECT lead_enrich.set_mode('manual')" >/dev/null
-base=$((leads + 1))
+base=$((reps * leads + 1))
 PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
-	SELECT $leads + i, 'bulk ' || i, 'lead', true, email, false FROM bench_lead WHERE r = 1 ORDER BY i"
+	SELECT $base - 1 + i, 'bulk ' || i, 'lead', true, email, false FROM bench_lead WHERE r = $((2 * reps)) ORDER BY i"
 t0=$(now)
-PSQL -c "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT generate_series($base, $((2 * leads)))::bigint))" >/dev/null
+PSQL -c "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT generate_series($base, $((base + leads - 1)))::bigint))" >/dev/null
 t1=$(now)
 bulk_rate=$(calc "$leads / ($t1 - $t0)")
 record "e2e_bulk_leads_per_s" "$bulk_rate" "leads/s" "one enrich_leads() call over $leads leads, batches of 50"
@@ -134,9 +231,9 @@ le_psql -d lead_provider -c "\copy (SELECT d.domain, o.company FROM provider.org
 PSQL -c "DROP TABLE IF EXISTS local_company; CREATE TABLE local_company (domain text PRIMARY KEY, company jsonb)"
 le_psql -d bench -c "\copy local_company FROM '$LE_RUNDIR/companies.tsv'"
 PSQL -c "ANALYZE local_company"
-base=$((2 * leads + 1))
+base=$(((reps + 1) * leads + 1))
 PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
-	SELECT 2 * $leads + i, 'local ' || i, 'lead', true, email, false FROM bench_lead WHERE r = 2 ORDER BY i"
+	SELECT $base - 1 + i, 'local ' || i, 'lead', true, email, false FROM bench_lead WHERE r = $((2 * reps + 1)) ORDER BY i"
 t0=$(now)
 PSQL -c "
 WITH m AS (
@@ -164,14 +261,14 @@ record "limit_local_updates_leads_per_s" "$local_rate" "leads/s" "same updates +
 prov=$(DURATION=10s "$LE_REPO/bench/provider.sh" --db "$(le_conninfo lead_provider)" "http://127.0.0.1:$LE_PROVIDER_PORT" 2>&1 | grep '^enrich')
 prov_rps=$(grep -oE '[0-9.]+ req/s' <<<"$prov" | awk '{print $1}')
 prov_rate=$(calc "$prov_rps * 50")
-record "limit_provider_domains_per_s" "$prov_rate" "domains/s" "wrk -c16 -d10s, 50-domain batches ($prov_rps req/s)"
+record "limit_provider_domains_per_s" "$prov_rate" "domains/s" "wrk -c16 -d10s, 50-domain batches ($prov_rps req/s); target >= 50000"
 record "ratio_auto_to_local_limit" "$(calc "$auto_rate / $local_rate")" "" "target >= 0.5"
 record "ratio_auto_to_provider_limit" "$(calc "$auto_rate / $prov_rate")" "" ""
 record "ratio_bulk_to_local_limit" "$(calc "$bulk_rate / $local_rate")" "" ""
 
 # 3. insert overhead: pgbench single-row INSERTs, attached + automatic vs not attached
 PSQL -c "CREATE TABLE odoo.crm_lead_plain (LIKE odoo.crm_lead INCLUDING ALL)"
-PSQL -c "CREATE SEQUENCE bench_seq START $((3 * leads + 1))"
+PSQL -c "CREATE SEQUENCE bench_seq START $(((reps + 2) * leads + 1))"
 cat >"$LE_RUNDIR/insert_auto.sql" <<EOF
 INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
 VALUES (nextval('bench_seq'), 'pgbench', 'lead', true, 'p' || :client_id || '-' || random() || '@unknown-pgbench.example.net', false);
@@ -200,41 +297,102 @@ for _ in $(seq 1200); do
 	sleep 0.1
 done
 
-# 4. latency at about 10 inserts per second
-lat_first=$(PSQL -c "SELECT nextval('bench_seq') + 1")
-n=$((latency_s * 10))
-{
-	for i in $(seq "$n"); do
-		echo "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
-			SELECT nextval('bench_seq'), 'latency', 'lead', true, 'l$i@' || domain, false, clock_timestamp() AT TIME ZONE 'UTC'
-			FROM bench_domain WHERE n = 1 + ($i * 97) % 40000;"
-		sleep 0.1
-	done
-} | le_psql -d bench -q >/dev/null
-lat_last=$(PSQL -c "SELECT currval('bench_seq')" 2>/dev/null || PSQL -c "SELECT max(id) FROM odoo.crm_lead")
-wait_enriched "$lat_first" "$lat_last" || true
-read -r p50 p99 nlat < <(PSQL -F ' ' -c "
-	SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY d)),
-		   round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY d)), count(*)
-	FROM (SELECT extract(epoch FROM s.updated_at - (l.create_date AT TIME ZONE 'UTC')) AS d
-		  FROM odoo.crm_lead l JOIN lead_enrich.lead_state s ON s.lead_id = l.id
-		  WHERE l.id BETWEEN $lat_first AND $lat_last AND s.status <> 'pending') x")
-record "latency_p50_ms" "$p50" "ms" "INSERT commit to enriched, 10 inserts/s for ${latency_s}s ($nlat leads)"
-record "latency_p99_ms" "$p99" "ms" "target p50 < 100, p99 < 500"
+# 4. latency at about 10 inserts per second, one lead per transaction:
+# lat_run TAG prints "p50 p99 n" (ms, INSERT commit to enriched).
+lat_run() {
+	local first last n=$((latency_s * 10))
+	first=$(PSQL -c "SELECT nextval('bench_seq') + 1")
+	{
+		for i in $(seq "$n"); do
+			echo "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
+				SELECT nextval('bench_seq'), 'latency $1', 'lead', true, 'l$i-$1@' || domain, false, clock_timestamp() AT TIME ZONE 'UTC'
+				FROM bench_domain WHERE n = 1 + ($i * 97) % 40000;"
+			sleep 0.1
+		done
+	} | le_psql -d bench -q >/dev/null
+	last=$(PSQL -c "SELECT max(id) FROM odoo.crm_lead WHERE name = 'latency $1'")
+	wait_enriched "$first" "$last" >&2 || true
+	PSQL -F ' ' -c "
+		SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY d)),
+			   round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY d)), count(*)
+		FROM (SELECT extract(epoch FROM s.updated_at - (l.create_date AT TIME ZONE 'UTC')) AS d
+			  FROM odoo.crm_lead l JOIN lead_enrich.lead_state s ON s.lead_id = l.id
+			  WHERE l.id BETWEEN $first AND $last AND l.name = 'latency $1' AND s.status <> 'pending') x"
+}
+read -r p50 p99 nlat < <(lat_run idle)
+record "latency_p50_ms" "$p50" "ms" "idle queue: INSERT commit to enriched, 10 inserts/s for ${latency_s}s ($nlat leads); target < 100"
+record "latency_p99_ms" "$p99" "ms" "target < 500"
 
-# 5. worker memory
-processed=$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE source = 'worker'")
+# 4b. the same behind a backlog: $leads leads inserted in one statement
+# just before (the bulk run's e-mails, new ids), then 10 inserts/s.
+backlog_first=$(PSQL -c "SELECT nextval('bench_seq')")
+PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
+	SELECT nextval('bench_seq'), 'backlog ' || i, 'lead', true, email, false, now() AT TIME ZONE 'UTC'
+	FROM bench_lead WHERE r = $((2 * reps)) ORDER BY i"
+
+read -r bp50 bp99 bnlat < <(lat_run backlog)
+record "latency_backlog_p50_ms" "$bp50" "ms" "the same with $leads leads inserted just before, not yet enriched; $bnlat leads"
+record "latency_backlog_p99_ms" "$bp99" "ms" "target < 1000"
+wait_enriched "$backlog_first" "$(PSQL -c "SELECT max(id) FROM odoo.crm_lead")" || true
+
+# 5. worker memory: its private memory (RssAnon; VmRSS also counts the
+# shared buffers it touched) sampled every second over a run of
+# $memory_leads leads inserted in statements of $leads; the growth over the
+# second half of the run, per million leads, shows whether it plateaus.
 worker_pid=$(PSQL -c "SELECT worker_pid FROM lead_enrich.status")
-rss_end=$(awk '/RssAnon/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
-rss_shmem=$(awk '/RssShmem/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
-record "worker_private_rss_start_kb" "$rss_start" "kB" "RssAnon after start, before the first lead"
-record "worker_private_rss_end_kb" "$rss_end" "kB" "RssAnon after $processed leads processed by the worker (shared buffers touched: $rss_shmem kB)"
-record "worker_rss_growth_per_1M_leads_mb" "$(calc "($rss_end - $rss_start) / 1024 * 1000000 / max($processed, 1)")" "MB" \
-	"extrapolated from $processed leads; target < 10"
+if [ "$memory_leads" -gt 0 ]; then
+	samples=$LE_RUNDIR/worker_rss.tsv
+	: >"$samples"
+	(
+		while kill -0 "$worker_pid" 2>/dev/null; do
+			printf '%s\t%s\t%s\n' "$(date +%s)" "$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE source = 'worker' AND status <> 'pending'")" \
+				"$(awk '/RssAnon/ {print $2}' "/proc/$worker_pid/status")" >>"$samples"
+			sleep 1
+		done
+	) &
+	sampler=$!
+	mem_first=$(PSQL -c "SELECT nextval('bench_seq') + 1")
+	left=$memory_leads
+	while [ "$left" -gt 0 ]; do
+		chunk=$((left < leads ? left : leads))
+		PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
+			SELECT nextval('bench_seq'), 'memory ' || i, 'lead', true, 'm' || email, false, now() AT TIME ZONE 'UTC'
+			FROM bench_lead WHERE r = $(((left / leads) % nsets)) AND i <= $chunk ORDER BY i"
+		# keep the backlog under two statements' worth
+		for _ in $(seq 6000); do
+			[ "$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'")" -le "$leads" ] && break
+			sleep 0.2
+		done
+		left=$((left - chunk))
+	done
+	wait_enriched "$mem_first" "$(PSQL -c "SELECT max(id) FROM odoo.crm_lead")" || true
+	sleep 2
+	kill "$sampler" 2>/dev/null || true
+	wait "$sampler" 2>/dev/null || true
+	# RssAnon at the start, at the middle and at the end of the run, by leads processed
+	read -r m0 mh m1 n0 nh n1 < <(python3 - "$samples" <<'PY'
+import sys
+rows = [tuple(map(int, l.split("\t"))) for l in open(sys.argv[1]) if l.count("\t") == 2]
+n0, r0 = rows[0][1], rows[0][2]
+n1, r1 = rows[-1][1], rows[-1][2]
+half = min(rows, key=lambda r: abs(r[1] - (n0 + n1) / 2))
+print(r0, half[2], r1, n0, half[1], n1)
+PY
+	)
+	record "worker_private_rss_kb" "$m0 / $mh / $m1" "kB" "RssAnon at the start / middle / end of a run of $((n1 - n0)) leads (samples: $samples)"
+	record "worker_rss_growth_per_1M_leads_mb" "$(calc "($m1 - $mh) / 1024 * 1000000 / max($n1 - $nh, 1)")" "MB" \
+		"over the second half of that run ($((n1 - nh)) leads); first half: $(calc "($mh - $m0) / 1024 * 1000000 / max($nh - $n0, 1)") MB per million; target < 10"
+else
+	processed=$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE source = 'worker'")
+	rss_end=$(awk '/RssAnon/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
+	record "worker_private_rss_kb" "$rss_start / $rss_end" "kB" "RssAnon after start / after $processed leads"
+	record "worker_rss_growth_per_1M_leads_mb" "$(calc "($rss_end - $rss_start) / 1024 * 1000000 / max($processed, 1)")" "MB" \
+		"extrapolated from $processed leads (no --memory-leads run); target < 10"
+fi
 
 # 6. lead mining: 200 leads, companies and contacts mode, into an empty CRM
 # table of a database of its own (the bench table holds every company by now)
-le_psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS bench_mining" -c "CREATE DATABASE bench_mining" >/dev/null
+le_psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS bench_mining WITH (FORCE)" -c "CREATE DATABASE bench_mining" >/dev/null
 le_psql -d bench_mining -f "$LE_REPO/test/fixtures/odoo17_crm.sql" >/dev/null
 python3 "$LE_REPO/scripts/gen_res_country.py" odoo | le_psql -d bench_mining >/dev/null
 le_psql -d bench_mining -c "UPDATE odoo.ir_config_parameter SET value = gen_random_uuid()::text WHERE key = 'database.uuid'" \

@@ -104,22 +104,20 @@ rpc_make_id(char *dst, const char *seed)
 
 /*
  * parse_json: the text as jsonb, or NULL if it is not valid JSON.
- * pg_parse_json reports errors without throwing; jsonb_in may still refuse
- * what jsonb cannot store (\u0000), so that is caught too.
+ * One parse: jsonb_in's error (invalid JSON, or what jsonb cannot store such
+ * as \u0000) is caught; it holds no resource when it throws.  A first pass
+ * of pg_parse_json to validate without throwing used to parse every answer
+ * twice, for an error path that this catch covers.
  */
 static Jsonb *
 parse_json(char *text, int len)
 {
-	JsonLexContext *lex;
 	Jsonb *volatile result = NULL;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
 	if (len == 0 || strlen(text) != (size_t) len)
 		return NULL;
 	if (pg_verifymbstr(text, len, true) == false)
-		return NULL;
-	lex = le_json_lex_cstring(text, len, GetDatabaseEncoding());
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
 		return NULL;
 	PG_TRY();
 	{

@@ -11,6 +11,7 @@
 #   3. the worker killed with SIGKILL (crash recovery) comes back and finishes
 #   4. credits run out: pause, leads untouched; credits added: resume
 #   5. a manual enrich_leads racing the worker: one charge per company
+#   6. a lead inserted while a backlog is worked off does not wait behind it
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
@@ -286,6 +287,43 @@ elif new_db $DB; then
 	check "race: lead_state credits agree with the ledger" "$(q $DB "SELECT sum(credits) FROM lead_enrich.lead_state")" 300
 else
 	not_ok "race: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# 6. a fresh lead does not wait behind a backlog
+# ---------------------------------------------------------------------------
+DB=le_tw_fresh
+if ! want $DB; then :
+elif new_db $DB; then
+	# a backlog of 8,000 leads of unknown domains (each is sent: the
+	# provider answers false), then, once the worker is working it off,
+	# one lead of a directory company
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	le_psql -d $DB -qc "SET synchronous_commit = on" -c "
+		INSERT INTO odoo.crm_lead (name, type, active, email_from)
+		SELECT 'Backlog ' || n, 'lead', true, 'b' || n || '@backlog-' || n || '.example'
+		FROM generate_series(1, 8000) n"
+	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
+	wait_for 30 $DB "SELECT count(*) > 0 FROM lead_enrich.lead_state WHERE status <> 'pending'" t >/dev/null
+	insert_leads $DB 0 1
+	id=$(q $DB "SELECT id FROM odoo.crm_lead WHERE name = 'Lead 1'")
+	if wait_for 30 $DB "SELECT status FROM lead_enrich.lead_state WHERE lead_id = $id" enriched; then
+		left=$(q $DB "SELECT count(*) FROM odoo.crm_lead WHERE name LIKE 'Backlog %' AND NOT coalesce(iap_enrich_done, false)")
+		if [ "$left" -gt 0 ]; then
+			ok "fresh lead: enriched while $left of the 8000 older leads still waited"
+		else
+			not_ok "fresh lead: enriched before the backlog was worked off" "it waited behind all 8000 older leads"
+		fi
+	else
+		not_ok "fresh lead: enriched" "$(q $DB "SELECT outcomes, last_error FROM lead_enrich.status")"
+	fi
+	if wait_for 60 $DB "SELECT count(*) FROM odoo.crm_lead WHERE iap_enrich_done" 8001; then
+		ok "fresh lead: the backlog is worked off too (8000 leads done)"
+	else
+		not_ok "fresh lead: the backlog is worked off too"
+	fi
+else
+	not_ok "fresh lead: database set up"
 fi
 
 finish
