@@ -29,6 +29,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "citus.h"
 #include "enrich.h"
 #include "guard.h"
 #include "lead_enrich.h"
@@ -280,8 +281,9 @@ build_update_sql(LeadTable *lt)
 					 "WITH i AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], "
 					 "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "
 					 "AS i(in_id, in_name, in_cid, in_loc, in_city, in_zip, in_ph0, in_ph1, in_cc, in_sc)), "
-					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id), ",
-					 lt->qualname, id);
+					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id%s), ",
+					 lt->qualname, id,
+					 lt->citus ? psprintf(" WHERE l.%s = ANY ($1)", id) : "");
 
 	/* step 1: the new country, needed to find the state */
 	appendStringInfoString(&s, "c AS (SELECT o.*");
@@ -347,8 +349,13 @@ build_update_sql(LeadTable *lt)
 		appendStringInfo(&s, ", %s = true", lt_col(lt, "enrich_done"));
 	if (lt_col(lt, "write_date") != NULL)
 		appendStringInfo(&s, ", %s = %s", lt_col(lt, "write_date"), lt_now(lt, "write_date"));
-	appendStringInfo(&s, " FROM v WHERE t.%s = v.in_id RETURNING v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
-					 id, filled.data);
+	/* Citus: pruned to the shard of the ids (a router query) */
+	if (lt->citus)
+		appendStringInfo(&s, " FROM v WHERE t.%s = v.in_id AND t.%s = ANY ($1) RETURNING", id, id);
+	else
+		appendStringInfo(&s, " FROM v WHERE t.%s = v.in_id RETURNING", id);
+	appendStringInfo(&s, " v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
+					 filled.data);
 	return s.data;
 }
 
@@ -369,10 +376,12 @@ lt_prepare(LeadTable *lt)
 	int			   i;
 	MemoryContext  old;
 
+	/* a table distributed by Citus since: statements per shard */
+	lt->citus = le_citus_distributed(lt->relid);
 	/* the name too: a renamed table's statements are prepared again */
-	key = psprintf("%u|%s|%s|%d%d%d", lt->relid, lt->qualname,
+	key = psprintf("%u|%s|%s|%d%d%d%d", lt->relid, lt->qualname,
 				   JsonbToCString(NULL, &lt->columns->root, VARSIZE(lt->columns)),
-				   lt->odoo, lt->country_fk, lt->state_fk);
+				   lt->odoo, lt->country_fk, lt->state_fk, lt->citus);
 	if (plans.key != NULL && strcmp(plans.key, key) == 0)
 		return;
 	lead_table_check(lt);
@@ -442,6 +451,42 @@ lt_prepare(LeadTable *lt)
 }
 
 /*
+ * run_per_shard: run plan once per shard of the ids in args[0] (Citus
+ * mode), each time with the elements of every array argument that belong
+ * to that shard, and merge the rows returned.  Returns the last SPI
+ * result code (each must be expected).
+ */
+static int
+run_per_shard(LeadTable *lt, SPIPlanPtr plan, Datum *args, int nargs, int expected)
+{
+	int			   *group_of;
+	int				ngroups = le_citus_shard_groups(lt->relid, args[0], &group_of);
+	SPITupleTable **tts;
+	Datum		   *sub = palloc(sizeof(Datum) * nargs);
+	int				ret = expected;
+	uint64			processed = 0;
+
+	if (ngroups <= 1)
+		return SPI_execute_plan(plan, args, NULL, false, 0);
+	tts = palloc0(sizeof(SPITupleTable *) * ngroups);
+	for (int gi = 0; gi < ngroups; gi++)
+	{
+		for (int k = 0; k < nargs; k++)
+			sub[k] = le_citus_subarray(args[k], k == 0 ? INT8OID : TEXTOID, group_of, gi);
+		ret = SPI_execute_plan(plan, sub, NULL, false, 0);
+		if (ret != expected)
+			return ret;
+		tts[gi] = SPI_tuptable;
+		processed += SPI_processed;
+	}
+	if (tts[ngroups - 1] != NULL)
+		le_citus_merge_results(tts, ngroups);
+	else
+		SPI_processed = processed;
+	return ret;
+}
+
+/*
  * lt_select: the leads of ids (an int8[] datum), locked FOR UPDATE, with
  * what enrichment needs to know of them: id, e-mail, done, reveal id set,
  * won, archived.  Skipping rows locked elsewhere or waiting for them.
@@ -454,8 +499,12 @@ lt_select(LeadTable *lt, Datum ids, bool skip_locked)
 	int		ret;
 
 	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(skip_locked ? plans.select_skip_plan : plans.select_plan,
-						   &ids, NULL, false, 0);
+	if (lt->citus)
+		ret = run_per_shard(lt, skip_locked ? plans.select_skip_plan : plans.select_plan,
+							&ids, 1, SPI_OK_SELECT);
+	else
+		ret = SPI_execute_plan(skip_locked ? plans.select_skip_plan : plans.select_plan,
+							   &ids, NULL, false, 0);
 	le_guard_end(&g);
 	return ret;
 }
@@ -472,7 +521,10 @@ lt_update(LeadTable *lt, Datum *args)
 	int		ret;
 
 	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
+	if (lt->citus)
+		ret = run_per_shard(lt, plans.update_plan, args, UPDATE_NARGS, SPI_OK_UPDATE_RETURNING);
+	else
+		ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
 	le_guard_end(&g);
 	return ret;
 }
@@ -492,7 +544,10 @@ lt_mark_done(LeadTable *lt, int64 *ids, int n)
 		return;
 	arg = int8_array(ids, n);
 	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0);
+	if (lt->citus)
+		ret = run_per_shard(lt, plans.done_plan, &arg, 1, SPI_OK_UPDATE);
+	else
+		ret = SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0);
 	le_guard_end(&g);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not mark %d leads enriched", n);

@@ -432,8 +432,13 @@ build_insert_sql(LeadTable *lt)
 				add_col(&b, defaults[i].col, defaults[i].expr);
 	}
 
+	/*
+	 * INSERT ... SELECT, not VALUES: Citus refuses subqueries (the country
+	 * and state look-ups) in the VALUES of an INSERT into a distributed
+	 * table, and runs this one on the coordinator (docs/citus.md).
+	 */
 	initStringInfo(&s);
-	appendStringInfo(&s, "INSERT INTO %s (%s) VALUES (%s) RETURNING %s::bigint",
+	appendStringInfo(&s, "INSERT INTO %s (%s) SELECT %s RETURNING %s::bigint",
 					 lt->qualname, b.cols.data, b.vals.data, lt_col(lt, "id"));
 	return s.data;
 }
