@@ -250,6 +250,59 @@ le_citus_shard_groups(Oid relid, Datum ids, int **group_of)
 	return ngroups;
 }
 
+/* a lead id and its shard's group, for le_citus_order_claim */
+typedef struct IdGroup
+{
+	int64 id;
+	int	  group;
+} IdGroup;
+
+/*
+ * cmp_id_group: by group, then by id.
+ */
+static int
+cmp_id_group(const void *a, const void *b)
+{
+	const IdGroup *x = a;
+	const IdGroup *y = b;
+
+	if (x->group != y->group)
+		return x->group < y->group ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+/*
+ * le_citus_order_claim: in Citus mode, order the ids the worker claims by
+ * shard, so that each batch cut from them spans one shard, or two: every
+ * statement of a batch runs once per shard it spans (lt_select,
+ * lt_update), a round trip to a worker node each.  Needs SPI.
+ */
+void
+le_citus_order_claim(Oid relid, int64 *ids, int n)
+{
+	Datum	*d;
+	int		*group_of;
+	IdGroup *v;
+
+	if (!citus_mode_seen || n < 2)
+		return;
+	d = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(ids[i]);
+	(void) le_citus_shard_groups(relid,
+								 PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+								 &group_of);
+	v = palloc(sizeof(IdGroup) * n);
+	for (int i = 0; i < n; i++)
+	{
+		v[i].id = ids[i];
+		v[i].group = group_of[i];
+	}
+	qsort(v, n, sizeof(IdGroup), cmp_id_group);
+	for (int i = 0; i < n; i++)
+		ids[i] = v[i].id;
+}
+
 /*
  * le_citus_subarray: the elements of a one-dimensional array whose group
  * (le_citus_shard_groups) is group, nulls kept.

@@ -21,6 +21,7 @@ extern void		   le_citus_define_settings(void);
 extern bool		   le_citus_distributed(Oid relid);
 extern void		   le_citus_collect(void);
 extern TimestampTz le_citus_next_pass(TimestampTz due);
+extern void		   le_citus_order_claim(Oid relid, int64 *ids, int n);
 extern int		   le_citus_shard_groups(Oid relid, Datum ids, int **group_of);
 extern Datum	   le_citus_subarray(Datum array, Oid elemtype, const int *group_of, int group);
 extern void		   le_citus_merge_results(SPITupleTable **tts, int n);

@@ -492,6 +492,8 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop, bool *more)
 	limit = (maxb - nresent) * le_batch_size;
 
 	nids = queue_claimable(skip_ids, nskip, limit, &ids);
+	/* Citus mode: a batch's leads in as few shards as can be */
+	le_citus_order_claim(lt->relid, ids, nids);
 	*more = nresent == maxb || (limit > 0 && nids == limit);
 
 	for (int i = 0; i < nids; i += le_batch_size)

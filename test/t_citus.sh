@@ -27,6 +27,8 @@ CDIR=$LE_RUNDIR/citus
 ENDPOINT=http://127.0.0.1:$LE_PROVIDER_PORT
 RUN_ID=$(date +%s)$$
 DB=le_citus
+# LE_CITUS_WORKERS=1: one worker node (for the throughput figure)
+WORKERS=${LE_CITUS_WORKERS:-2}
 TOKEN="t-citus-$RUN_ID"
 
 why=$("$LE_REPO/scripts/citus_build.sh" "$LE_PG_CONFIG" 2>"$LE_RUNDIR/citus-build.log")
@@ -90,14 +92,14 @@ setup_cluster() {
 	chown "$LE_RUN_USER" "$CDIR" 2>/dev/null
 	node_init "$CPORT" "citus,lead_enrich" || return 1
 	node_init "$W1PORT" citus || return 1
-	node_init "$W2PORT" citus || return 1
-	for p in $CPORT $W1PORT $W2PORT; do
+	[ "$WORKERS" = 1 ] || node_init "$W2PORT" citus || return 1
+	for p in $CPORT $W1PORT $([ "$WORKERS" = 1 ] || echo $W2PORT); do
 		psql -X -q -h "$CDIR" -p $p -U postgres -d postgres -c "CREATE DATABASE $DB" >/dev/null || return 1
 		cq $p "CREATE EXTENSION citus" >/dev/null || return 1
 	done
 	cq "$CPORT" "SELECT citus_set_coordinator_host('127.0.0.1', $CPORT)" >/dev/null || return 1
 	cq "$CPORT" "SELECT citus_add_node('127.0.0.1', $W1PORT)" >/dev/null || return 1
-	cq "$CPORT" "SELECT citus_add_node('127.0.0.1', $W2PORT)" >/dev/null || return 1
+	[ "$WORKERS" = 1 ] || cq "$CPORT" "SELECT citus_add_node('127.0.0.1', $W2PORT)" >/dev/null || return 1
 }
 
 # setup_db DISTRIBUTION: lead_enrich and the Odoo fixture on the cluster,
@@ -113,7 +115,7 @@ setup_db() {
 		for t in res_country res_country_state res_users crm_team crm_stage crm_tag crm_iap_lead_mining_request; do
 			echo "SELECT create_reference_table('odoo.$t');"
 		done
-		echo "SELECT create_distributed_table('odoo.crm_lead', '$1', shard_count => 8);"
+		echo "SELECT create_distributed_table('odoo.crm_lead', '$1', shard_count => ${LE_CITUS_SHARDS:-8});"
 		echo "SELECT create_distributed_table('odoo.crm_tag_rel', 'lead_id', colocate_with => 'odoo.crm_lead');"
 		echo "ALTER TABLE odoo.crm_tag_rel ADD FOREIGN KEY (lead_id) REFERENCES odoo.crm_lead (id) ON DELETE CASCADE;"
 		echo "SELECT lead_enrich.attach('odoo.crm_lead');"
@@ -122,7 +124,7 @@ setup_db() {
 	} | psql -X -q -v ON_ERROR_STOP=1 -h "$CDIR" -p "$CPORT" -U postgres -d "$DB" >"$CDIR/setup.log" 2>&1 || return 1
 	{
 		prov "SELECT provider.add_credits('$TOKEN', 1000000)" &&
-			prov "COPY (SELECT domain FROM provider.org ORDER BY id LIMIT 6000) TO STDOUT" |
+			prov "COPY (SELECT domain FROM provider.org ORDER BY id LIMIT $((${LE_CITUS_BENCH:-0} > 5000 ? LE_CITUS_BENCH + 1000 : 6000))) TO STDOUT" |
 			psql -X -q -h "$CDIR" -p "$CPORT" -U postgres -d "$DB" -c "COPY public.directory (d) FROM STDIN" &&
 			cq "$CPORT" "CREATE TABLE public.domains AS SELECT row_number() OVER (ORDER BY n) AS n, d
 				 FROM public.directory WHERE d NOT IN (SELECT domain FROM lead_enrich.webmail_domain)" &&
@@ -165,8 +167,26 @@ unfinished() {
 }
 status_line() { c "SELECT outcomes, pending, last_error, pause_reason FROM lead_enrich.status"; }
 
+# maxid: the largest lead id so far
+maxid() { c "SELECT coalesce(max(id), 0) FROM odoo.crm_lead"; }
+# all_final: wait until every lead of crm_lead has a final outcome
+all_final() {
+	local deadline=$((SECONDS + $1)) u
+	while :; do
+		u=$(unfinished)
+		[ "$u" = 0 ] && return 0
+		[ $SECONDS -ge $deadline ] && { echo "#   waited $1 s: $u; $(status_line)"; return 1; }
+		sleep 0.5
+	done
+}
+# ledger_check WHAT: the provider's ledger equals the credits lead_state records
+ledger_check() {
+	check "$1: the provider's ledger equals the credits recorded" \
+		"$(spent)" "$(c "SELECT sum(credits) FROM lead_enrich.lead_state")"
+}
+
 if setup_cluster; then
-	ok "a coordinator and two worker nodes (ports $CPORT, $W1PORT, $W2PORT)"
+	ok "a coordinator and $WORKERS worker nodes (ports $CPORT, $W1PORT$([ "$WORKERS" = 1 ] || echo ", $W2PORT"))"
 else
 	not_ok "a coordinator and two worker nodes" "$(tail -5 "$CDIR"/*.log 2>/dev/null)"
 	finish
@@ -181,6 +201,25 @@ else
 	not_ok "crm_lead distributed by id, attached" "$(tail -5 "$CDIR/setup.log")"
 	finish
 fi
+# LE_CITUS_BENCH=N: the throughput figure of docs/citus.md, nothing else:
+# a COPY of N leads of distinct companies, timed until every one has its
+# outcome
+if [ -n "${LE_CITUS_BENCH:-}" ]; then
+	t0=$(date +%s.%N)
+	copy_leads 0 "$LE_CITUS_BENCH"
+	t1=$(date +%s.%N)
+	if all_final 600; then
+		t2=$(date +%s.%N)
+		ok "$(python3 -c "import sys; n, a, b, c = int(sys.argv[1]), *map(float, sys.argv[2:5])
+print(f'throughput: {n} leads, {sys.argv[5]} worker node(s): COPY {b - a:.1f} s, all enriched after {c - a:.1f} s: {n / (c - a):.0f} leads/s')" \
+			"$LE_CITUS_BENCH" "$t0" "$t1" "$t2" "$WORKERS")"
+	else
+		not_ok "throughput: every lead enriched"
+	fi
+	ledger_check throughput
+	finish
+fi
+
 check "the queue is co-located with crm_lead" \
 	"$(c "SELECT count(DISTINCT colocationid) FROM pg_dist_partition
 		  WHERE logicalrelid IN ('odoo.crm_lead'::regclass, 'lead_enrich.citus_queue'::regclass)")" 1
@@ -206,24 +245,6 @@ check "enriched leads have their columns filled and are marked done" \
 	"$(c "SELECT count(*) FROM odoo.crm_lead WHERE iap_enrich_done AND partner_name IS NOT NULL")" \
 	"$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'")"
 
-# maxid: the largest lead id so far
-maxid() { c "SELECT coalesce(max(id), 0) FROM odoo.crm_lead"; }
-# all_final: wait until every lead of crm_lead has a final outcome
-all_final() {
-	local deadline=$((SECONDS + $1)) u
-	while :; do
-		u=$(unfinished)
-		[ "$u" = 0 ] && return 0
-		[ $SECONDS -ge $deadline ] && { echo "#   waited $1 s: $u; $(status_line)"; return 1; }
-		sleep 0.5
-	done
-}
-# ledger_check WHAT: the provider's ledger equals the credits lead_state records
-ledger_check() {
-	check "$1: the provider's ledger equals the credits recorded" \
-		"$(spent)" "$(c "SELECT sum(credits) FROM lead_enrich.lead_state")"
-}
-
 # ---------------------------------------------------------------------------
 # 2. manual enrichment racing the worker
 # ---------------------------------------------------------------------------
@@ -239,6 +260,8 @@ if all_final 120; then ok "race: every lead ends with a final outcome"; else not
 check "race: one charge per company (300 companies, none charged twice)" \
 	"$(($(spent) - spent0))|$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE lead_id > $from AND status = 'enriched'")" "300|300"
 ledger_check race
+
+[ "$WORKERS" = 1 ] && finish
 
 # ---------------------------------------------------------------------------
 # 3. a worker node restarted in the middle of a run
