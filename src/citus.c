@@ -58,6 +58,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -250,6 +251,136 @@ le_citus_shard_groups(Oid relid, Datum ids, int **group_of)
 	return ngroups;
 }
 
+/*
+ * le_citus_tenant_column: the distribution column of the distributed
+ * table relid when it is not idcol (a table distributed by tenant), with
+ * its type; NULL when it is distributed by the lead id.  Needs SPI; leaves
+ * SPI_tuptable alone.
+ */
+char *
+le_citus_tenant_column(Oid relid, const char *idcol, Oid *type)
+{
+	Oid			   argtype = OIDOID;
+	Datum		   arg = ObjectIdGetDatum(relid);
+	SPITupleTable *saved = SPI_tuptable;
+	uint64		   saved_n = SPI_processed;
+	char		  *col = NULL;
+	int			   ret;
+
+	ret = SPI_execute_with_args("SELECT a.attname::text, a.atttypid FROM pg_catalog.pg_dist_partition p "
+								"JOIN pg_catalog.pg_attribute a ON a.attrelid = p.logicalrelid "
+								"AND a.attname OPERATOR(pg_catalog.=) pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) "
+								"WHERE p.logicalrelid = $1",
+								1, &argtype, &arg, NULL, true, 1);
+	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool isnull;
+
+		col = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		*type = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (col != NULL && strcmp(col, idcol) == 0)
+			col = NULL;
+	}
+	if (SPI_tuptable != NULL && SPI_tuptable != saved)
+		SPI_freetuptable(SPI_tuptable);
+	SPI_tuptable = saved;
+	SPI_processed = saved_n;
+	return col;
+}
+
+/*
+ * le_citus_tenant_groups: for a table distributed by a tenant column tcol
+ * (of type ttype), the shards of the leads of ids (int8[]): reads each
+ * lead's tenant (one multi-shard SELECT, no lock), sets (*group_of)[i] to
+ * the group of the i-th id (-1: no such lead) and (*tenants)[g] to an array
+ * (ttype[]) of the tenants of group g, the pruning condition of its
+ * statements.  Returns the number of groups.  Needs SPI; leaves
+ * SPI_tuptable alone.
+ */
+int
+le_citus_tenant_groups(Oid relid, const char *qualname, const char *idcol, const char *tcol,
+					   Oid ttype, Datum ids, int **group_of, Datum **tenants)
+{
+	ArrayType	  *a = DatumGetArrayTypeP(ids);
+	Datum		  *elems;
+	bool		  *enulls;
+	int			   nelems;
+	Oid			   argtypes[2] = {OIDOID, INT8ARRAYOID};
+	Datum		   args[2] = {ObjectIdGetDatum(relid), ids};
+	SPITupleTable *saved = SPI_tuptable;
+	uint64		   saved_n = SPI_processed;
+	int64		  *shard_of_row;
+	int64		  *id_of_row;
+	Datum		  *tenant_of_row;
+	int64		  *shards;
+	int			   nrows;
+	int			   ngroups = 0;
+	int16		   typlen;
+	bool		   typbyval;
+	char		   typalign;
+	int			   ret;
+
+	get_typlenbyvalalign(ttype, &typlen, &typbyval, &typalign);
+	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &enulls, &nelems);
+	ret = SPI_execute_with_args(psprintf("SELECT l.%s::bigint, l.%s, "
+										 "pg_catalog.get_shard_id_for_distribution_column($1::pg_catalog.regclass, l.%s) "
+										 "FROM %s l WHERE l.%s = ANY ($2)",
+										 quote_identifier(idcol), quote_identifier(tcol), quote_identifier(tcol),
+										 qualname, quote_identifier(idcol)),
+								2, argtypes, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the tenants of %d leads: %s", nelems, SPI_result_code_string(ret));
+	nrows = (int) SPI_processed;
+	shard_of_row = palloc(sizeof(int64) * Max(nrows, 1));
+	id_of_row = palloc(sizeof(int64) * Max(nrows, 1));
+	tenant_of_row = palloc(sizeof(Datum) * Max(nrows, 1));
+	shards = palloc(sizeof(int64) * Max(nrows, 1));
+	for (int r = 0; r < nrows; r++)
+	{
+		bool  isnull;
+		Datum t;
+
+		id_of_row[r] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+		t = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+		tenant_of_row[r] = isnull ? (Datum) 0 : datumCopy(t, typbyval, typlen);
+		shard_of_row[r] = isnull ? -1 : DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	SPI_tuptable = saved;
+	SPI_processed = saved_n;
+
+	*group_of = palloc(sizeof(int) * Max(nelems, 1));
+	for (int i = 0; i < nelems; i++)
+	{
+		(*group_of)[i] = -1;
+		for (int r = 0; r < nrows && !enulls[i]; r++)
+		{
+			int g;
+
+			if (id_of_row[r] != DatumGetInt64(elems[i]) || shard_of_row[r] < 0)
+				continue;
+			for (g = 0; g < ngroups && shards[g] != shard_of_row[r]; g++)
+				;
+			if (g == ngroups)
+				shards[ngroups++] = shard_of_row[r];
+			(*group_of)[i] = g;
+			break;
+		}
+	}
+	*tenants = palloc(sizeof(Datum) * Max(ngroups, 1));
+	for (int g = 0; g < ngroups; g++)
+	{
+		Datum *v = palloc(sizeof(Datum) * Max(nrows, 1));
+		int	   n = 0;
+
+		for (int r = 0; r < nrows; r++)
+			if (shard_of_row[r] == shards[g])
+				v[n++] = tenant_of_row[r];
+		(*tenants)[g] = PointerGetDatum(construct_array(v, n, ttype, typlen, typbyval, typalign));
+	}
+	return ngroups;
+}
+
 /* a lead id and its shard's group, for le_citus_order_claim */
 typedef struct IdGroup
 {
@@ -278,13 +409,15 @@ cmp_id_group(const void *a, const void *b)
  * lt_update), a round trip to a worker node each.  Needs SPI.
  */
 void
-le_citus_order_claim(Oid relid, int64 *ids, int n)
+le_citus_order_claim(Oid relid, const char *idcol, int64 *ids, int n)
 {
 	Datum	*d;
 	int		*group_of;
 	IdGroup *v;
+	Oid		 ttype;
 
-	if (!citus_mode_seen || n < 2)
+	/* by tenant: the shard is not a function of the id */
+	if (!citus_mode_seen || n < 2 || le_citus_tenant_column(relid, idcol, &ttype) != NULL)
 		return;
 	d = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)

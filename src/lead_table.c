@@ -283,7 +283,9 @@ build_update_sql(LeadTable *lt)
 					 "AS i(in_id, in_name, in_cid, in_loc, in_city, in_zip, in_ph0, in_ph1, in_cc, in_sc)), "
 					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id%s), ",
 					 lt->qualname, id,
-					 lt->citus ? psprintf(" WHERE l.%s = ANY ($1)", id) : "");
+					 lt->citus ? psprintf(" WHERE l.%s = ANY ($1)%s", id,
+										  lt->tenant ? psprintf(" AND l.%s = ANY ($11)", quote_identifier(lt->tenant)) : "")
+							   : "");
 
 	/* step 1: the new country, needed to find the state */
 	appendStringInfoString(&s, "c AS (SELECT o.*");
@@ -351,7 +353,8 @@ build_update_sql(LeadTable *lt)
 		appendStringInfo(&s, ", %s = %s", lt_col(lt, "write_date"), lt_now(lt, "write_date"));
 	/* Citus: pruned to the shard of the ids (a router query) */
 	if (lt->citus)
-		appendStringInfo(&s, " FROM v WHERE t.%s = v.in_id AND t.%s = ANY ($1) RETURNING", id, id);
+		appendStringInfo(&s, " FROM v WHERE t.%s = v.in_id AND t.%s = ANY ($1)%s RETURNING", id, id,
+						 lt->tenant ? psprintf(" AND t.%s = ANY ($11)", quote_identifier(lt->tenant)) : "");
 	else
 		appendStringInfo(&s, " FROM v WHERE t.%s = v.in_id RETURNING", id);
 	appendStringInfo(&s, " v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
@@ -372,16 +375,19 @@ lt_prepare(LeadTable *lt)
 	const char	  *done = lt_col(lt, "enrich_done");
 	const char	  *reveal = lt_col(lt, "reveal_id");
 	const char	  *prob = lt_col(lt, "probability");
-	Oid			   argtypes[UPDATE_NARGS];
+	Oid			   argtypes[UPDATE_NARGS + 1];
 	int			   i;
 	MemoryContext  old;
 
 	/* a table distributed by Citus since: statements per shard */
 	lt->citus = le_citus_distributed(lt->relid);
+	lt->tenant = lt->citus ? le_citus_tenant_column(lt->relid, jb_get_text(&lt->columns->root, "id"),
+													&lt->tenant_type)
+						   : NULL;
 	/* the name too: a renamed table's statements are prepared again */
-	key = psprintf("%u|%s|%s|%d%d%d%d", lt->relid, lt->qualname,
+	key = psprintf("%u|%s|%s|%d%d%d%d|%s", lt->relid, lt->qualname,
 				   JsonbToCString(NULL, &lt->columns->root, VARSIZE(lt->columns)),
-				   lt->odoo, lt->country_fk, lt->state_fk, lt->citus);
+				   lt->odoo, lt->country_fk, lt->state_fk, lt->citus, lt->tenant ? lt->tenant : "");
 	if (plans.key != NULL && strcmp(plans.key, key) == 0)
 		return;
 	lead_table_check(lt);
@@ -421,19 +427,25 @@ lt_prepare(LeadTable *lt)
 		appendStringInfo(&s, "NOT coalesce(l.%s, true) ", lt_col(lt, "active"));
 	else
 		appendStringInfoString(&s, "false ");
-	appendStringInfo(&s,
-					 "FROM %s l WHERE l.%s = ANY ($1) ORDER BY l.%s FOR UPDATE OF l",
-					 lt->qualname, id, id);
+	/* Citus, distributed by tenant: the tenants prune to one shard */
+	appendStringInfo(&s, "FROM %s l WHERE l.%s = ANY ($1)", lt->qualname, id);
+	if (lt->tenant)
+		appendStringInfo(&s, " AND l.%s = ANY ($2)", quote_identifier(lt->tenant));
+	appendStringInfo(&s, " ORDER BY l.%s FOR UPDATE OF l", id);
 
 	argtypes[0] = INT8ARRAYOID;
-	plans.select_plan = le_keep_plan(s.data, 1, argtypes);
+	if (lt->tenant)
+		argtypes[1] = get_array_type(lt->tenant_type);
+	plans.select_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 	appendStringInfoString(&s, " SKIP LOCKED");
-	plans.select_skip_plan = le_keep_plan(s.data, 1, argtypes);
+	plans.select_skip_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 
 	argtypes[0] = INT8ARRAYOID;
 	for (i = 1; i < UPDATE_NARGS; i++)
 		argtypes[i] = TEXTARRAYOID;
-	plans.update_plan = le_keep_plan(build_update_sql(lt), UPDATE_NARGS, argtypes);
+	if (lt->tenant)
+		argtypes[UPDATE_NARGS] = get_array_type(lt->tenant_type);
+	plans.update_plan = le_keep_plan(build_update_sql(lt), UPDATE_NARGS + (lt->tenant ? 1 : 0), argtypes);
 
 	if (done != NULL)
 	{
@@ -442,7 +454,12 @@ lt_prepare(LeadTable *lt)
 		if (lt_col(lt, "write_date") != NULL)
 			appendStringInfo(&s, ", %s = %s", lt_col(lt, "write_date"), lt_now(lt, "write_date"));
 		appendStringInfo(&s, " WHERE %s = ANY ($1)", id);
-		plans.done_plan = le_keep_plan(s.data, 1, argtypes);
+		if (lt->tenant)
+		{
+			appendStringInfo(&s, " AND %s = ANY ($2)", quote_identifier(lt->tenant));
+			argtypes[1] = get_array_type(lt->tenant_type);
+		}
+		plans.done_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 	}
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
@@ -460,19 +477,36 @@ static int
 run_per_shard(LeadTable *lt, SPIPlanPtr plan, Datum *args, int nargs, int expected)
 {
 	int			   *group_of;
-	int				ngroups = le_citus_shard_groups(lt->relid, args[0], &group_of);
+	Datum		   *tenants = NULL;
+	int				ngroups;
 	SPITupleTable **tts;
-	Datum		   *sub = palloc(sizeof(Datum) * nargs);
+	Datum		   *sub = palloc(sizeof(Datum) * (nargs + 1));
 	int				ret = expected;
 	uint64			processed = 0;
 
-	if (ngroups <= 1)
-		return SPI_execute_plan(plan, args, NULL, false, 0);
+	if (lt->tenant)
+		ngroups = le_citus_tenant_groups(lt->relid, lt->qualname, jb_get_text(&lt->columns->root, "id"),
+										 lt->tenant, lt->tenant_type, args[0], &group_of, &tenants);
+	else
+	{
+		ngroups = le_citus_shard_groups(lt->relid, args[0], &group_of);
+		if (ngroups <= 1)
+			return SPI_execute_plan(plan, args, NULL, false, 0);
+	}
+	if (ngroups == 0)
+	{
+		/* none of the leads is there */
+		SPI_tuptable = NULL;
+		SPI_processed = 0;
+		return expected;
+	}
 	tts = palloc0(sizeof(SPITupleTable *) * ngroups);
 	for (int gi = 0; gi < ngroups; gi++)
 	{
 		for (int k = 0; k < nargs; k++)
 			sub[k] = le_citus_subarray(args[k], k == 0 ? INT8OID : TEXTOID, group_of, gi);
+		if (lt->tenant)
+			sub[nargs] = tenants[gi];
 		ret = SPI_execute_plan(plan, sub, NULL, false, 0);
 		if (ret != expected)
 			return ret;

@@ -493,7 +493,7 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop, bool *more)
 
 	nids = queue_claimable(skip_ids, nskip, limit, &ids);
 	/* Citus mode: a batch's leads in as few shards as can be */
-	le_citus_order_claim(lt->relid, ids, nids);
+	le_citus_order_claim(lt->relid, jb_get_text(&lt->columns->root, "id"), ids, nids);
 	*more = nresent == maxb || (limit > 0 && nids == limit);
 
 	for (int i = 0; i < nids; i += le_batch_size)

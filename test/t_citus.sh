@@ -9,13 +9,17 @@
 #   3. a worker node restarted in the middle of a run
 #   4. a shard moved to the other node in the middle of a run
 #   5. mining into the distributed table
-#   6. the provider's ledger equals the credits recorded
+#   6. the provider's ledger equals the credits recorded (after each of them)
+#   7. the tenant variant: crm_lead distributed by company_id (INSERTs,
+#      COPY, a race, mining)
 #
 # Citus is built once from ../shared/vendor and cached (scripts/citus_build.sh),
 # then installed into the PostgreSQL under test; without the tarball, or
 # for a PostgreSQL major version Citus does not support, the test says
 # "skipped: ..." and passes nothing.  The nodes listen on LE_PGPORT + 10,
-# + 11 and + 12 (LE_CITUS_PORT sets the first).
+# + 11 and + 12 (LE_CITUS_PORT sets the first).  LE_CITUS_BENCH=N (with
+# LE_CITUS_WORKERS=1|2, LE_CITUS_SHARDS=n) measures docs/citus.md's
+# throughput instead; LE_CITUS_KEEP=1 leaves the nodes running.
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
@@ -29,6 +33,9 @@ RUN_ID=$(date +%s)$$
 DB=le_citus
 # LE_CITUS_WORKERS=1: one worker node (for the throughput figure)
 WORKERS=${LE_CITUS_WORKERS:-2}
+# the extra column and value of the inserted leads (the tenant variant)
+XCOL=
+XVAL=
 TOKEN="t-citus-$RUN_ID"
 
 why=$("$LE_REPO/scripts/citus_build.sh" "$LE_PG_CONFIG" 2>"$LE_RUNDIR/citus-build.log")
@@ -93,6 +100,11 @@ setup_cluster() {
 	node_init "$CPORT" "citus,lead_enrich" || return 1
 	node_init "$W1PORT" citus || return 1
 	[ "$WORKERS" = 1 ] || node_init "$W2PORT" citus || return 1
+	setup_cluster_db
+}
+
+# setup_cluster_db: database $DB on every node, the workers added to it
+setup_cluster_db() {
 	for p in $CPORT $W1PORT $([ "$WORKERS" = 1 ] || echo $W2PORT); do
 		psql -X -q -h "$CDIR" -p $p -U postgres -d postgres -c "CREATE DATABASE $DB" >/dev/null || return 1
 		cq $p "CREATE EXTENSION citus" >/dev/null || return 1
@@ -110,14 +122,23 @@ setup_db() {
 		echo "SET client_min_messages = warning;"
 		echo "CREATE EXTENSION lead_enrich;"
 		echo "\\i $LE_REPO/test/fixtures/odoo17_crm.sql"
-		# the tag relation refers to crm_lead: distributed with it
+		# the tag relation refers to crm_lead: distributed with it (by id),
+		# a local table (by tenant)
 		echo "ALTER TABLE odoo.crm_tag_rel DROP CONSTRAINT crm_tag_rel_lead_id_fkey;"
+		if [ "$1" != id ]; then
+			# Citus: a unique key includes the distribution column
+			echo "ALTER TABLE odoo.crm_lead DROP CONSTRAINT crm_lead_pkey;"
+			echo "ALTER TABLE odoo.crm_lead ALTER $1 SET NOT NULL, ALTER $1 SET DEFAULT 1;"
+			echo "ALTER TABLE odoo.crm_lead ADD PRIMARY KEY (id, $1);"
+		fi
 		for t in res_country res_country_state res_users crm_team crm_stage crm_tag crm_iap_lead_mining_request; do
 			echo "SELECT create_reference_table('odoo.$t');"
 		done
 		echo "SELECT create_distributed_table('odoo.crm_lead', '$1', shard_count => ${LE_CITUS_SHARDS:-8});"
-		echo "SELECT create_distributed_table('odoo.crm_tag_rel', 'lead_id', colocate_with => 'odoo.crm_lead');"
-		echo "ALTER TABLE odoo.crm_tag_rel ADD FOREIGN KEY (lead_id) REFERENCES odoo.crm_lead (id) ON DELETE CASCADE;"
+		if [ "$1" = id ]; then
+			echo "SELECT create_distributed_table('odoo.crm_tag_rel', 'lead_id', colocate_with => 'odoo.crm_lead');"
+			echo "ALTER TABLE odoo.crm_tag_rel ADD FOREIGN KEY (lead_id) REFERENCES odoo.crm_lead (id) ON DELETE CASCADE;"
+		fi
 		echo "SELECT lead_enrich.attach('odoo.crm_lead');"
 		echo "INSERT INTO odoo.iap_account (service_name, account_token) VALUES ('reveal', '$TOKEN');"
 		echo "CREATE TABLE public.directory (n serial, d text);"
@@ -136,33 +157,35 @@ setup_db() {
 
 # insert_leads FROM COUNT: one multi-row INSERT of COUNT leads, domains FROM+1 ..
 insert_leads() {
-	cq "$CPORT" "INSERT INTO odoo.crm_lead (name, type, active, probability, email_from)
-		SELECT 'Lead ' || n, 'lead', true, 10, 'contact' || n || '@' || d
+	cq "$CPORT" "INSERT INTO odoo.crm_lead (name, type, active, probability, email_from$XCOL)
+		SELECT 'Lead ' || n, 'lead', true, 10, 'contact' || n || '@' || d$XVAL
 		FROM public.domains WHERE n > $1 AND n <= $1 + $2 ORDER BY n"
 }
 # insert_single FROM COUNT: COUNT single-row INSERTs, each its own transaction
 insert_single() {
 	for n in $(seq $(($1 + 1)) $(($1 + $2))); do
-		echo "INSERT INTO odoo.crm_lead (name, type, active, probability, email_from)
-			SELECT 'Lead ' || n, 'lead', true, 10, 'contact' || n || '@' || d FROM public.domains WHERE n = $n;"
+		echo "INSERT INTO odoo.crm_lead (name, type, active, probability, email_from$XCOL)
+			SELECT 'Lead ' || n, 'lead', true, 10, 'contact' || n || '@' || d$XVAL FROM public.domains WHERE n = $n;"
 	done | psql -X -q -v ON_ERROR_STOP=1 -h "$CDIR" -p "$CPORT" -U postgres -d "$DB" >/dev/null
 }
 # copy_leads FROM COUNT: COPY of COUNT leads
 copy_leads() {
-	cq "$CPORT" "COPY (SELECT 'Lead ' || n, 'lead', true, 10, 'contact' || n || '@' || d
+	cq "$CPORT" "COPY (SELECT 'Lead ' || n, 'lead', true, 10, 'contact' || n || '@' || d$XVAL
 		FROM public.domains WHERE n > $1 AND n <= $1 + $2 ORDER BY n) TO STDOUT" |
 		psql -X -q -v ON_ERROR_STOP=1 -h "$CDIR" -p "$CPORT" -U postgres -d "$DB" \
-			-c "COPY odoo.crm_lead (name, type, active, probability, email_from) FROM STDIN"
+			-c "COPY odoo.crm_lead (name, type, active, probability, email_from$XCOL) FROM STDIN"
 }
 
 spent() { prov "SELECT provider.spent('$TOKEN')"; }
 # unfinished: leads of crm_lead without a final outcome in lead_state (a
-# local table: compared through the ids' digests, Citus joins no local table)
+# local table: compared through the ids' digests, Citus joins no local
+# table); "error" is no such outcome: every lead's company is known
+FINAL="'enriched', 'not_found', 'generic_domain', 'mined'"
 unfinished() {
 	local a b
 	a=$(c "SELECT count(*) || ' ' || md5(string_agg(id::text, ',' ORDER BY id)) FROM odoo.crm_lead")
 	b=$(c "SELECT count(*) || ' ' || md5(string_agg(lead_id::text, ',' ORDER BY lead_id))
-		   FROM lead_enrich.lead_state WHERE status <> 'pending'")
+		   FROM lead_enrich.lead_state WHERE status IN ($FINAL)")
 	if [ "$a" = "$b" ]; then echo 0; else echo "crm_lead: $a, final in lead_state: $b"; fi
 }
 status_line() { c "SELECT outcomes, pending, last_error, pause_reason FROM lead_enrich.status"; }
@@ -232,7 +255,7 @@ insert_single 0 200
 insert_leads 200 1400 >/dev/null
 copy_leads 1600 1400
 N=3000
-if wait_for 180 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status <> 'pending'" $N c; then
+if wait_for 180 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" $N c; then
 	ok "$N leads (200 single-row INSERTs, a multi-row INSERT, a COPY) enriched automatically in $((SECONDS - start)) s"
 else
 	not_ok "$N leads enriched automatically" "$(status_line)"
@@ -344,5 +367,49 @@ check "mining: the mined leads are recorded as mined, not enriched again by the 
 	"$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'mined'")|$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'")|$(c "SELECT count(*) FROM lead_enrich.citus_queue")" "$added|0|0"
 check_true "mining: the provider charged the mining request (ledger grew)" \
 	"$([ "$(spent)" != "$spent0" ] && echo t)" "spent $spent0 -> $(spent)"
+
+# ---------------------------------------------------------------------------
+# 6. the tenant variant: crm_lead distributed by company_id
+# ---------------------------------------------------------------------------
+DB=le_citus_tenant
+TOKEN="t-citus-tenant-$RUN_ID"
+XCOL=", company_id"
+XVAL=", 1 + n % 5"
+if setup_cluster_db && setup_db company_id; then
+	ok "tenant: crm_lead distributed by company_id, attached in automatic mode"
+	check "tenant: the queue is co-located with crm_lead, distributed by the tenant" \
+		"$(c "SELECT count(DISTINCT colocationid) FROM pg_dist_partition
+			  WHERE logicalrelid IN ('odoo.crm_lead'::regclass, 'lead_enrich.citus_queue'::regclass)")" 1
+	start=$SECONDS
+	insert_single 0 100
+	insert_leads 100 700 >/dev/null
+	copy_leads 800 700
+	if all_final 180 && [ "$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'")" = 1500 ]; then
+		ok "tenant: 1500 leads of 5 tenants (single-row and multi-row INSERTs, COPY) enriched automatically in $((SECONDS - start)) s"
+	else
+		not_ok "tenant: 1500 leads enriched automatically"
+	fi
+	check "tenant: enriched leads have their columns filled and are marked done" \
+		"$(c "SELECT count(*) FROM odoo.crm_lead WHERE iap_enrich_done AND partner_name IS NOT NULL")" \
+		"$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'")"
+	ledger_check tenant
+	from=$(maxid)
+	spent0=$(spent)
+	insert_leads 1500 200 >/dev/null
+	ids=$(c "SELECT array_agg(id ORDER BY id) FROM odoo.crm_lead WHERE id > $from")
+	check "tenant: enrich_leads on 200 new leads racing the worker answers for each" \
+		"$(c "SELECT count(*) FROM lead_enrich.enrich_leads('$ids')")" 200
+	all_final 120 || not_ok "tenant: race: every lead ends with a final outcome"
+	check "tenant: race: one charge per company" \
+		"$(($(spent) - spent0))|$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE lead_id > $from AND status = 'enriched'")" "200|200"
+	ledger_check "tenant: race"
+	before=$(c "SELECT count(*) FROM odoo.crm_lead")
+	out=$(c "SET client_min_messages = warning;
+			 SELECT count(*) FROM lead_enrich.generate_leads('{\"countries\": [\"fr\"], \"lead_number\": 5}')")
+	check_true "tenant: mining adds its leads to the table distributed by tenant ($out)" \
+		"$([ "$out" = "$(($(c "SELECT count(*) FROM odoo.crm_lead") - before))" ] && [ "$out" -gt 0 ] 2>/dev/null && echo t)"
+else
+	not_ok "tenant: crm_lead distributed by company_id, attached" "$(tail -5 "$CDIR/setup.log")"
+fi
 
 finish
