@@ -90,6 +90,10 @@ if [ ! -f "$stamp" ]; then
 fi
 
 if ! installed; then
+	if [ ! -w "$pkglib" ] || [ ! -w "$sharedir/extension" ]; then
+		echo "cannot install Citus into $pkglib (not writable: run as root)"
+		exit 3
+	fi
 	log "installing Citus into $pkglib"
 	make -C "$src" install >"$top/install.log" 2>&1 ||
 		{ echo "Citus install failed: see $top/install.log" >&2; exit 1; }

@@ -135,7 +135,6 @@ le_citus_collect(void)
 	Datum  *ids;
 	Datum  *emails;
 	bool   *enulls;
-	char   *sql;
 	LeGuard g;
 
 	queue = get_relname_relid("citus_queue", get_namespace_oid("lead_enrich", false));
@@ -166,6 +165,7 @@ le_citus_collect(void)
 		int	   lbs[1] = {1};
 		Datum  targs[3];
 		Oid	   ttypes[3] = {INT8ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+		char  *sql;
 		bool   isnull;
 
 		for (uint64 i = 0; i < n; i++)
@@ -525,7 +525,6 @@ typedef struct ShardPlan
 {
 	Oid		   tgoid;
 	SPIPlanPtr plan;
-	bool	   row;
 } ShardPlan;
 
 #define MAX_SHARD_PLANS 256
@@ -546,7 +545,6 @@ queue_shard_of(Relation rel)
 	char	   *end;
 	Oid			argtype = INT8OID;
 	Datum		arg;
-	int			ret;
 	char	   *name = NULL;
 
 	if (us == NULL || us[1] == '\0')
@@ -560,6 +558,8 @@ queue_shard_of(Relation rel)
 	}
 	if (shardid > 0)
 	{
+		int ret;
+
 		arg = Int64GetDatum(shardid);
 		ret = SPI_execute_with_args("SELECT 'citus_queue_' || q.shardid FROM pg_catalog.pg_dist_shard s "
 									"JOIN pg_catalog.pg_dist_shard q ON q.shardminvalue = s.shardminvalue "
@@ -641,7 +641,6 @@ lead_enrich_citus_enqueue(PG_FUNCTION_ARGS)
 		}
 		shard_plans[n_shard_plans].tgoid = tg->tgoid;
 		shard_plans[n_shard_plans].plan = plan;
-		shard_plans[n_shard_plans].row = row;
 		n_shard_plans++;
 	}
 	if (row)

@@ -362,7 +362,8 @@ check_true "mining: generate_leads adds its leads to the distributed table ($out
 check "mining: each mined lead carries its request and its tag (crm_tag_rel, co-located)" \
 	"$(c "SELECT count(*) FROM odoo.crm_lead l JOIN odoo.crm_tag_rel r ON r.lead_id = l.id
 		  WHERE l.lead_mining_request_id IS NOT NULL")" "$added"
-sleep 2
+# the trigger queued them; the next collect finds them mined
+wait_for 30 $DB "SELECT count(*) FROM lead_enrich.citus_queue" 0 c >/dev/null
 check "mining: the mined leads are recorded as mined, not enriched again by the worker" \
 	"$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'mined'")|$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'")|$(c "SELECT count(*) FROM lead_enrich.citus_queue")" "$added|0|0"
 check_true "mining: the provider charged the mining request (ledger grew)" \
