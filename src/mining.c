@@ -215,7 +215,8 @@ typedef struct CritQuery
 	Oid			types[2];
 } CritQuery;
 
-static void crit_invalid(const char *key, const char *problem, const char *hint) pg_attribute_noreturn();
+/* C11's _Noreturn: PostgreSQL 18 replaced pg_attribute_noreturn() by a prefix */
+static _Noreturn void crit_invalid(const char *key, const char *problem, const char *hint);
 
 /*
  * crit_invalid: the error of a bad criterion.
