@@ -60,4 +60,17 @@ le_json_lex_cstring(char *json, int len, int encoding)
 #endif
 }
 
+/*
+ * A function that does not return: PostgreSQL 18 replaced the suffix
+ * pg_attribute_noreturn() by the prefix pg_noreturn.  Declare it as
+ * LE_NORETURN_BEGIN void f(...) LE_NORETURN_END;
+ */
+#if PG_VERSION_NUM >= 180000
+#define LE_NORETURN_BEGIN pg_noreturn
+#define LE_NORETURN_END
+#else
+#define LE_NORETURN_BEGIN
+#define LE_NORETURN_END pg_attribute_noreturn()
+#endif
+
 #endif /* LEAD_ENRICH_COMPAT_H */

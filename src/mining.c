@@ -215,8 +215,7 @@ typedef struct CritQuery
 	Oid			types[2];
 } CritQuery;
 
-/* C11's _Noreturn: PostgreSQL 18 replaced pg_attribute_noreturn() by a prefix */
-static _Noreturn void crit_invalid(const char *key, const char *problem, const char *hint);
+LE_NORETURN_BEGIN static void crit_invalid(const char *key, const char *problem, const char *hint) LE_NORETURN_END;
 
 /*
  * crit_invalid: the error of a bad criterion.
