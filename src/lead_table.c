@@ -31,6 +31,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "citus.h"
 #include "enrich.h"
 #include "guard.h"
 #include "lead_enrich.h"
@@ -481,8 +482,11 @@ build_update_sql(LeadTable *lt, OdooIds *ids)
 					 "WITH i AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], "
 					 "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "
 					 "AS i(in_id, in_name, in_cid, in_loc, in_city, in_zip, in_ph0, in_ph1, in_cc, in_sc)), "
-					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id), ",
-					 lt->qualname, id);
+					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id%s), ",
+					 lt->qualname, id,
+					 lt->citus ? psprintf(" WHERE l.%s = ANY ($1)%s", id,
+										  lt->tenant ? psprintf(" AND l.%s = ANY ($11)", quote_identifier(lt->tenant)) : "")
+							   : "");
 
 	/* step 1: the new country, needed to find the state */
 	appendStringInfoString(&s, "c AS (SELECT o.*");
@@ -552,8 +556,15 @@ build_update_sql(LeadTable *lt, OdooIds *ids)
 		appendStringInfo(&s, ", %s = %s", lt_col(lt, "write_date"), lt_now(lt, "write_date"));
 	if (odoo_column(lt, NULL, "write_uid") && ids->user_root != NULL)
 		appendStringInfo(&s, ", write_uid = %s", ids->user_root);
-	appendStringInfo(&s, " FROM %s v WHERE t.%s = v.in_id RETURNING v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
-					 phones ? "q" : "v", id, filled.data);
+	/* Citus: pruned to the shard of the ids (a router query) */
+	if (lt->citus)
+		appendStringInfo(&s, " FROM %s v WHERE t.%s = v.in_id AND t.%s = ANY ($1)%s RETURNING",
+						 phones ? "q" : "v", id, id,
+						 lt->tenant ? psprintf(" AND t.%s = ANY ($11)", quote_identifier(lt->tenant)) : "");
+	else
+		appendStringInfo(&s, " FROM %s v WHERE t.%s = v.in_id RETURNING", phones ? "q" : "v", id);
+	appendStringInfo(&s, " v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
+					 filled.data);
 	return s.data;
 }
 
@@ -571,15 +582,20 @@ lt_prepare(LeadTable *lt)
 	const char	  *done = lt_col(lt, "enrich_done");
 	const char	  *reveal = lt_col(lt, "reveal_id");
 	const char	  *prob = lt_col(lt, "probability");
-	Oid			   argtypes[UPDATE_NARGS];
+	Oid			   argtypes[UPDATE_NARGS + 1];
 	OdooIds		   ids;
 	int			   i;
 	MemoryContext  old;
 
+	/* a table distributed by Citus since: statements per shard */
+	lt->citus = le_citus_distributed(lt->relid);
+	lt->tenant = lt->citus ? le_citus_tenant_column(lt->relid, jb_get_text(&lt->columns->root, "id"),
+													&lt->tenant_type)
+						   : NULL;
 	/* the name too: a renamed table's statements are prepared again */
-	key = psprintf("%u|%s|%s|%d%d%d|%u", lt->relid, lt->qualname,
+	key = psprintf("%u|%s|%s|%d%d%d%d|%s|%u", lt->relid, lt->qualname,
 				   JsonbToCString(NULL, &lt->columns->root, VARSIZE(lt->columns)),
-				   lt->odoo, lt->country_fk, lt->state_fk,
+				   lt->odoo, lt->country_fk, lt->state_fk, lt->citus, lt->tenant ? lt->tenant : "",
 				   lt->odoo ? get_relname_relid("mail_message", get_rel_namespace(lt->relid)) : InvalidOid);
 	if (plans.key != NULL && strcmp(plans.key, key) == 0)
 		return;
@@ -622,20 +638,27 @@ lt_prepare(LeadTable *lt)
 		appendStringInfo(&s, "NOT coalesce(l.%s, true) ", lt_col(lt, "active"));
 	else
 		appendStringInfoString(&s, "false ");
-	appendStringInfo(&s,
-					 "FROM %s l WHERE l.%s = ANY ($1) ORDER BY l.%s FOR UPDATE OF l",
-					 lt->qualname, id, id);
+	/* Citus, distributed by tenant: the tenants prune to one shard */
+	appendStringInfo(&s, "FROM %s l WHERE l.%s = ANY ($1)", lt->qualname, id);
+	if (lt->tenant)
+		appendStringInfo(&s, " AND l.%s = ANY ($2)", quote_identifier(lt->tenant));
+	appendStringInfo(&s, " ORDER BY l.%s FOR UPDATE OF l", id);
 
 	argtypes[0] = INT8ARRAYOID;
-	plans.select_plan = le_keep_plan(s.data, 1, argtypes);
+	if (lt->tenant)
+		argtypes[1] = get_array_type(lt->tenant_type);
+	plans.select_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 	appendStringInfoString(&s, " SKIP LOCKED");
-	plans.select_skip_plan = le_keep_plan(s.data, 1, argtypes);
+	plans.select_skip_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 
 	argtypes[0] = INT8ARRAYOID;
 	for (i = 1; i < UPDATE_NARGS; i++)
 		argtypes[i] = TEXTARRAYOID;
+	if (lt->tenant)
+		argtypes[UPDATE_NARGS] = get_array_type(lt->tenant_type);
 	resolve_odoo_ids(lt, &ids);
-	plans.update_plan = le_keep_plan(build_update_sql(lt, &ids), UPDATE_NARGS, argtypes);
+	plans.update_plan = le_keep_plan(build_update_sql(lt, &ids), UPDATE_NARGS + (lt->tenant ? 1 : 0),
+									 argtypes);
 
 	if (done != NULL)
 	{
@@ -646,7 +669,12 @@ lt_prepare(LeadTable *lt)
 		if (odoo_column(lt, NULL, "write_uid") && ids.user_root != NULL)
 			appendStringInfo(&s, ", write_uid = %s", ids.user_root);
 		appendStringInfo(&s, " WHERE %s = ANY ($1)", id);
-		plans.done_plan = le_keep_plan(s.data, 1, argtypes);
+		if (lt->tenant)
+		{
+			appendStringInfo(&s, " AND %s = ANY ($2)", quote_identifier(lt->tenant));
+			argtypes[1] = get_array_type(lt->tenant_type);
+		}
+		plans.done_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 	}
 
 	if (lt->odoo)
@@ -668,6 +696,59 @@ lt_prepare(LeadTable *lt)
 }
 
 /*
+ * run_per_shard: run plan once per shard of the ids in args[0] (Citus
+ * mode), each time with the elements of every array argument that belong
+ * to that shard, and merge the rows returned.  Returns the last SPI
+ * result code (each must be expected).
+ */
+static int
+run_per_shard(LeadTable *lt, SPIPlanPtr plan, Datum *args, int nargs, int expected)
+{
+	int			   *group_of;
+	Datum		   *tenants = NULL;
+	int				ngroups;
+	SPITupleTable **tts;
+	Datum		   *sub = palloc(sizeof(Datum) * (nargs + 1));
+	int				ret = expected;
+	uint64			processed = 0;
+
+	if (lt->tenant)
+		ngroups = le_citus_tenant_groups(lt->relid, lt->qualname, jb_get_text(&lt->columns->root, "id"),
+										 lt->tenant, lt->tenant_type, args[0], &group_of, &tenants);
+	else
+	{
+		ngroups = le_citus_shard_groups(lt->relid, args[0], &group_of);
+		if (ngroups <= 1)
+			return SPI_execute_plan(plan, args, NULL, false, 0);
+	}
+	if (ngroups == 0)
+	{
+		/* none of the leads is there */
+		SPI_tuptable = NULL;
+		SPI_processed = 0;
+		return expected;
+	}
+	tts = palloc0(sizeof(SPITupleTable *) * ngroups);
+	for (int gi = 0; gi < ngroups; gi++)
+	{
+		for (int k = 0; k < nargs; k++)
+			sub[k] = le_citus_subarray(args[k], k == 0 ? INT8OID : TEXTOID, group_of, gi);
+		if (lt->tenant)
+			sub[nargs] = tenants[gi];
+		ret = SPI_execute_plan(plan, sub, NULL, false, 0);
+		if (ret != expected)
+			return ret;
+		tts[gi] = SPI_tuptable;
+		processed += SPI_processed;
+	}
+	if (tts[ngroups - 1] != NULL)
+		le_citus_merge_results(tts, ngroups);
+	else
+		SPI_processed = processed;
+	return ret;
+}
+
+/*
  * lt_select: the leads of ids (an int8[] datum), locked FOR UPDATE, with
  * what enrichment needs to know of them: id, e-mail, done, reveal id set,
  * won, archived.  Skipping rows locked elsewhere or waiting for them.
@@ -680,8 +761,12 @@ lt_select(LeadTable *lt, Datum ids, bool skip_locked)
 	int		ret;
 
 	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(skip_locked ? plans.select_skip_plan : plans.select_plan,
-						   &ids, NULL, false, 0);
+	if (lt->citus)
+		ret = run_per_shard(lt, skip_locked ? plans.select_skip_plan : plans.select_plan,
+							&ids, 1, SPI_OK_SELECT);
+	else
+		ret = SPI_execute_plan(skip_locked ? plans.select_skip_plan : plans.select_plan,
+							   &ids, NULL, false, 0);
 	le_guard_end(&g);
 	return ret;
 }
@@ -698,7 +783,10 @@ lt_update(LeadTable *lt, Datum *args)
 	int		ret;
 
 	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
+	if (lt->citus)
+		ret = run_per_shard(lt, plans.update_plan, args, UPDATE_NARGS, SPI_OK_UPDATE_RETURNING);
+	else
+		ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
 	le_guard_end(&g);
 	return ret;
 }
@@ -718,7 +806,10 @@ lt_mark_done(LeadTable *lt, int64 *ids, int n)
 		return;
 	arg = int8_array(ids, n);
 	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0);
+	if (lt->citus)
+		ret = run_per_shard(lt, plans.done_plan, &arg, 1, SPI_OK_UPDATE);
+	else
+		ret = SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0);
 	le_guard_end(&g);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not mark %d leads enriched", n);
@@ -1148,8 +1239,13 @@ build_mine_insert_sql(LeadTable *lt, const char *odoo_cols)
 		}
 	}
 
+	/*
+	 * INSERT ... SELECT, not VALUES: Citus refuses subqueries (the country
+	 * and state look-ups) in the VALUES of an INSERT into a distributed
+	 * table, and runs this one on the coordinator (docs/citus.md).
+	 */
 	initStringInfo(&s);
-	appendStringInfo(&s, "INSERT INTO %s (%s) VALUES (%s) RETURNING %s::bigint",
+	appendStringInfo(&s, "INSERT INTO %s (%s) SELECT %s RETURNING %s::bigint",
 					 lt->qualname, b.cols.data, b.vals.data, lt_col(lt, "id"));
 	return s.data;
 }
