@@ -222,13 +222,15 @@ typedef struct PlanCache
 	SPIPlanPtr select_skip_plan;
 	SPIPlanPtr update_plan;
 	SPIPlanPtr done_plan;
-	SPIPlanPtr notes_plan; /* Odoo's chatter, or NULL */
+	SPIPlanPtr notes_plan;		/* Odoo's chatter, or NULL */
+	SPIPlanPtr notes_read_plan; /* Citus: what the notes take from the leads */
 } PlanCache;
 
 static PlanCache plans = {0};
 
 typedef struct OdooIds OdooIds;
 static char			  *build_notes_sql(LeadTable *lt, OdooIds *ids);
+static const char	  *notes_lead_column(const char *col);
 
 
 /*
@@ -610,6 +612,8 @@ lt_prepare(LeadTable *lt)
 			SPI_freeplan(plans.done_plan);
 		if (plans.notes_plan)
 			SPI_freeplan(plans.notes_plan);
+		if (plans.notes_read_plan)
+			SPI_freeplan(plans.notes_read_plan);
 		pfree(plans.key);
 		memset(&plans, 0, sizeof(plans));
 	}
@@ -686,7 +690,25 @@ lt_prepare(LeadTable *lt)
 			argtypes[0] = INT8ARRAYOID;
 			argtypes[1] = TEXTARRAYOID;
 			argtypes[2] = BOOLARRAYOID;
-			plans.notes_plan = le_keep_plan(notes, 3, argtypes);
+			argtypes[3] = TEXTARRAYOID;
+			argtypes[4] = TEXTARRAYOID;
+			plans.notes_plan = le_keep_plan(notes, lt->citus ? 5 : 3, argtypes);
+		}
+		if (notes != NULL && lt->citus)
+		{
+			/* a router SELECT per shard, as lt_select's, without the lock */
+			resetStringInfo(&s);
+			appendStringInfo(&s, "SELECT l.%s::bigint, %s, %s FROM %s l WHERE l.%s = ANY ($1)",
+							 id, notes_lead_column(lt_col(lt, "name")),
+							 notes_lead_column(odoo_column(lt, NULL, "company_id") ? "company_id" : NULL),
+							 lt->qualname, id);
+			argtypes[0] = INT8ARRAYOID;
+			if (lt->tenant)
+			{
+				appendStringInfo(&s, " AND l.%s = ANY ($2)", quote_identifier(lt->tenant));
+				argtypes[1] = get_array_type(lt->tenant_type);
+			}
+			plans.notes_read_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 		}
 	}
 
@@ -886,6 +908,34 @@ note_column(LeadTable *lt, StringInfo cols, StringInfo vals, const char *col, co
 }
 
 /*
+ * lead_column_type: the SQL type (format_type, with its modifier) of the
+ * lead table's column col (unquoted).
+ */
+static char *
+lead_column_type(LeadTable *lt, const char *col)
+{
+	AttrNumber attnum = get_attnum(lt->relid, col);
+	Oid		   type;
+	int32	   typmod;
+	Oid		   coll;
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "column \"%s\" of %s not found", col, lt->qualname);
+	get_atttypetypmodcoll(lt->relid, attnum, &type, &typmod, &coll);
+	return format_type_with_typemod(type, typmod);
+}
+
+/*
+ * notes_lead_column: a column the notes copy from the lead, as text in
+ * the notes' read statement (Citus), or NULL::text when the table has none.
+ */
+static const char *
+notes_lead_column(const char *col)
+{
+	return col != NULL ? psprintf("l.%s::text", col) : "NULL::text";
+}
+
+/*
  * build_notes_sql: the INSERT of a batch's notes into Odoo's mail_message,
  * as Odoo 17 stores a note posted on a lead: model crm.lead, message type
  * notification, subtype mail.mt_note, OdooBot (base.partner_root) as
@@ -894,6 +944,14 @@ note_column(LeadTable *lt, StringInfo cols, StringInfo vals, const char *col, co
  * Parameters: $1 lead ids, $2 bodies, $3 once flags; a note marked once is
  * left out when the lead has the same note already.  NULL when the schema
  * has no mail_message fit for it.
+ *
+ * What the note copies from its lead (its id, name and company) comes from
+ * a join with the lead table, which also leaves out the notes of leads
+ * deleted meanwhile.  On a Citus distributed table, Citus refuses that join
+ * (mail_message is local to the coordinator): lt_post_notes reads those
+ * columns first, one router SELECT per shard, and passes them as $4 (the
+ * names, as text) and $5 (the companies, as text), cast back here to the
+ * lead's column types, so that the rows are the same as on one server.
  */
 static char *
 build_notes_sql(LeadTable *lt, OdooIds *ids)
@@ -902,26 +960,34 @@ build_notes_sql(LeadTable *lt, OdooIds *ids)
 	StringInfoData			 cols;
 	StringInfoData			 vals;
 	const char				*id = lt_col(lt, "id");
+	const char				*name = lt_col(lt, "name");
+	bool					 company = odoo_column(lt, NULL, "company_id");
 	static const char *const required[] = {"body", "model", "res_id", "message_type"};
+	const char				*lead_id;
 
 	for (int i = 0; i < (int) lengthof(required); i++)
 		if (!odoo_column(lt, "mail_message", required[i]))
 			return NULL;
 
+	lead_id = lt->citus ? "n.lead_id" : psprintf("l.%s", id);
 	initStringInfo(&cols);
 	initStringInfo(&vals);
 	appendStringInfoString(&cols, "body, model, res_id, message_type");
-	appendStringInfo(&vals, "n.body, 'crm.lead', l.%s, 'notification'", id);
-	if (lt_col(lt, "name") != NULL)
-		note_column(lt, &cols, &vals, "record_name", psprintf("l.%s", lt_col(lt, "name")));
+	appendStringInfo(&vals, "n.body, 'crm.lead', %s, 'notification'", lead_id);
+	if (name != NULL)
+		note_column(lt, &cols, &vals, "record_name",
+					lt->citus ? psprintf("n.rec_name::%s", lead_column_type(lt, jb_get_text(&lt->columns->root, "name")))
+							  : psprintf("l.%s", name));
 	note_column(lt, &cols, &vals, "subtype_id", ids->mt_note);
 	note_column(lt, &cols, &vals, "is_internal", "false");
 	note_column(lt, &cols, &vals, "author_id", ids->partner_root);
 	note_column(lt, &cols, &vals, "email_from", ids->bot_email_from);
 	note_column(lt, &cols, &vals, "date", "now() AT TIME ZONE 'UTC'");
 	note_column(lt, &cols, &vals, "message_id", "'<' || gen_random_uuid() || '.lead_enrich@localhost>'");
-	if (odoo_column(lt, NULL, "company_id"))
-		note_column(lt, &cols, &vals, "record_company_id", "l.company_id");
+	if (company)
+		note_column(lt, &cols, &vals, "record_company_id",
+					lt->citus ? psprintf("n.rec_company::%s", lead_column_type(lt, "company_id"))
+							  : "l.company_id");
 	note_column(lt, &cols, &vals, "email_add_signature", "true");
 	note_column(lt, &cols, &vals, "reply_to_force_new", "false");
 	note_column(lt, &cols, &vals, "create_uid", ids->user_root);
@@ -930,13 +996,20 @@ build_notes_sql(LeadTable *lt, OdooIds *ids)
 	note_column(lt, &cols, &vals, "write_date", "now() AT TIME ZONE 'UTC'");
 
 	initStringInfo(&s);
+	appendStringInfo(&s, "INSERT INTO %s.mail_message (%s) SELECT %s ", lt->nspname, cols.data, vals.data);
+	if (lt->citus)
+		appendStringInfoString(&s,
+							   "FROM unnest($1::int8[], $2::text[], $3::bool[], $4::text[], $5::text[]) "
+							   "AS n(lead_id, body, once, rec_name, rec_company) ");
+	else
+		appendStringInfo(&s,
+						 "FROM unnest($1::int8[], $2::text[], $3::bool[]) AS n(lead_id, body, once) "
+						 "JOIN %s l ON l.%s = n.lead_id ",
+						 lt->qualname, id);
 	appendStringInfo(&s,
-					 "INSERT INTO %1$s.mail_message (%2$s) SELECT %3$s "
-					 "FROM unnest($1::int8[], $2::text[], $3::bool[]) AS n(lead_id, body, once) "
-					 "JOIN %4$s l ON l.%5$s = n.lead_id "
-					 "WHERE NOT (n.once AND EXISTS (SELECT 1 FROM %1$s.mail_message m "
-					 "WHERE m.model = 'crm.lead' AND m.res_id = l.%5$s AND m.body = n.body))",
-					 lt->nspname, cols.data, vals.data, lt->qualname, id);
+					 "WHERE NOT (n.once AND EXISTS (SELECT 1 FROM %s.mail_message m "
+					 "WHERE m.model = 'crm.lead' AND m.res_id = %s AND m.body = n.body))",
+					 lt->nspname, lead_id);
 	return s.data;
 }
 
@@ -953,9 +1026,86 @@ lt_has_chatter(LeadTable *lt)
 /* lt_post_notes' statement and arguments, for le_run_isolated */
 typedef struct NotesArgs
 {
-	Datum args[3];
-	int	  ret;
+	LeadTable *lt;
+	int64	  *lead_ids;
+	int		   n;
+	Datum	   args[5];
+	int		   ret;
 } NotesArgs;
+
+/*
+ * notes_from_leads: in Citus mode, what the notes copy from their leads
+ * (build_notes_sql): reads each lead's name and company, one router SELECT
+ * per shard (run_per_shard), and sets a->args[3] and [4] to them, a text[]
+ * each in the order of the notes.  The notes of leads not found (deleted
+ * meanwhile) are left out of every argument, as the join leaves them out
+ * on one server.
+ */
+static void
+notes_from_leads(NotesArgs *a)
+{
+	int			   ret;
+	Datum		  *ids = palloc(sizeof(Datum) * a->n);
+	Datum		  *names = palloc(sizeof(Datum) * a->n);
+	Datum		  *companies = palloc(sizeof(Datum) * a->n);
+	bool		  *nnull = palloc(sizeof(bool) * a->n);
+	bool		  *cnull = palloc(sizeof(bool) * a->n);
+	int			  *keep = palloc(sizeof(int) * a->n);
+	int			   nkeep = 0;
+	Datum		   arg = a->args[0];
+	SPITupleTable *tt;
+	uint64		   nrows;
+	int			   dims[1];
+	int			   lbs[1] = {1};
+	Datum		  *bodies;
+	bool		  *bnull;
+	Datum		  *once;
+	bool		  *onull;
+	int			   nb;
+
+	ret = run_per_shard(a->lt, plans.notes_read_plan, &arg, 1, SPI_OK_SELECT);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the leads of %d notes: %s", a->n, SPI_result_code_string(ret));
+	tt = SPI_tuptable;
+	nrows = SPI_processed;
+	for (int i = 0; i < a->n; i++)
+	{
+		for (uint64 r = 0; r < nrows; r++)
+		{
+			HeapTuple tup = tt->vals[r];
+			bool	  isnull;
+
+			if (DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull)) != a->lead_ids[i])
+				continue;
+			ids[nkeep] = Int64GetDatum(a->lead_ids[i]);
+			names[nkeep] = SPI_getbinval(tup, tt->tupdesc, 2, &nnull[nkeep]);
+			companies[nkeep] = SPI_getbinval(tup, tt->tupdesc, 3, &cnull[nkeep]);
+			if (!nnull[nkeep])
+				names[nkeep] = PointerGetDatum(DatumGetTextPCopy(names[nkeep]));
+			if (!cnull[nkeep])
+				companies[nkeep] = PointerGetDatum(DatumGetTextPCopy(companies[nkeep]));
+			keep[nkeep++] = i;
+			break;
+		}
+	}
+	if (tt != NULL)
+		SPI_freetuptable(tt);
+
+	/* the bodies and flags of the notes kept */
+	deconstruct_array(DatumGetArrayTypeP(a->args[1]), TEXTOID, -1, false, TYPALIGN_INT, &bodies, &bnull, &nb);
+	deconstruct_array(DatumGetArrayTypeP(a->args[2]), BOOLOID, 1, true, TYPALIGN_CHAR, &once, &onull, &nb);
+	for (int k = 0; k < nkeep; k++)
+	{
+		bodies[k] = bodies[keep[k]];
+		once[k] = once[keep[k]];
+	}
+	dims[0] = nkeep;
+	a->args[0] = PointerGetDatum(construct_array(ids, nkeep, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	a->args[1] = PointerGetDatum(construct_array(bodies, nkeep, TEXTOID, -1, false, TYPALIGN_INT));
+	a->args[2] = PointerGetDatum(construct_array(once, nkeep, BOOLOID, 1, true, TYPALIGN_CHAR));
+	a->args[3] = PointerGetDatum(construct_md_array(names, nnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	a->args[4] = PointerGetDatum(construct_md_array(companies, cnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
 
 /* the notes' INSERT, for le_run_isolated */
 static void
@@ -963,6 +1113,8 @@ post_notes_cb(void *arg)
 {
 	NotesArgs *a = (NotesArgs *) arg;
 
+	if (a->lt->citus)
+		notes_from_leads(a);
 	a->ret = SPI_execute_plan(plans.notes_plan, a->args, NULL, false, 0);
 }
 
@@ -986,6 +1138,9 @@ lt_post_notes(LeadTable *lt, int64 *lead_ids, char **bodies, bool *once, int n)
 
 	if (plans.notes_plan == NULL || n == 0)
 		return;
+	a.lt = lt;
+	a.lead_ids = lead_ids;
+	a.n = n;
 	b = palloc(sizeof(Datum) * n);
 	o = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)

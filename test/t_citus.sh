@@ -9,7 +9,12 @@
 #   3. a worker node restarted in the middle of a run
 #   4. a shard moved to the other node in the middle of a run
 #   5. mining into the distributed table
-#   6. the provider's ledger equals the credits recorded (after each of them)
+#   6. after each of them: the provider's ledger equals the credits
+#      recorded; every enriched lead holds its own domain's company (its
+#      reveal_id is the clearbit_id the provider has for that domain); each
+#      lead has one note in Odoo's chatter (mail_message, local to the
+#      coordinator), as on one server: its name and company, Odoo's note
+#      subtype and author, the company card of the lead's company
 #   7. the tenant variant: crm_lead distributed by company_id (INSERTs,
 #      COPY, a race, mining)
 #
@@ -142,6 +147,8 @@ setup_db() {
 		echo "SELECT lead_enrich.attach('odoo.crm_lead');"
 		echo "INSERT INTO odoo.iap_account (service_name, account_token) VALUES ('reveal', '$TOKEN');"
 		echo "CREATE TABLE public.directory (n serial, d text);"
+		# what the provider answers for each domain (company_check)
+		echo "CREATE TABLE public.truth (domain text PRIMARY KEY, clearbit_id text NOT NULL);"
 	} | psql -X -q -v ON_ERROR_STOP=1 -h "$CDIR" -p "$CPORT" -U postgres -d "$DB" >"$CDIR/setup.log" 2>&1 || return 1
 	{
 		prov "SELECT provider.add_credits('$TOKEN', 1000000)" &&
@@ -149,6 +156,11 @@ setup_db() {
 			psql -X -q -h "$CDIR" -p "$CPORT" -U postgres -d "$DB" -c "COPY public.directory (d) FROM STDIN" &&
 			cq "$CPORT" "CREATE TABLE public.domains AS SELECT row_number() OVER (ORDER BY n) AS n, d
 				 FROM public.directory WHERE d NOT IN (SELECT domain FROM lead_enrich.webmail_domain)" &&
+			prov "COPY (SELECT od.domain, o.clearbit_id FROM provider.org_domain od
+				  JOIN provider.org o ON o.id = od.org_id WHERE od.domain IN (SELECT domain FROM provider.org
+				  ORDER BY id LIMIT $((${LE_CITUS_BENCH:-0} > 5000 ? LE_CITUS_BENCH + 1000 : 6000)))) TO STDOUT" |
+			psql -X -q -h "$CDIR" -p "$CPORT" -U postgres -d "$DB" -c "COPY public.truth FROM STDIN" &&
+			cq "$CPORT" "SELECT create_reference_table('public.truth')" &&
 			cq "$CPORT" "SELECT lead_enrich.set_mode('auto')" &&
 			cq "$CPORT" "SELECT lead_enrich.worker_stop()" &&
 			cq "$CPORT" "SELECT lead_enrich.worker_start()"
@@ -202,10 +214,55 @@ all_final() {
 		sleep 0.5
 	done
 }
-# ledger_check WHAT: the provider's ledger equals the credits lead_state records
+# ledger_check WHAT: the provider's ledger equals the credits lead_state
+# records; then company_check and notes_check
 ledger_check() {
 	check "$1: the provider's ledger equals the credits recorded" \
 		"$(spent)" "$(c "SELECT sum(credits) FROM lead_enrich.lead_state")"
+	company_check "$1"
+	notes_check "$1"
+}
+# company_check WHAT: every lead inserted (not mined) holds the company the
+# provider has for its own e-mail domain, none another lead's
+company_check() {
+	check "$1: every enriched lead holds its own domain's company" \
+		"$(c "SELECT count(*) FILTER (WHERE l.reveal_id IS DISTINCT FROM t.clearbit_id) || ' of ' || count(*)
+			  FROM odoo.crm_lead l JOIN public.truth t ON t.domain = lower(split_part(l.email_from, '@', 2))
+			  WHERE l.lead_mining_request_id IS NULL")" \
+		"0 of $(c "SELECT count(*) FROM odoo.crm_lead WHERE lead_mining_request_id IS NULL")"
+}
+# html SQL: the text as chatter.c escapes it in a note
+html() {
+	echo "replace(replace(replace(replace(replace($1, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '\"', '&quot;'), '''', '&#39;')"
+}
+# xmlid MODULE NAME: the res_id of an Odoo XML id
+xmlid() { echo "(SELECT res_id FROM odoo.ir_model_data WHERE module = '$1' AND name = '$2')"; }
+# notes_check WHAT: Odoo's chatter (mail_message, a local table of the
+# coordinator) holds one note per lead, as lead_enrich posts it on one
+# server (sql/chatter.sql): the lead's name and company, a notification of
+# subtype mail.mt_note by OdooBot written by base.user_root, and, for an
+# enriched lead, the card of the company it holds
+notes_check() {
+	check "$1: one note per lead in Odoo's chatter, with the lead's name and company" \
+		"$(c "SELECT count(*) || ' ' || md5(string_agg(res_id || '|' || coalesce(record_name, '') || '|' ||
+			  coalesce(record_company_id::text, ''), ',' ORDER BY res_id))
+			  FROM odoo.mail_message WHERE model = 'crm.lead'")" \
+		"$(c "SELECT count(*) || ' ' || md5(string_agg(id || '|' || coalesce(name, '') || '|' ||
+			  coalesce(company_id::text, ''), ',' ORDER BY id)) FROM odoo.crm_lead")"
+	check "$1: every note is Odoo's note, by OdooBot" \
+		"$(c "SELECT count(*) FILTER (WHERE NOT (m.message_type = 'notification'
+			  AND m.subtype_id = $(xmlid mail mt_note) AND m.author_id = $(xmlid base partner_root)
+			  AND m.create_uid = $(xmlid base user_root) AND m.write_uid = $(xmlid base user_root)
+			  AND NOT m.is_internal AND m.email_from LIKE '\"%\" <%@%>'
+			  AND m.message_id LIKE '<%.lead_enrich@localhost>' AND m.date IS NOT NULL)) || ' of ' || count(*)
+			  FROM odoo.mail_message m WHERE m.model = 'crm.lead'")" \
+		"0 of $(c "SELECT count(*) FROM odoo.crm_lead")"
+	check "$1: an enriched lead's note is the card of the company it holds" \
+		"$(c "CREATE TEMP TABLE lp AS SELECT id, partner_name FROM odoo.crm_lead WHERE lead_mining_request_id IS NULL;
+			  SELECT count(*) FILTER (WHERE m.body NOT LIKE '<div class=\"o_lead_enrich_card\">%'
+			  OR strpos(m.body, '<h4 style=\"margin:0\">' || $(html lp.partner_name) || '</h4>') = 0)
+			  || ' of ' || count(*) FROM lp JOIN odoo.mail_message m ON m.model = 'crm.lead' AND m.res_id = lp.id")" \
+		"0 of $(c "SELECT count(*) FROM odoo.crm_lead WHERE lead_mining_request_id IS NULL")"
 }
 
 if setup_cluster; then
@@ -262,8 +319,7 @@ else
 fi
 check "every lead has a final outcome" "$(unfinished)" 0
 check "the queue is empty" "$(c "SELECT count(*) FROM lead_enrich.citus_queue")" 0
-check "the provider's ledger equals the credits recorded" \
-	"$(spent)" "$(c "SELECT sum(credits) FROM lead_enrich.lead_state")"
+ledger_check "insert"
 check "enriched leads have their columns filled and are marked done" \
 	"$(c "SELECT count(*) FROM odoo.crm_lead WHERE iap_enrich_done AND partner_name IS NOT NULL")" \
 	"$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'")"
@@ -368,6 +424,8 @@ check "mining: the mined leads are recorded as mined, not enriched again by the 
 	"$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'mined'")|$(c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'")|$(c "SELECT count(*) FROM lead_enrich.citus_queue")" "$added|0|0"
 check_true "mining: the provider charged the mining request (ledger grew)" \
 	"$([ "$(spent)" != "$spent0" ] && echo t)" "spent $spent0 -> $(spent)"
+company_check mining
+notes_check mining
 
 # ---------------------------------------------------------------------------
 # 6. the tenant variant: crm_lead distributed by company_id
@@ -409,6 +467,7 @@ if setup_cluster_db && setup_db company_id; then
 			 SELECT count(*) FROM lead_enrich.generate_leads('{\"countries\": [\"fr\"], \"lead_number\": 5}')")
 	check_true "tenant: mining adds its leads to the table distributed by tenant ($out)" \
 		"$([ "$out" = "$(($(c "SELECT count(*) FROM odoo.crm_lead") - before))" ] && [ "$out" -gt 0 ] 2>/dev/null && echo t)"
+	notes_check "tenant: mining"
 else
 	not_ok "tenant: crm_lead distributed by company_id, attached" "$(tail -5 "$CDIR/setup.log")"
 fi
