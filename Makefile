@@ -30,6 +30,15 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
+# PGXS tracks header dependencies only in a server configured with
+# --enable-depend (Debian's is not): without this line, a header change
+# rebuilt only the .c files that changed with it, and an object built
+# against the old header stayed in the library.  That is how a merge that
+# grew struct LeadTable (lead_table.h) left enrich.o allocating the old,
+# smaller struct, and lt_prepare wrote its new fields over the next chunk
+# (test/t_build.sh).  Every object depends on every header: they are few.
+$(OBJS): $(wildcard src/*.h)
+
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
 

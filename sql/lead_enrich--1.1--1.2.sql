@@ -560,3 +560,137 @@ DROP FUNCTION lead_enrich._mining_int(text, jsonb, integer, integer, text);
 DROP FUNCTION lead_enrich._mining_invalid(text, text, text);
 
 /* --- end of mining in C --- */
+
+-- ------------------------------------------------------------------------
+-- Citus mode: a distributed lead table is queued by triggers on its shards
+-- into a co-located queue (src/citus.c)
+-- ------------------------------------------------------------------------
+/*
+ * The enqueue trigger of Citus mode, on the shards of a distributed lead
+ * table: appends the leads that need enriching to the co-located shard of
+ * lead_enrich.citus_queue (src/citus.c).
+ */
+CREATE FUNCTION lead_enrich.citus_enqueue()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'lead_enrich_citus_enqueue';
+REVOKE ALL ON FUNCTION lead_enrich.citus_enqueue() FROM PUBLIC;
+
+/*
+ * sync_triggers(): remove the enqueue triggers wherever they are, and
+ * install them on the attached table when the mode is 'auto'; record in
+ * lead_enrich.intake where automatic mode started, unless it already ran
+ * on that table.  Called by attach(), detach() and set_mode().
+ *
+ * A Citus distributed table (src/citus.c) gets lead_enrich.citus_enqueue()
+ * instead, which Citus runs on every shard, and a queue co-located with it,
+ * lead_enrich.citus_queue, created here; the recovery scan of the intake
+ * is not needed (the queue is a table) and not recorded.
+ */
+CREATE OR REPLACE FUNCTION lead_enrich.sync_triggers()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t			record;
+	c			record;
+	email		text;
+	active		text;
+	args		text;
+	attached	boolean;
+	was_auto	boolean;
+	since		bigint;
+	distcol		text;
+	disttype	text;
+BEGIN
+	SELECT * INTO c FROM lead_enrich.config;
+	attached := FOUND;
+	was_auto := attached AND EXISTS (SELECT 1 FROM pg_trigger tg
+								  WHERE tg.tgrelid = c.lead_table AND tg.tgname = 'lead_enrich_enqueue_insert'
+									AND tg.tgfoid IN ('lead_enrich.enqueue()'::regprocedure,
+													  'lead_enrich.intake()'::regprocedure));
+	-- Citus: the distribution column of a distributed lead table
+	IF attached AND to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+				 FROM pg_catalog.pg_dist_partition p
+				 JOIN pg_attribute a ON a.attrelid = p.logicalrelid
+					AND a.attname = column_to_column_name(p.logicalrelid, p.partkey)
+				 WHERE p.logicalrelid = $1 AND p.partmethod <> ''n'''
+			INTO distcol, disttype USING c.lead_table;
+		PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+	END IF;
+	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
+			 FROM pg_trigger tg
+			 WHERE tg.tgfoid IN ('lead_enrich.enqueue()'::regprocedure, 'lead_enrich.intake()'::regprocedure,
+								 'lead_enrich.citus_enqueue()'::regprocedure) LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+	END LOOP;
+
+	IF NOT attached OR c.mode <> 'auto' THEN
+		DELETE FROM lead_enrich.intake;
+		RETURN;
+	END IF;
+	email := c.columns ->> 'email';
+	active := c.columns ->> 'active';
+	args := format('%L, %L, %L, %L, %L, %L', c.columns ->> 'id', email,
+				   coalesce(c.columns ->> 'enrich_done', ''),
+				   coalesce(c.columns ->> 'reveal_id', ''),
+				   coalesce(c.columns ->> 'probability', ''),
+				   coalesce(active, ''));
+	IF distcol IS NOT NULL THEN
+		-- the queue, co-located with the lead table (made again for another table)
+		IF to_regclass('lead_enrich.citus_queue') IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM pg_catalog.pg_dist_partition q, pg_catalog.pg_dist_partition l
+			WHERE q.logicalrelid = to_regclass('lead_enrich.citus_queue') AND l.logicalrelid = c.lead_table
+			  AND q.colocationid = l.colocationid) THEN
+			DROP TABLE lead_enrich.citus_queue;
+		END IF;
+		IF to_regclass('lead_enrich.citus_queue') IS NULL THEN
+			EXECUTE format('CREATE TABLE lead_enrich.citus_queue (dist_key %s, lead_id bigint NOT NULL, '
+						   'email text, queued_at timestamptz NOT NULL DEFAULT now())', disttype);
+			PERFORM create_distributed_table('lead_enrich.citus_queue', 'dist_key',
+											 colocate_with => c.lead_table::text);
+		END IF;
+		args := format('%s, %L', args, distcol);
+		EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_insert AFTER INSERT ON %s '
+					   'REFERENCING NEW TABLE AS lead_enrich_new '
+					   'FOR EACH STATEMENT EXECUTE FUNCTION lead_enrich.citus_enqueue(%s)',
+					   c.lead_table, args);
+		EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_update AFTER UPDATE OF %s ON %s '
+					   'FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I%s) '
+					   'EXECUTE FUNCTION lead_enrich.citus_enqueue(%s)',
+					   concat_ws(', ', quote_ident(email), quote_ident(active)), c.lead_table, email, email,
+					   CASE WHEN active IS NULL THEN ''
+							ELSE format(' OR (OLD.%I IS FALSE AND NEW.%I IS NOT FALSE)', active, active) END,
+					   args);
+		DELETE FROM lead_enrich.intake;
+		RETURN;
+	END IF;
+	EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_insert AFTER INSERT ON %s '
+				   'REFERENCING NEW TABLE AS lead_enrich_new '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION lead_enrich.intake(%s)',
+				   c.lead_table, args);
+	-- a changed e-mail, or an archived lead made active again
+	IF active IS NULL THEN
+		EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_update AFTER UPDATE OF %I ON %s '
+					   'FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) '
+					   'EXECUTE FUNCTION lead_enrich.enqueue(%s)',
+					   email, c.lead_table, email, email, args);
+	ELSE
+		EXECUTE format('CREATE TRIGGER lead_enrich_enqueue_update AFTER UPDATE OF %I, %I ON %s '
+					   'FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I '
+					   'OR (OLD.%I IS FALSE AND NEW.%I IS NOT FALSE)) '
+					   'EXECUTE FUNCTION lead_enrich.enqueue(%s)',
+					   email, active, c.lead_table, email, email, active, active, args);
+	END IF;
+
+	-- after CREATE TRIGGER: the inserts it waited for are counted
+	IF NOT was_auto OR NOT EXISTS (SELECT 1 FROM lead_enrich.intake i WHERE i.lead_table = c.lead_table) THEN
+		EXECUTE format('SELECT coalesce(max(%I), 0) FROM %s', c.columns ->> 'id', c.lead_table) INTO since;
+		DELETE FROM lead_enrich.intake;
+		INSERT INTO lead_enrich.intake (lead_table, since_id) VALUES (c.lead_table, since);
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION lead_enrich.sync_triggers() FROM PUBLIC;

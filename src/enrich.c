@@ -374,10 +374,13 @@ enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
 
 	Assert(b->call == NULL);
 	memcpy(lt, b->lt, sizeof(LeadTable));
+	/* every pointer: the original's go with the claim's SPI memory */
 	lt->qualname = copy_str(b->lt->qualname);
 	lt->nspname = copy_str(b->lt->nspname);
 	lt->dbuuid = copy_str(b->lt->dbuuid);
 	lt->mode = copy_str(b->lt->mode);
+	lt->missing = copy_str(b->lt->missing);
+	lt->tenant = copy_str(b->lt->tenant);
 	lt->columns = (Jsonb *) palloc(VARSIZE(b->lt->columns));
 	memcpy(lt->columns, b->lt->columns, VARSIZE(b->lt->columns));
 	c->lt = lt;

@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "citus.h"
 #include "intake.h"
 #include "lead_enrich.h"
 #include "worker.h"
@@ -28,6 +29,7 @@ void
 _PG_init(void)
 {
 	le_define_settings();
+	le_citus_define_settings();
 	MarkGUCPrefixReserved("lead_enrich");
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
 	{

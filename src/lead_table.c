@@ -31,6 +31,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "citus.h"
 #include "enrich.h"
 #include "guard.h"
 #include "lead_enrich.h"
@@ -221,13 +222,15 @@ typedef struct PlanCache
 	SPIPlanPtr select_skip_plan;
 	SPIPlanPtr update_plan;
 	SPIPlanPtr done_plan;
-	SPIPlanPtr notes_plan; /* Odoo's chatter, or NULL */
+	SPIPlanPtr notes_plan;		/* Odoo's chatter, or NULL */
+	SPIPlanPtr notes_read_plan; /* Citus: what the notes take from the leads */
 } PlanCache;
 
 static PlanCache plans = {0};
 
 typedef struct OdooIds OdooIds;
 static char			  *build_notes_sql(LeadTable *lt, OdooIds *ids);
+static const char	  *notes_lead_column(const char *col);
 
 
 /*
@@ -481,8 +484,11 @@ build_update_sql(LeadTable *lt, OdooIds *ids)
 					 "WITH i AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], "
 					 "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "
 					 "AS i(in_id, in_name, in_cid, in_loc, in_city, in_zip, in_ph0, in_ph1, in_cc, in_sc)), "
-					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id), ",
-					 lt->qualname, id);
+					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id%s), ",
+					 lt->qualname, id,
+					 lt->citus ? psprintf(" WHERE l.%s = ANY ($1)%s", id,
+										  lt->tenant ? psprintf(" AND l.%s = ANY ($11)", quote_identifier(lt->tenant)) : "")
+							   : "");
 
 	/* step 1: the new country, needed to find the state */
 	appendStringInfoString(&s, "c AS (SELECT o.*");
@@ -552,8 +558,15 @@ build_update_sql(LeadTable *lt, OdooIds *ids)
 		appendStringInfo(&s, ", %s = %s", lt_col(lt, "write_date"), lt_now(lt, "write_date"));
 	if (odoo_column(lt, NULL, "write_uid") && ids->user_root != NULL)
 		appendStringInfo(&s, ", write_uid = %s", ids->user_root);
-	appendStringInfo(&s, " FROM %s v WHERE t.%s = v.in_id RETURNING v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
-					 phones ? "q" : "v", id, filled.data);
+	/* Citus: pruned to the shard of the ids (a router query) */
+	if (lt->citus)
+		appendStringInfo(&s, " FROM %s v WHERE t.%s = v.in_id AND t.%s = ANY ($1)%s RETURNING",
+						 phones ? "q" : "v", id, id,
+						 lt->tenant ? psprintf(" AND t.%s = ANY ($11)", quote_identifier(lt->tenant)) : "");
+	else
+		appendStringInfo(&s, " FROM %s v WHERE t.%s = v.in_id RETURNING", phones ? "q" : "v", id);
+	appendStringInfo(&s, " v.in_id, array_remove(ARRAY[NULL::text%s], NULL)",
+					 filled.data);
 	return s.data;
 }
 
@@ -571,15 +584,20 @@ lt_prepare(LeadTable *lt)
 	const char	  *done = lt_col(lt, "enrich_done");
 	const char	  *reveal = lt_col(lt, "reveal_id");
 	const char	  *prob = lt_col(lt, "probability");
-	Oid			   argtypes[UPDATE_NARGS];
+	Oid			   argtypes[UPDATE_NARGS + 1];
 	OdooIds		   ids;
 	int			   i;
 	MemoryContext  old;
 
+	/* a table distributed by Citus since: statements per shard */
+	lt->citus = le_citus_distributed(lt->relid);
+	lt->tenant = lt->citus ? le_citus_tenant_column(lt->relid, jb_get_text(&lt->columns->root, "id"),
+													&lt->tenant_type)
+						   : NULL;
 	/* the name too: a renamed table's statements are prepared again */
-	key = psprintf("%u|%s|%s|%d%d%d|%u", lt->relid, lt->qualname,
+	key = psprintf("%u|%s|%s|%d%d%d%d|%s|%u", lt->relid, lt->qualname,
 				   JsonbToCString(NULL, &lt->columns->root, VARSIZE(lt->columns)),
-				   lt->odoo, lt->country_fk, lt->state_fk,
+				   lt->odoo, lt->country_fk, lt->state_fk, lt->citus, lt->tenant ? lt->tenant : "",
 				   lt->odoo ? get_relname_relid("mail_message", get_rel_namespace(lt->relid)) : InvalidOid);
 	if (plans.key != NULL && strcmp(plans.key, key) == 0)
 		return;
@@ -594,6 +612,8 @@ lt_prepare(LeadTable *lt)
 			SPI_freeplan(plans.done_plan);
 		if (plans.notes_plan)
 			SPI_freeplan(plans.notes_plan);
+		if (plans.notes_read_plan)
+			SPI_freeplan(plans.notes_read_plan);
 		pfree(plans.key);
 		memset(&plans, 0, sizeof(plans));
 	}
@@ -622,20 +642,27 @@ lt_prepare(LeadTable *lt)
 		appendStringInfo(&s, "NOT coalesce(l.%s, true) ", lt_col(lt, "active"));
 	else
 		appendStringInfoString(&s, "false ");
-	appendStringInfo(&s,
-					 "FROM %s l WHERE l.%s = ANY ($1) ORDER BY l.%s FOR UPDATE OF l",
-					 lt->qualname, id, id);
+	/* Citus, distributed by tenant: the tenants prune to one shard */
+	appendStringInfo(&s, "FROM %s l WHERE l.%s = ANY ($1)", lt->qualname, id);
+	if (lt->tenant)
+		appendStringInfo(&s, " AND l.%s = ANY ($2)", quote_identifier(lt->tenant));
+	appendStringInfo(&s, " ORDER BY l.%s FOR UPDATE OF l", id);
 
 	argtypes[0] = INT8ARRAYOID;
-	plans.select_plan = le_keep_plan(s.data, 1, argtypes);
+	if (lt->tenant)
+		argtypes[1] = get_array_type(lt->tenant_type);
+	plans.select_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 	appendStringInfoString(&s, " SKIP LOCKED");
-	plans.select_skip_plan = le_keep_plan(s.data, 1, argtypes);
+	plans.select_skip_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 
 	argtypes[0] = INT8ARRAYOID;
 	for (i = 1; i < UPDATE_NARGS; i++)
 		argtypes[i] = TEXTARRAYOID;
+	if (lt->tenant)
+		argtypes[UPDATE_NARGS] = get_array_type(lt->tenant_type);
 	resolve_odoo_ids(lt, &ids);
-	plans.update_plan = le_keep_plan(build_update_sql(lt, &ids), UPDATE_NARGS, argtypes);
+	plans.update_plan = le_keep_plan(build_update_sql(lt, &ids), UPDATE_NARGS + (lt->tenant ? 1 : 0),
+									 argtypes);
 
 	if (done != NULL)
 	{
@@ -646,7 +673,12 @@ lt_prepare(LeadTable *lt)
 		if (odoo_column(lt, NULL, "write_uid") && ids.user_root != NULL)
 			appendStringInfo(&s, ", write_uid = %s", ids.user_root);
 		appendStringInfo(&s, " WHERE %s = ANY ($1)", id);
-		plans.done_plan = le_keep_plan(s.data, 1, argtypes);
+		if (lt->tenant)
+		{
+			appendStringInfo(&s, " AND %s = ANY ($2)", quote_identifier(lt->tenant));
+			argtypes[1] = get_array_type(lt->tenant_type);
+		}
+		plans.done_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 	}
 
 	if (lt->odoo)
@@ -658,13 +690,84 @@ lt_prepare(LeadTable *lt)
 			argtypes[0] = INT8ARRAYOID;
 			argtypes[1] = TEXTARRAYOID;
 			argtypes[2] = BOOLARRAYOID;
-			plans.notes_plan = le_keep_plan(notes, 3, argtypes);
+			argtypes[3] = TEXTARRAYOID;
+			argtypes[4] = TEXTARRAYOID;
+			plans.notes_plan = le_keep_plan(notes, lt->citus ? 5 : 3, argtypes);
+		}
+		if (notes != NULL && lt->citus)
+		{
+			/* a router SELECT per shard, as lt_select's, without the lock */
+			resetStringInfo(&s);
+			appendStringInfo(&s, "SELECT l.%s::bigint, %s, %s FROM %s l WHERE l.%s = ANY ($1)",
+							 id, notes_lead_column(lt_col(lt, "name")),
+							 notes_lead_column(odoo_column(lt, NULL, "company_id") ? "company_id" : NULL),
+							 lt->qualname, id);
+			argtypes[0] = INT8ARRAYOID;
+			if (lt->tenant)
+			{
+				appendStringInfo(&s, " AND l.%s = ANY ($2)", quote_identifier(lt->tenant));
+				argtypes[1] = get_array_type(lt->tenant_type);
+			}
+			plans.notes_read_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
 		}
 	}
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	plans.key = pstrdup(key);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * run_per_shard: run plan once per shard of the ids in args[0] (Citus
+ * mode), each time with the elements of every array argument that belong
+ * to that shard, and merge the rows returned.  Returns the last SPI
+ * result code (each must be expected).
+ */
+static int
+run_per_shard(LeadTable *lt, SPIPlanPtr plan, Datum *args, int nargs, int expected)
+{
+	int			   *group_of;
+	Datum		   *tenants = NULL;
+	int				ngroups;
+	SPITupleTable **tts;
+	Datum		   *sub = palloc(sizeof(Datum) * (nargs + 1));
+	int				ret = expected;
+	uint64			processed = 0;
+
+	if (lt->tenant)
+		ngroups = le_citus_tenant_groups(lt->relid, lt->qualname, jb_get_text(&lt->columns->root, "id"),
+										 lt->tenant, lt->tenant_type, args[0], &group_of, &tenants);
+	else
+	{
+		ngroups = le_citus_shard_groups(lt->relid, args[0], &group_of);
+		if (ngroups <= 1)
+			return SPI_execute_plan(plan, args, NULL, false, 0);
+	}
+	if (ngroups == 0)
+	{
+		/* none of the leads is there */
+		SPI_tuptable = NULL;
+		SPI_processed = 0;
+		return expected;
+	}
+	tts = palloc0(sizeof(SPITupleTable *) * ngroups);
+	for (int gi = 0; gi < ngroups; gi++)
+	{
+		for (int k = 0; k < nargs; k++)
+			sub[k] = le_citus_subarray(args[k], k == 0 ? INT8OID : TEXTOID, group_of, gi);
+		if (lt->tenant)
+			sub[nargs] = tenants[gi];
+		ret = SPI_execute_plan(plan, sub, NULL, false, 0);
+		if (ret != expected)
+			return ret;
+		tts[gi] = SPI_tuptable;
+		processed += SPI_processed;
+	}
+	if (tts[ngroups - 1] != NULL)
+		le_citus_merge_results(tts, ngroups);
+	else
+		SPI_processed = processed;
+	return ret;
 }
 
 /*
@@ -680,8 +783,12 @@ lt_select(LeadTable *lt, Datum ids, bool skip_locked)
 	int		ret;
 
 	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(skip_locked ? plans.select_skip_plan : plans.select_plan,
-						   &ids, NULL, false, 0);
+	if (lt->citus)
+		ret = run_per_shard(lt, skip_locked ? plans.select_skip_plan : plans.select_plan,
+							&ids, 1, SPI_OK_SELECT);
+	else
+		ret = SPI_execute_plan(skip_locked ? plans.select_skip_plan : plans.select_plan,
+							   &ids, NULL, false, 0);
 	le_guard_end(&g);
 	return ret;
 }
@@ -698,7 +805,10 @@ lt_update(LeadTable *lt, Datum *args)
 	int		ret;
 
 	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
+	if (lt->citus)
+		ret = run_per_shard(lt, plans.update_plan, args, UPDATE_NARGS, SPI_OK_UPDATE_RETURNING);
+	else
+		ret = SPI_execute_plan(plans.update_plan, args, NULL, false, 0);
 	le_guard_end(&g);
 	return ret;
 }
@@ -718,7 +828,10 @@ lt_mark_done(LeadTable *lt, int64 *ids, int n)
 		return;
 	arg = int8_array(ids, n);
 	le_guard_crm(&g, lt);
-	ret = SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0);
+	if (lt->citus)
+		ret = run_per_shard(lt, plans.done_plan, &arg, 1, SPI_OK_UPDATE);
+	else
+		ret = SPI_execute_plan(plans.done_plan, &arg, NULL, false, 0);
 	le_guard_end(&g);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not mark %d leads enriched", n);
@@ -795,6 +908,34 @@ note_column(LeadTable *lt, StringInfo cols, StringInfo vals, const char *col, co
 }
 
 /*
+ * lead_column_type: the SQL type (format_type, with its modifier) of the
+ * lead table's column col (unquoted).
+ */
+static char *
+lead_column_type(LeadTable *lt, const char *col)
+{
+	AttrNumber attnum = get_attnum(lt->relid, col);
+	Oid		   type;
+	int32	   typmod;
+	Oid		   coll;
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "column \"%s\" of %s not found", col, lt->qualname);
+	get_atttypetypmodcoll(lt->relid, attnum, &type, &typmod, &coll);
+	return format_type_with_typemod(type, typmod);
+}
+
+/*
+ * notes_lead_column: a column the notes copy from the lead, as text in
+ * the notes' read statement (Citus), or NULL::text when the table has none.
+ */
+static const char *
+notes_lead_column(const char *col)
+{
+	return col != NULL ? psprintf("l.%s::text", col) : "NULL::text";
+}
+
+/*
  * build_notes_sql: the INSERT of a batch's notes into Odoo's mail_message,
  * as Odoo 17 stores a note posted on a lead: model crm.lead, message type
  * notification, subtype mail.mt_note, OdooBot (base.partner_root) as
@@ -803,6 +944,14 @@ note_column(LeadTable *lt, StringInfo cols, StringInfo vals, const char *col, co
  * Parameters: $1 lead ids, $2 bodies, $3 once flags; a note marked once is
  * left out when the lead has the same note already.  NULL when the schema
  * has no mail_message fit for it.
+ *
+ * What the note copies from its lead (its id, name and company) comes from
+ * a join with the lead table, which also leaves out the notes of leads
+ * deleted meanwhile.  On a Citus distributed table, Citus refuses that join
+ * (mail_message is local to the coordinator): lt_post_notes reads those
+ * columns first, one router SELECT per shard, and passes them as $4 (the
+ * names, as text) and $5 (the companies, as text), cast back here to the
+ * lead's column types, so that the rows are the same as on one server.
  */
 static char *
 build_notes_sql(LeadTable *lt, OdooIds *ids)
@@ -811,26 +960,34 @@ build_notes_sql(LeadTable *lt, OdooIds *ids)
 	StringInfoData			 cols;
 	StringInfoData			 vals;
 	const char				*id = lt_col(lt, "id");
+	const char				*name = lt_col(lt, "name");
+	bool					 company = odoo_column(lt, NULL, "company_id");
 	static const char *const required[] = {"body", "model", "res_id", "message_type"};
+	const char				*lead_id;
 
 	for (int i = 0; i < (int) lengthof(required); i++)
 		if (!odoo_column(lt, "mail_message", required[i]))
 			return NULL;
 
+	lead_id = lt->citus ? "n.lead_id" : psprintf("l.%s", id);
 	initStringInfo(&cols);
 	initStringInfo(&vals);
 	appendStringInfoString(&cols, "body, model, res_id, message_type");
-	appendStringInfo(&vals, "n.body, 'crm.lead', l.%s, 'notification'", id);
-	if (lt_col(lt, "name") != NULL)
-		note_column(lt, &cols, &vals, "record_name", psprintf("l.%s", lt_col(lt, "name")));
+	appendStringInfo(&vals, "n.body, 'crm.lead', %s, 'notification'", lead_id);
+	if (name != NULL)
+		note_column(lt, &cols, &vals, "record_name",
+					lt->citus ? psprintf("n.rec_name::%s", lead_column_type(lt, jb_get_text(&lt->columns->root, "name")))
+							  : psprintf("l.%s", name));
 	note_column(lt, &cols, &vals, "subtype_id", ids->mt_note);
 	note_column(lt, &cols, &vals, "is_internal", "false");
 	note_column(lt, &cols, &vals, "author_id", ids->partner_root);
 	note_column(lt, &cols, &vals, "email_from", ids->bot_email_from);
 	note_column(lt, &cols, &vals, "date", "now() AT TIME ZONE 'UTC'");
 	note_column(lt, &cols, &vals, "message_id", "'<' || gen_random_uuid() || '.lead_enrich@localhost>'");
-	if (odoo_column(lt, NULL, "company_id"))
-		note_column(lt, &cols, &vals, "record_company_id", "l.company_id");
+	if (company)
+		note_column(lt, &cols, &vals, "record_company_id",
+					lt->citus ? psprintf("n.rec_company::%s", lead_column_type(lt, "company_id"))
+							  : "l.company_id");
 	note_column(lt, &cols, &vals, "email_add_signature", "true");
 	note_column(lt, &cols, &vals, "reply_to_force_new", "false");
 	note_column(lt, &cols, &vals, "create_uid", ids->user_root);
@@ -839,13 +996,20 @@ build_notes_sql(LeadTable *lt, OdooIds *ids)
 	note_column(lt, &cols, &vals, "write_date", "now() AT TIME ZONE 'UTC'");
 
 	initStringInfo(&s);
+	appendStringInfo(&s, "INSERT INTO %s.mail_message (%s) SELECT %s ", lt->nspname, cols.data, vals.data);
+	if (lt->citus)
+		appendStringInfoString(&s,
+							   "FROM unnest($1::int8[], $2::text[], $3::bool[], $4::text[], $5::text[]) "
+							   "AS n(lead_id, body, once, rec_name, rec_company) ");
+	else
+		appendStringInfo(&s,
+						 "FROM unnest($1::int8[], $2::text[], $3::bool[]) AS n(lead_id, body, once) "
+						 "JOIN %s l ON l.%s = n.lead_id ",
+						 lt->qualname, id);
 	appendStringInfo(&s,
-					 "INSERT INTO %1$s.mail_message (%2$s) SELECT %3$s "
-					 "FROM unnest($1::int8[], $2::text[], $3::bool[]) AS n(lead_id, body, once) "
-					 "JOIN %4$s l ON l.%5$s = n.lead_id "
-					 "WHERE NOT (n.once AND EXISTS (SELECT 1 FROM %1$s.mail_message m "
-					 "WHERE m.model = 'crm.lead' AND m.res_id = l.%5$s AND m.body = n.body))",
-					 lt->nspname, cols.data, vals.data, lt->qualname, id);
+					 "WHERE NOT (n.once AND EXISTS (SELECT 1 FROM %s.mail_message m "
+					 "WHERE m.model = 'crm.lead' AND m.res_id = %s AND m.body = n.body))",
+					 lt->nspname, lead_id);
 	return s.data;
 }
 
@@ -862,9 +1026,86 @@ lt_has_chatter(LeadTable *lt)
 /* lt_post_notes' statement and arguments, for le_run_isolated */
 typedef struct NotesArgs
 {
-	Datum args[3];
-	int	  ret;
+	LeadTable *lt;
+	int64	  *lead_ids;
+	int		   n;
+	Datum	   args[5];
+	int		   ret;
 } NotesArgs;
+
+/*
+ * notes_from_leads: in Citus mode, what the notes copy from their leads
+ * (build_notes_sql): reads each lead's name and company, one router SELECT
+ * per shard (run_per_shard), and sets a->args[3] and [4] to them, a text[]
+ * each in the order of the notes.  The notes of leads not found (deleted
+ * meanwhile) are left out of every argument, as the join leaves them out
+ * on one server.
+ */
+static void
+notes_from_leads(NotesArgs *a)
+{
+	int			   ret;
+	Datum		  *ids = palloc(sizeof(Datum) * a->n);
+	Datum		  *names = palloc(sizeof(Datum) * a->n);
+	Datum		  *companies = palloc(sizeof(Datum) * a->n);
+	bool		  *nnull = palloc(sizeof(bool) * a->n);
+	bool		  *cnull = palloc(sizeof(bool) * a->n);
+	int			  *keep = palloc(sizeof(int) * a->n);
+	int			   nkeep = 0;
+	Datum		   arg = a->args[0];
+	SPITupleTable *tt;
+	uint64		   nrows;
+	int			   dims[1];
+	int			   lbs[1] = {1};
+	Datum		  *bodies;
+	bool		  *bnull;
+	Datum		  *once;
+	bool		  *onull;
+	int			   nb;
+
+	ret = run_per_shard(a->lt, plans.notes_read_plan, &arg, 1, SPI_OK_SELECT);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the leads of %d notes: %s", a->n, SPI_result_code_string(ret));
+	tt = SPI_tuptable;
+	nrows = SPI_processed;
+	for (int i = 0; i < a->n; i++)
+	{
+		for (uint64 r = 0; r < nrows; r++)
+		{
+			HeapTuple tup = tt->vals[r];
+			bool	  isnull;
+
+			if (DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull)) != a->lead_ids[i])
+				continue;
+			ids[nkeep] = Int64GetDatum(a->lead_ids[i]);
+			names[nkeep] = SPI_getbinval(tup, tt->tupdesc, 2, &nnull[nkeep]);
+			companies[nkeep] = SPI_getbinval(tup, tt->tupdesc, 3, &cnull[nkeep]);
+			if (!nnull[nkeep])
+				names[nkeep] = PointerGetDatum(DatumGetTextPCopy(names[nkeep]));
+			if (!cnull[nkeep])
+				companies[nkeep] = PointerGetDatum(DatumGetTextPCopy(companies[nkeep]));
+			keep[nkeep++] = i;
+			break;
+		}
+	}
+	if (tt != NULL)
+		SPI_freetuptable(tt);
+
+	/* the bodies and flags of the notes kept */
+	deconstruct_array(DatumGetArrayTypeP(a->args[1]), TEXTOID, -1, false, TYPALIGN_INT, &bodies, &bnull, &nb);
+	deconstruct_array(DatumGetArrayTypeP(a->args[2]), BOOLOID, 1, true, TYPALIGN_CHAR, &once, &onull, &nb);
+	for (int k = 0; k < nkeep; k++)
+	{
+		bodies[k] = bodies[keep[k]];
+		once[k] = once[keep[k]];
+	}
+	dims[0] = nkeep;
+	a->args[0] = PointerGetDatum(construct_array(ids, nkeep, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	a->args[1] = PointerGetDatum(construct_array(bodies, nkeep, TEXTOID, -1, false, TYPALIGN_INT));
+	a->args[2] = PointerGetDatum(construct_array(once, nkeep, BOOLOID, 1, true, TYPALIGN_CHAR));
+	a->args[3] = PointerGetDatum(construct_md_array(names, nnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	a->args[4] = PointerGetDatum(construct_md_array(companies, cnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
 
 /* the notes' INSERT, for le_run_isolated */
 static void
@@ -872,6 +1113,8 @@ post_notes_cb(void *arg)
 {
 	NotesArgs *a = (NotesArgs *) arg;
 
+	if (a->lt->citus)
+		notes_from_leads(a);
 	a->ret = SPI_execute_plan(plans.notes_plan, a->args, NULL, false, 0);
 }
 
@@ -895,6 +1138,9 @@ lt_post_notes(LeadTable *lt, int64 *lead_ids, char **bodies, bool *once, int n)
 
 	if (plans.notes_plan == NULL || n == 0)
 		return;
+	a.lt = lt;
+	a.lead_ids = lead_ids;
+	a.n = n;
 	b = palloc(sizeof(Datum) * n);
 	o = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
@@ -1148,8 +1394,13 @@ build_mine_insert_sql(LeadTable *lt, const char *odoo_cols)
 		}
 	}
 
+	/*
+	 * INSERT ... SELECT, not VALUES: Citus refuses subqueries (the country
+	 * and state look-ups) in the VALUES of an INSERT into a distributed
+	 * table, and runs this one on the coordinator (docs/citus.md).
+	 */
 	initStringInfo(&s);
-	appendStringInfo(&s, "INSERT INTO %s (%s) VALUES (%s) RETURNING %s::bigint",
+	appendStringInfo(&s, "INSERT INTO %s (%s) SELECT %s RETURNING %s::bigint",
 					 lt->qualname, b.cols.data, b.vals.data, lt_col(lt, "id"));
 	return s.data;
 }

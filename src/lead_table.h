@@ -31,6 +31,9 @@ struct LeadTable
 	char  *mode;
 	Jsonb *columns; /* logical name -> column, and "<key>:type" */
 	char  *missing; /* mapped columns gone or retyped since attach(), or NULL */
+	bool   citus;	/* a Citus distributed table (citus.c), set by lt_prepare */
+	char  *tenant;	/* its distribution column when not the id, or NULL */
+	Oid	   tenant_type;
 };
 
 extern LeadTable  *lead_table_load(bool missing_ok);

@@ -63,6 +63,7 @@
 #include "utils/rel.h"
 #include "utils/tuplestore.h"
 
+#include "citus.h"
 #include "guard.h"
 #include "intake.h"
 #include "lead_enrich.h"
@@ -83,6 +84,28 @@ static EnqueuePlan enqueue_plans[MAX_ENQUEUE_PLANS];
 static int		   n_enqueue_plans = 0;
 
 /*
+ * le_enqueue_filter: the WHERE clause on the new rows "n" that keeps only
+ * the leads that need enriching (an e-mail, not done, no reveal_id, not
+ * won, active).  Also used by the shard-level trigger of Citus mode
+ * (citus.c).
+ */
+void
+le_enqueue_filter(StringInfo s, Trigger *tg)
+{
+	appendStringInfo(s, " WHERE btrim(coalesce(n.%s::text, '')) <> ''", quote_identifier(tg->tgargs[1]));
+	if (tg->tgargs[2][0] != '\0')
+		appendStringInfo(s, " AND NOT coalesce(n.%s, false)", quote_identifier(tg->tgargs[2]));
+	if (tg->tgargs[3][0] != '\0')
+		appendStringInfo(s, " AND coalesce(n.%s::text, '') = ''", quote_identifier(tg->tgargs[3]));
+	/* probability is numeric or float: the operator is named exactly */
+	if (tg->tgargs[4][0] != '\0')
+		appendStringInfo(s, " AND coalesce(n.%s OPERATOR(pg_catalog.<) 100, true)",
+						 quote_identifier(tg->tgargs[4]));
+	if (tg->tgnargs > 5 && tg->tgargs[5][0] != '\0')
+		appendStringInfo(s, " AND coalesce(n.%s, true)", quote_identifier(tg->tgargs[5]));
+}
+
+/*
  * build_enqueue_sql: the INSERT ... SELECT from "source" (the transition
  * table, or the row passed as $1).
  */
@@ -97,19 +120,9 @@ build_enqueue_sql(Trigger *tg, const char *source)
 	appendStringInfo(&s,
 					 "INSERT INTO lead_enrich.lead_state AS s "
 					 "(lead_id, status, email, source, attempts, updated_at) "
-					 "SELECT n.%s, 'pending', n.%s, 'worker', 0, now() FROM %s n "
-					 "WHERE btrim(coalesce(n.%s::text, '')) <> ''",
-					 id, email, source, email);
-	if (tg->tgargs[2][0] != '\0')
-		appendStringInfo(&s, " AND NOT coalesce(n.%s, false)", quote_identifier(tg->tgargs[2]));
-	if (tg->tgargs[3][0] != '\0')
-		appendStringInfo(&s, " AND coalesce(n.%s::text, '') = ''", quote_identifier(tg->tgargs[3]));
-	/* probability is numeric or float: the operator is named exactly */
-	if (tg->tgargs[4][0] != '\0')
-		appendStringInfo(&s, " AND coalesce(n.%s OPERATOR(pg_catalog.<) 100, true)",
-						 quote_identifier(tg->tgargs[4]));
-	if (tg->tgnargs > 5 && tg->tgargs[5][0] != '\0')
-		appendStringInfo(&s, " AND coalesce(n.%s, true)", quote_identifier(tg->tgargs[5]));
+					 "SELECT n.%s, 'pending', n.%s, 'worker', 0, now() FROM %s n",
+					 id, email, source);
+	le_enqueue_filter(&s, tg);
 	/* a lead already done (or mined) is not enriched again */
 	appendStringInfoString(&s, queue_requeue_clause());
 	return s.data;

@@ -76,6 +76,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "citus.h"
 #include "enrich.h"
 #include "guard.h"
 #include "intake.h"
@@ -489,6 +490,8 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 
 	/* new leads the trigger left in shared memory become durable rows */
 	le_intake_collect();
+	/* Citus mode: the queue the shards' triggers fill (citus.c) */
+	le_citus_collect();
 
 	/* batches sent before and not settled go first, exactly as recorded */
 	nresent = queue_batch_unsettled(lt, maxb, inflight, ninflight, resent);
@@ -497,6 +500,8 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	limit = (maxb - nresent) * le_batch_size;
 
 	nids = queue_claimable(skip_ids, nskip, limit, &ids);
+	/* Citus mode: a batch's leads in as few shards as can be */
+	le_citus_order_claim(lt->relid, jb_get_text(&lt->columns->root, "id"), ids, nids);
 	*more = nresent == maxb || (limit > 0 && nids == limit);
 
 	for (int i = 0; i < nids; i += le_batch_size)
@@ -1090,7 +1095,7 @@ le_worker_main(Datum arg)
 
 		bits = pg_atomic_exchange_u32(&my_slot->wake, 0);
 		if (bits != 0 || GetCurrentTimestamp() >= due)
-			due = run_pass(bits);
+			due = le_citus_next_pass(run_pass(bits));
 		set_activity(paused ? "paused" : "idle");
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
