@@ -914,8 +914,8 @@ run_pass(uint32 bits)
 		while (!stop || cur->nb > 0)
 		{
 			RoundOutcome o;
-			Round	   *t;
-			bool		sent = cur->nb > 0;
+			Round		*t;
+			bool		 sent = cur->nb > 0;
 
 			round_wait(cur);
 			nxt->nb = 0;
