@@ -152,66 +152,138 @@ finish_one(CURL *h, CURLcode code)
 }
 
 /*
- * http_perform: run the requests, at most max_parallel at once, until all
- * are done.  Transport outcomes land in each request; nothing here raises
- * an error for a failed transfer.  An interrupt raises the usual error
- * after the transfers are torn down.
+ * drive: one turn of the transfer loop: let libcurl move every transfer as
+ * far as it can without blocking, and collect the finished ones.  With
+ * wait, then sleep until a socket is ready, for at most 100 ms, so that the
+ * caller can check for interrupts.
+ */
+static void
+drive(bool wait)
+{
+	CURLMsg	 *msg;
+	int		  left;
+	int		  running = 0;
+	CURLMcode mc;
+
+	mc = curl_multi_perform(multi, &running);
+	if (mc != CURLM_OK)
+		elog(ERROR, "curl_multi_perform failed: %s", curl_multi_strerror(mc));
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		if (msg->msg == CURLMSG_DONE)
+			finish_one(msg->easy_handle, msg->data.result);
+	}
+	if (wait && running > 0)
+	{
+		mc = curl_multi_poll(multi, NULL, 0, 100, NULL);
+		if (mc != CURLM_OK)
+			elog(ERROR, "curl_multi_poll failed: %s", curl_multi_strerror(mc));
+	}
+}
+
+/*
+ * http_start: put the requests in flight, at most max_parallel at once,
+ * and return without waiting for their answers.  They progress in
+ * http_progress() and http_wait(); http_abort() tears them down.  The
+ * worker sends a round this way and writes the previous round's answers
+ * while the provider works on it.
  */
 void
-http_perform(HttpRequest **reqs, int nreqs, int max_parallel)
+http_start(HttpRequest **reqs, int nreqs, int max_parallel)
 {
-	int running = 0;
-	int i;
-
 	http_setup(Max(max_parallel, 1));
 
 	PG_TRY();
 	{
-		for (i = 0; i < nreqs; i++)
+		for (int i = 0; i < nreqs; i++)
 		{
 			CURL *h = easy_for(reqs[i]);
 
 			if (curl_multi_add_handle(multi, h) != CURLM_OK)
 				elog(ERROR, "curl_multi_add_handle failed");
 		}
-		pgstat_report_wait_start(PG_WAIT_EXTENSION);
-		do
-		{
-			CURLMsg	 *msg;
-			int		  left;
-			CURLMcode mc;
-
-			mc = curl_multi_perform(multi, &running);
-			if (mc != CURLM_OK)
-				elog(ERROR, "curl_multi_perform failed: %s", curl_multi_strerror(mc));
-			while ((msg = curl_multi_info_read(multi, &left)) != NULL)
-			{
-				if (msg->msg == CURLMSG_DONE)
-					finish_one(msg->easy_handle, msg->data.result);
-			}
-			if (running > 0)
-			{
-				mc = curl_multi_poll(multi, NULL, 0, 100, NULL);
-				if (mc != CURLM_OK)
-					elog(ERROR, "curl_multi_poll failed: %s", curl_multi_strerror(mc));
-			}
-			CHECK_FOR_INTERRUPTS();
-		} while (running > 0);
-		pgstat_report_wait_end();
+		/* the requests leave now (on a kept-alive connection, whole) */
+		drive(false);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		for (i = 0; i < nreqs; i++)
-		{
-			if (reqs[i]->easy != NULL)
-			{
-				curl_multi_remove_handle(multi, reqs[i]->easy);
-				curl_easy_cleanup(reqs[i]->easy);
-				reqs[i]->easy = NULL;
-				if (reqs[i]->curl_code == 0)
-					reqs[i]->curl_code = CURLE_ABORTED_BY_CALLBACK;
-			}
-		}
+		http_abort(reqs, nreqs);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * http_progress: move the transfers in flight on without blocking (the
+ * worker calls it between the statements of other work).
+ */
+void
+http_progress(void)
+{
+	if (multi != NULL)
+		drive(false);
+}
+
+/*
+ * http_wait: wait until every request started by http_start() is done.
+ * Transport outcomes land in each request; nothing here raises an error for
+ * a failed transfer.  An interrupt raises the usual error after the
+ * transfers are torn down.
+ */
+void
+http_wait(HttpRequest **reqs, int nreqs)
+{
+	PG_TRY();
+	{
+		pgstat_report_wait_start(PG_WAIT_EXTENSION);
+		for (;;)
+		{
+			bool running = false;
+
+			for (int i = 0; i < nreqs && !running; i++)
+				running = reqs[i]->easy != NULL;
+			if (!running)
+				break;
+			drive(true);
+			CHECK_FOR_INTERRUPTS();
+		}
+		pgstat_report_wait_end();
+	}
+	PG_CATCH();
+	{
+		http_abort(reqs, nreqs);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * http_abort: tear down the requests still in flight; each is marked
+ * aborted.  Safe to call for requests already done.
+ */
+void
+http_abort(HttpRequest **reqs, int nreqs)
+{
+	for (int i = 0; i < nreqs; i++)
+	{
+		if (reqs[i]->easy != NULL)
+		{
+			curl_multi_remove_handle(multi, reqs[i]->easy);
+			curl_easy_cleanup(reqs[i]->easy);
+			reqs[i]->easy = NULL;
+			if (reqs[i]->curl_code == 0)
+				reqs[i]->curl_code = CURLE_ABORTED_BY_CALLBACK;
+		}
+	}
+}
+
+/*
+ * http_perform: run the requests, at most max_parallel at once, until all
+ * are done (http_start() and http_wait()).
+ */
+void
+http_perform(HttpRequest **reqs, int nreqs, int max_parallel)
+{
+	http_start(reqs, nreqs, max_parallel);
+	http_wait(reqs, nreqs);
 }

@@ -67,6 +67,10 @@ typedef struct HttpRequest
 
 extern void http_request_init(HttpRequest *req, const char *url);
 extern void http_perform(HttpRequest **reqs, int nreqs, int max_parallel);
+extern void http_start(HttpRequest **reqs, int nreqs, int max_parallel);
+extern void http_progress(void);
+extern void http_wait(HttpRequest **reqs, int nreqs);
+extern void http_abort(HttpRequest **reqs, int nreqs);
 
 /* jsonrpc.c: Odoo IAP JSON-RPC envelopes */
 typedef enum RpcStatus

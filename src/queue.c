@@ -204,14 +204,16 @@ queue_batch_record(EnrichBatch *b)
 /*
  * queue_batch_unsettled: up to max batches sent and not yet answered, the
  * oldest first, rebuilt as they were claimed (in the current memory
- * context).  Returns how many.
+ * context), leaving out the worker's own batches still in flight (inflight:
+ * their ids).  Returns how many.
  */
 int
-queue_batch_unsettled(LeadTable *lt, int max, EnrichBatch **out)
+queue_batch_unsettled(LeadTable *lt, int max, int64 *inflight, int ninflight,
+					  EnrichBatch **out)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid				  type = INT4OID;
-	Datum			  arg = Int32GetDatum(max);
+	Oid				  types[2] = {INT4OID, INT8ARRAYOID};
+	Datum			  args[2] = {Int32GetDatum(max), int8_array(inflight, ninflight)};
 	SPITupleTable	 *tt;
 	int				  nb;
 
@@ -219,8 +221,8 @@ queue_batch_unsettled(LeadTable *lt, int max, EnrichBatch **out)
 					"SELECT b.id, b.request_id, b.lead_ids, b.domains, "
 					"       ARRAY(SELECT s.email FROM unnest(b.lead_ids) WITH ORDINALITY AS m(id, o) "
 					"             LEFT JOIN lead_enrich.lead_state s ON s.lead_id = m.id ORDER BY m.o) "
-					"FROM lead_enrich.batch b ORDER BY b.id LIMIT $1",
-					1, &type, &arg, true);
+					"FROM lead_enrich.batch b WHERE b.id <> ALL ($2) ORDER BY b.id LIMIT $1",
+					2, types, args, true);
 	tt = SPI_tuptable;
 	nb = (int) SPI_processed;
 	for (int k = 0; k < nb; k++)

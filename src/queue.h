@@ -49,7 +49,8 @@ extern const char *lead_status_name(LeadStatus status);
 extern bool		   lead_status_is_final(LeadStatus status);
 
 extern void		   queue_batch_record(EnrichBatch *b);
-extern int		   queue_batch_unsettled(LeadTable *lt, int max, EnrichBatch **out);
+extern int		   queue_batch_unsettled(LeadTable *lt, int max, int64 *inflight,
+										 int ninflight, EnrichBatch **out);
 extern void		   queue_batch_settle(EnrichBatch *b);
 extern void		   queue_batch_failed(EnrichBatch *b, const char *msg);
 extern const char *queue_requeue_clause(void);

@@ -19,6 +19,11 @@
  *	apply	 one short transaction per batch: the leads are locked and
  *			 checked again (enrich_recheck), the answer written, commit;
  *			 then the advisory locks are released.
+ * Rounds overlap: once a round's answers are in, the next round is claimed
+ * and sent before they are written, so the provider works while the worker
+ * writes.  The next claim leaves the waiting round's leads alone (they
+ * belong to a recorded batch); on a pause or a failed write the round in
+ * flight is given up, and its recorded batches are sent again later.
  *
  * Failures are isolated per batch: an error while applying a batch is
  * logged, the transaction aborted (as autovacuum does per table), the
@@ -94,8 +99,8 @@ typedef struct WorkBatch
 static LeDbSlot		*my_slot = NULL;
 static char			*my_dbname = NULL;
 static MemoryContext pass_cxt = NULL;
-static MemoryContext round_cxt = NULL;	  /* reset at every round of a pass */
-static MemoryContext work_cxt = NULL;	  /* where work allocates: one of the two */
+static MemoryContext round_cxt[2];		  /* a round's, reset when it starts */
+static MemoryContext work_cxt = NULL;	  /* where work allocates: one of these */
 static ResourceOwner worker_owner = NULL; /* between transactions */
 static bool			 paused = false;
 static TimestampTz	 pause_check_at = 0;
@@ -424,12 +429,15 @@ claim_chunk_guarded(LeadTable *lt, const char *token, int64 *ids, int n,
 }
 
 /*
- * claim_round: claim up to maxb batches of due pending leads.  Returns the
- * number of leads looked at; *stop when the worker has nothing to do here
- * (manual mode, nothing attached, paused).
+ * claim_round: claim up to maxb batches of due pending leads (the unsettled
+ * batches not in flight first: inflight lists the batch ids of the round
+ * whose answers wait to be written).  Returns the number of leads looked
+ * at; *stop when the worker has nothing to do here (manual mode, nothing
+ * attached, paused).
  */
 static int
-claim_round(WorkBatch *out, int maxb, int *nout, bool *stop, bool *more)
+claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
+			int *nout, bool *stop, bool *more)
 {
 	LeadTable	 *lt;
 	char		 *token;
@@ -486,7 +494,7 @@ claim_round(WorkBatch *out, int maxb, int *nout, bool *stop, bool *more)
 	le_citus_collect();
 
 	/* batches sent before and not settled go first, exactly as recorded */
-	nresent = queue_batch_unsettled(lt, maxb, resent);
+	nresent = queue_batch_unsettled(lt, maxb, inflight, ninflight, resent);
 	for (int i = 0; i < nresent; i++)
 		out[(*nout)++].b = enrich_batch_copy(resent[i], work_cxt);
 	limit = (maxb - nresent) * le_batch_size;
@@ -708,7 +716,164 @@ next_due(void)
 }
 
 /*
+ * A round: up to max_connections batches claimed in one transaction and
+ * sent at once.  A pass keeps two: while the provider answers one, the
+ * worker writes the answers of the one before.
+ */
+typedef struct Round
+{
+	MemoryContext cxt;	   /* the round's memory, reset when it starts */
+	int			  maxb;	   /* batches per round */
+	WorkBatch	 *batches; /* maxb * batch_size + maxb slots (one lead each at worst) */
+	int			  nslots;
+	int			  nb;	/* batches to send */
+	HttpRequest **reqs; /* their requests, in flight until waited for */
+	bool		  more; /* more leads may be due after this round */
+} Round;
+
+/* What the answers of a round said. */
+typedef struct RoundOutcome
+{
+	RpcCall *refused;	 /* a batch refused for lack of credits */
+	RpcCall *unanswered; /* a batch without a usable answer */
+	bool	 failed;	 /* writing an answer failed */
+} RoundOutcome;
+
+/*
+ * round_start: claim a round and put its requests in flight; other is the
+ * round whose answers are still to be written (its batches are unsettled
+ * but must not be resent), or NULL.
+ */
+static void
+round_start(Round *r, Round *other, bool *stop)
+{
+	int64 *inflight = NULL;
+	int	   ninflight = 0;
+
+	MemoryContextReset(r->cxt);
+	memset(r->batches, 0, sizeof(WorkBatch) * r->nslots);
+	r->nb = 0;
+	r->reqs = NULL;
+	r->more = false;
+	work_cxt = r->cxt;
+	out_of_xact();
+	if (other != NULL && other->nb > 0)
+	{
+		inflight = palloc(sizeof(int64) * other->nb);
+		for (int i = 0; i < other->nb; i++)
+			if (other->batches[i].b->batch_id != 0)
+				inflight[ninflight++] = other->batches[i].b->batch_id;
+	}
+	(void) claim_round(r->batches, r->maxb, inflight, ninflight, &r->nb, stop, &r->more);
+	if (r->nb == 0)
+		return;
+	r->reqs = palloc(sizeof(HttpRequest *) * r->nb);
+	for (int i = 0; i < r->nb; i++)
+		r->reqs[i] = &r->batches[i].b->call->http;
+	set_activity(psprintf("calling the provider: %d requests", r->nb));
+	http_start(r->reqs, r->nb, le_max_connections);
+	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
+	my_slot->requests += r->nb;
+	LWLockRelease(le_shared->lock);
+}
+
+/*
+ * round_wait: wait for every answer of a round, and read them.
+ */
+static void
+round_wait(Round *r)
+{
+	if (r->nb == 0)
+		return;
+	set_activity(psprintf("calling the provider: %d requests", r->nb));
+	http_wait(r->reqs, r->nb);
+	work_cxt = r->cxt;
+	out_of_xact();
+	for (int i = 0; i < r->nb; i++)
+		rpc_finish(r->batches[i].b->call);
+}
+
+/*
+ * round_apply: write a round's answers, one transaction per batch, and
+ * release its leads; the next round's transfers are moved on between
+ * batches.  Returns false when the pass must stop (a refusal, no answer, a
+ * failed write).
+ */
+static bool
+round_apply(Round *r, RoundOutcome *o)
+{
+	memset(o, 0, sizeof(RoundOutcome));
+	work_cxt = r->cxt;
+	out_of_xact();
+	for (int i = 0; i < r->nb; i++)
+	{
+		switch (apply_batch(&r->batches[i]))
+		{
+			case BATCH_SETTLED:
+				break;
+			case BATCH_NO_CREDIT:
+				o->refused = r->batches[i].b->call;
+				break;
+			case BATCH_UNANSWERED:
+				o->unanswered = r->batches[i].b->call;
+				break;
+			case BATCH_FAILED:
+				o->failed = true;
+				break;
+		}
+		release_locks(&r->batches[i]);
+		http_progress();
+	}
+	r->nb = 0;
+	return o->refused == NULL && o->unanswered == NULL && !o->failed;
+}
+
+/*
+ * round_abort: give up a round in flight.  Its batches stay recorded and
+ * are sent again, exactly as they are, by a later pass (the provider
+ * answers a batch it already charged from its replay store).
+ */
+static void
+round_abort(Round *r)
+{
+	if (r->reqs != NULL)
+		http_abort(r->reqs, r->nb);
+	for (int i = 0; i < r->nslots; i++)
+		if (r->batches[i].nlocked > 0)
+			release_locks(&r->batches[i]);
+	r->nb = 0;
+}
+
+/*
+ * round_outcome: pause the worker for what a round's answers said: once
+ * every answer of the round is written.
+ */
+static void
+round_outcome(RoundOutcome *o)
+{
+	if (o->refused != NULL)
+		set_pause(psprintf("insufficient credit: %s; the balance is checked again at %s",
+						   o->refused->message,
+						   timestamptz_to_str(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																		  le_interval_min * 60 * 1000L))),
+				  o->refused->credit_url
+					  ? psprintf("Buy credits at %s, then call lead_enrich.wake().", o->refused->credit_url)
+					  : "Buy credits, then call lead_enrich.wake().");
+	else if (o->unanswered != NULL)
+		pause_provider(psprintf("%s: %s", rpc_status_name(o->unanswered->status),
+								o->unanswered->message));
+	else if (!o->failed)
+		provider_failures = 0;
+}
+
+/*
  * run_pass: enrich what is due; returns when the next pass is due.
+ *
+ * Rounds overlap: the answers of round k are read, round k+1 is claimed
+ * and sent, and only then are round k's answers written, so that the
+ * provider works on one round while the worker writes the other.  Round
+ * k+1's claim leaves round k's leads alone (they are in a recorded batch)
+ * and does not resend its batches.
  */
 static TimestampTz
 run_pass(uint32 bits)
@@ -716,88 +881,60 @@ run_pass(uint32 bits)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = TimestampTzPlusMilliseconds(now, le_interval_min * 60 * 1000L);
 	int			maxb = Max(le_max_connections, 1);
-	WorkBatch  *batches;
+	Round		rounds[2];
 
 	MemoryContextReset(pass_cxt);
-	MemoryContextReset(round_cxt);
 	work_cxt = pass_cxt;
 	out_of_xact();
 	skip_ids = NULL;
 	nskip = skip_cap = 0;
-	batches = palloc0(sizeof(WorkBatch) * (maxb * le_batch_size + maxb));
+	for (int i = 0; i < 2; i++)
+	{
+		MemoryContextReset(round_cxt[i]);
+		memset(&rounds[i], 0, sizeof(Round));
+		rounds[i].cxt = round_cxt[i];
+		rounds[i].maxb = maxb;
+		rounds[i].nslots = maxb * le_batch_size + maxb;
+		rounds[i].batches = palloc0(sizeof(WorkBatch) * rounds[i].nslots);
+	}
 
 	if (paused && !(bits & LE_WAKE_EXPLICIT) && now < pause_check_at)
 		return pause_check_at;
 
 	PG_TRY();
 	{
-		bool stop = false;
+		bool   stop = false;
+		Round *cur = &rounds[0];
+		Round *nxt = &rounds[1];
 
 		if (paused && !resume_check())
 			stop = true;
-		while (!stop)
+		if (!stop)
+			round_start(cur, NULL, &stop);
+		while (!stop || cur->nb > 0)
 		{
-			int		 nb;
-			bool	 more = false;
-			bool	 failed = false;
-			RpcCall *refused = NULL;
-			RpcCall *unanswered = NULL;
+			RoundOutcome o;
+			Round		*t;
+			bool		 sent = cur->nb > 0;
 
-			/* a round's memory goes with the round: a pass may be long */
-			MemoryContextReset(round_cxt);
-			memset(batches, 0, sizeof(WorkBatch) * (maxb * le_batch_size + maxb));
-			work_cxt = round_cxt;
-			out_of_xact();
-			(void) claim_round(batches, maxb, &nb, &stop, &more);
-
-			if (nb > 0)
+			round_wait(cur);
+			nxt->nb = 0;
+			nxt->more = false;
+			if (cur->more && !stop)
+				round_start(nxt, cur, &stop);
+			if (!round_apply(cur, &o))
 			{
-				HttpRequest **reqs = palloc(sizeof(HttpRequest *) * nb);
-
-				for (int i = 0; i < nb; i++)
-					reqs[i] = &batches[i].b->call->http;
-				set_activity(psprintf("calling the provider: %d requests", nb));
-				http_perform(reqs, nb, le_max_connections);
-				LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-				my_slot->requests += nb;
-				LWLockRelease(le_shared->lock);
-				for (int i = 0; i < nb; i++)
-					rpc_finish(batches[i].b->call);
-				for (int i = 0; i < nb; i++)
-				{
-					switch (apply_batch(&batches[i]))
-					{
-						case BATCH_SETTLED:
-							break;
-						case BATCH_NO_CREDIT:
-							refused = batches[i].b->call;
-							break;
-						case BATCH_UNANSWERED:
-							unanswered = batches[i].b->call;
-							break;
-						case BATCH_FAILED:
-							failed = true;
-							break;
-					}
-					release_locks(&batches[i]);
-				}
-				/* paused once every answer of the round is written */
-				if (refused != NULL)
-					set_pause(psprintf("insufficient credit: %s; the balance is checked again at %s",
-									   refused->message,
-									   timestamptz_to_str(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																					  le_interval_min * 60 * 1000L))),
-							  refused->credit_url
-								  ? psprintf("Buy credits at %s, then call lead_enrich.wake().", refused->credit_url)
-								  : "Buy credits, then call lead_enrich.wake().");
-				else if (unanswered != NULL)
-					pause_provider(psprintf("%s: %s", rpc_status_name(unanswered->status),
-											unanswered->message));
-				else
-					provider_failures = 0;
-			}
-			if (refused != NULL || unanswered != NULL || failed || !more)
+				round_abort(nxt);
+				round_outcome(&o);
 				break;
+			}
+			if (sent)
+				round_outcome(&o);
+			if (nxt->nb == 0 && !nxt->more)
+				break;
+			t = cur;
+			cur = nxt;
+			nxt = t;
 			CHECK_FOR_INTERRUPTS();
 		}
 		work_cxt = pass_cxt;
@@ -814,11 +951,12 @@ run_pass(uint32 bits)
 	}
 	PG_CATCH();
 	{
-		ErrorData *ed = recover_from_error();
+		ErrorData *ed;
 
-		for (int i = 0; i < maxb * le_batch_size + maxb; i++)
-			if (batches[i].nlocked > 0)
-				release_locks(&batches[i]);
+		work_cxt = pass_cxt;
+		ed = recover_from_error();
+		for (int i = 0; i < 2; i++)
+			round_abort(&rounds[i]);
 		set_error(ed->message);
 		next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), le_retry_delay_s * 1000L);
 	}
@@ -908,8 +1046,9 @@ le_worker_main(Datum arg)
 
 	pass_cxt = AllocSetContextCreate(TopMemoryContext, "lead_enrich pass",
 									 ALLOCSET_DEFAULT_SIZES);
-	round_cxt = AllocSetContextCreate(TopMemoryContext, "lead_enrich round",
-									  ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < 2; i++)
+		round_cxt[i] = AllocSetContextCreate(TopMemoryContext, "lead_enrich round",
+											 ALLOCSET_DEFAULT_SIZES);
 	work_cxt = pass_cxt;
 	worker_owner = ResourceOwnerCreate(NULL, "lead_enrich worker");
 
