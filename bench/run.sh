@@ -149,8 +149,8 @@ fi
 # wait_enriched FIRST LAST: until every lead of the range has an outcome
 # that is not pending.  One session polls every 20 ms with cheap look-ups
 # (a pending lead found through the status index, then one count): a psql
-# started every 50 ms, counting the whole range each time, used about a
-# fifth of the two cores during an automatic run, CPU taken from what it
+# started every 50 ms, counting the whole range each time, took about a
+# quarter of the two cores during an automatic run, CPU taken from what it
 # measured (the peer's runs are timed by one call and poll nothing).
 wait_enriched() {
 	local first=$1 last=$2

@@ -643,15 +643,7 @@ lead_enrich_citus_enqueue(PG_FUNCTION_ARGS)
 		shard_plans[n_shard_plans].plan = plan;
 		n_shard_plans++;
 	}
-	if (row)
-	{
-		HeapTuple tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
-		Datum	  arg = heap_copy_tuple_as_datum(tup, RelationGetDescr(td->tg_relation));
-
-		ret = SPI_execute_plan(plan, &arg, NULL, false, 0);
-	}
-	else
-		ret = SPI_execute_plan(plan, NULL, NULL, false, 0);
+	ret = le_enqueue_run(plan, td, row);
 	le_guard_end(&g);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not queue leads: %s", SPI_result_code_string(ret));

@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 
 extern void		   le_enqueue_filter(StringInfo s, Trigger *tg);
+extern int		   le_enqueue_run(SPIPlanPtr plan, TriggerData *td, bool row);
 extern void		   le_citus_define_settings(void);
 extern bool		   le_citus_distributed(Oid relid);
 extern void		   le_citus_collect(void);

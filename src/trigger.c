@@ -106,6 +106,24 @@ le_enqueue_filter(StringInfo s, Trigger *tg)
 }
 
 /*
+ * le_enqueue_run: run an enqueue statement kept for this trigger: on the
+ * row that fired it (a row trigger: the new row as $1) or on the statement's
+ * transition table (registered by the caller).  Returns SPI's result.
+ */
+int
+le_enqueue_run(SPIPlanPtr plan, TriggerData *td, bool row)
+{
+	HeapTuple tup;
+	Datum	  arg;
+
+	if (!row)
+		return SPI_execute_plan(plan, NULL, NULL, false, 0);
+	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	arg = heap_copy_tuple_as_datum(tup, RelationGetDescr(td->tg_relation));
+	return SPI_execute_plan(plan, &arg, NULL, false, 0);
+}
+
+/*
  * build_enqueue_sql: the INSERT ... SELECT from "source" (the transition
  * table, or the row passed as $1).
  */
@@ -335,15 +353,7 @@ lead_enrich_enqueue(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_register_trigger_data failed");
 	le_guard_extension(&g);
 	plan = get_plan(td, row);
-	if (row)
-	{
-		HeapTuple tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
-		Datum	  arg = heap_copy_tuple_as_datum(tup, RelationGetDescr(td->tg_relation));
-
-		ret = SPI_execute_plan(plan, &arg, NULL, false, 0);
-	}
-	else
-		ret = SPI_execute_plan(plan, NULL, NULL, false, 0);
+	ret = le_enqueue_run(plan, td, row);
 	le_guard_end(&g);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not enqueue leads: %s", SPI_result_code_string(ret));
