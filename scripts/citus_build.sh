@@ -28,13 +28,7 @@ case $pg_major in
 	*) echo "Citus $citus_ver does not support PostgreSQL $pg_major"; exit 3 ;;
 esac
 
-if [ -z "${LE_PGCACHE:-}" ]; then
-	if [ "$(id -u)" = 0 ]; then
-		LE_PGCACHE=/var/cache/lead_enrich
-	else
-		LE_PGCACHE=${XDG_CACHE_HOME:-$HOME/.cache}/lead_enrich
-	fi
-fi
+source "$(dirname "$0")/cache_dir.sh"
 key=$(printf '%s\n%s\n' "$(readlink -f "$pg_config")" "$("$pg_config" --version)" | md5sum | cut -c1-12)
 top=$LE_PGCACHE/citus-$citus_ver-pg$pg_major/$key
 src=$top/citus-$citus_ver

@@ -41,13 +41,7 @@ case $ver in
 	*) usage ;;
 esac
 
-if [ -z "${LE_PGCACHE:-}" ]; then
-	if [ "$(id -u)" = 0 ]; then
-		LE_PGCACHE=/var/cache/lead_enrich
-	else
-		LE_PGCACHE=${XDG_CACHE_HOME:-$HOME/.cache}/lead_enrich
-	fi
-fi
+source "$(dirname "$0")/cache_dir.sh"
 jobs=${LE_PGBUILD_JOBS:-2}
 top=$LE_PGCACHE/pg-$ver
 prefix=$top/install

@@ -611,11 +611,7 @@ lead_enrich_citus_enqueue(PG_FUNCTION_ARGS)
 	if (!row && (td->tg_newtable == NULL || tuplestore_tuple_count(td->tg_newtable) == 0))
 		return PointerGetDatum(NULL);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (!row && SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "SPI_register_trigger_data failed");
-	le_guard_extension(&g);
+	le_enqueue_begin(td, row, &g);
 	for (int i = 0; i < n_shard_plans; i++)
 		if (shard_plans[i].tgoid == tg->tgoid)
 			plan = shard_plans[i].plan;

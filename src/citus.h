@@ -16,7 +16,10 @@
 #include "lib/stringinfo.h"
 #include "utils/timestamp.h"
 
+#include "guard.h"
+
 extern void		   le_enqueue_filter(StringInfo s, Trigger *tg);
+extern void		   le_enqueue_begin(TriggerData *td, bool row, LeGuard *g);
 extern int		   le_enqueue_run(SPIPlanPtr plan, TriggerData *td, bool row);
 extern void		   le_citus_define_settings(void);
 extern bool		   le_citus_distributed(Oid relid);

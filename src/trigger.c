@@ -106,6 +106,21 @@ le_enqueue_filter(StringInfo s, Trigger *tg)
 }
 
 /*
+ * le_enqueue_begin: what an enqueue trigger does before its statement: SPI,
+ * the transition table made visible to it (a statement trigger), and the
+ * extension owner's rights with search_path pinned (le_guard_end() after).
+ */
+void
+le_enqueue_begin(TriggerData *td, bool row, LeGuard *g)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!row && SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "SPI_register_trigger_data failed");
+	le_guard_extension(g);
+}
+
+/*
  * le_enqueue_run: run an enqueue statement kept for this trigger: on the
  * row that fired it (a row trigger: the new row as $1) or on the statement's
  * transition table (registered by the caller).  Returns SPI's result.
@@ -347,11 +362,7 @@ lead_enrich_enqueue(PG_FUNCTION_ARGS)
 	}
 
 	/* as the extension's owner, restricted, search_path pinned */
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (!row && SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "SPI_register_trigger_data failed");
-	le_guard_extension(&g);
+	le_enqueue_begin(td, row, &g);
 	plan = get_plan(td, row);
 	ret = le_enqueue_run(plan, td, row);
 	le_guard_end(&g);
