@@ -60,6 +60,10 @@ le_log "what the provider knew (lead_enrich.enrichment)"
 le_psql -d crm -P pager=off -c "SELECT lead_id, company_name, company_type, sector, industry, timezone,
 	   technologies, twitter, left(logo, 40) AS logo
 	FROM lead_enrich.enrichment WHERE status = 'enriched' ORDER BY lead_id"
+le_log "the notes posted to Odoo's chatter (odoo.mail_message, as OdooBot)"
+le_psql -d crm -P pager=off -c "SELECT m.res_id AS lead_id, m.record_name AS lead,
+	   left(regexp_replace(regexp_replace(m.body, '<[^>]*>', ' ', 'g'), '\s+', ' ', 'g'), 90) AS note
+	FROM odoo.mail_message m WHERE m.model = 'crm.lead' ORDER BY m.res_id, m.id"
 le_log "credits"
 le_psql -d crm -P pager=off -c "SELECT lead_enrich.iap_balance() AS balance, sum(credits) AS spent_here
 	FROM lead_enrich.lead_state"
