@@ -148,7 +148,8 @@ fi
 
 # wait_enriched FIRST LAST: until every lead of the range has an outcome
 # that is not pending.  One session polls every 20 ms with cheap look-ups
-# (a pending lead found through the status index, then one count): a psql
+# (a pending lead not in a batch found through the worker's partial index,
+# any batch not settled, then one count): a psql
 # started every 50 ms, counting the whole range each time, took about a
 # quarter of the two cores during an automatic run, CPU taken from what it
 # measured (the peer's runs are timed by one call and poll nothing).
@@ -161,7 +162,9 @@ wait_enriched() {
 	BEGIN
 		LOOP
 			EXIT WHEN NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state
-								  WHERE status = 'pending' AND lead_id BETWEEN $first AND $last)
+								  WHERE status = 'pending' AND batch_id IS NULL
+								  AND lead_id BETWEEN $first AND $last)
+				AND NOT EXISTS (SELECT 1 FROM lead_enrich.batch)
 				AND (SELECT count(*) FROM lead_enrich.lead_state
 					 WHERE lead_id BETWEEN $first AND $last) >= total;
 			IF clock_timestamp() > deadline THEN
@@ -315,7 +318,8 @@ PSQL -c "SELECT lead_enrich.worker_start()" >/dev/null
 sleep 2
 # let the worker catch up on what pgbench inserted
 for _ in $(seq 1200); do
-	[ "$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'")" = 0 ] && break
+	[ "$(PSQL -c "SELECT NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state WHERE status = 'pending' AND batch_id IS NULL)
+				  AND NOT EXISTS (SELECT 1 FROM lead_enrich.batch)")" = t ] && break
 	sleep 0.1
 done
 
@@ -382,7 +386,7 @@ if [ "$memory_leads" -gt 0 ]; then
 			FROM bench_lead WHERE r = $(((left / leads) % nsets)) AND i <= $chunk ORDER BY i"
 		# keep the backlog under two statements' worth
 		for _ in $(seq 6000); do
-			[ "$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'")" -le "$leads" ] && break
+			[ "$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending' AND batch_id IS NULL")" -le "$leads" ] && break
 			sleep 0.2
 		done
 		left=$((left - chunk))

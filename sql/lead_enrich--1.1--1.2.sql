@@ -229,6 +229,10 @@ GRANT SELECT ON lead_enrich.batch TO lead_enrich_user;
 
 ALTER TABLE lead_enrich.lead_state ADD COLUMN batch_id bigint;
 CREATE INDEX lead_state_batch_idx ON lead_enrich.lead_state (batch_id) WHERE batch_id IS NOT NULL;
+/* the claim reads only the pending leads no batch holds (src/queue.c) */
+DROP INDEX lead_enrich.lead_state_pending_idx;
+CREATE INDEX lead_state_pending_idx ON lead_enrich.lead_state (lead_id)
+	WHERE status = 'pending' AND batch_id IS NULL;
 
 /*
  * Webmail by registrable domain (issue 12).  A listed domain that is a

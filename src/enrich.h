@@ -58,6 +58,7 @@ extern EnrichBatch *enrich_prepare(LeadTable *lt, int64 *ids, int nids,
 extern RpcCall	   *enrich_call(EnrichBatch *b, const char *token);
 extern void			enrich_apply_local(EnrichBatch *b, const char *source);
 extern void			enrich_apply(EnrichBatch *b, const char *source);
+extern void			enrich_apply_many(EnrichBatch **bs, int nb, const char *source);
 extern int			sort_unique_ids(int64 *ids, int n);
 
 extern Datum int8_array(int64 *ids, int n);

@@ -403,14 +403,15 @@ append_phone_ctes(StringInfo s, StringInfo sets, LeadTable *lt)
 	const char *strip = "'[[:space:].()/-]', '', 'g'";
 
 	appendStringInfo(s,
-					 ", p AS (SELECT v.*, (SELECT rc.phone_code FROM %s.res_country rc "
-					 "WHERE rc.id = coalesce(v.n_country, v.%s)) AS p_cc, "
+					 ", p AS (SELECT v.*, pc.phone_code AS p_cc, "
 					 "regexp_replace(coalesce(v.n_phone, v.%s)::text, %s) AS p_phone",
-					 lt->nspname, lt_col(lt, "country"), phone, strip);
+					 phone, strip);
 	if (mobile != NULL)
 		appendStringInfo(s, ", regexp_replace(coalesce(v.n_mobile, v.%s)::text, %s) AS p_mobile",
 						 mobile, strip);
-	appendStringInfoString(s, " FROM v), q AS (SELECT p.*, ");
+	appendStringInfo(s, " FROM v LEFT JOIN %s.res_country pc "
+						"ON pc.id OPERATOR(pg_catalog.=) coalesce(v.n_country, v.%s)), q AS (SELECT p.*, ",
+					 lt->nspname, lt_col(lt, "country"));
 	append_e164_candidate(s, "p.p_phone", "p.p_cc");
 	appendStringInfoString(s, " AS e_phone");
 	if (mobile != NULL)
@@ -468,11 +469,13 @@ build_update_sql(LeadTable *lt, OdooIds *ids)
 	const char	  *id = lt_col(lt, "id");
 	const char	  *country = lt_col(lt, "country");
 	const char	  *state = lt_col(lt, "state");
+	bool		   by_code;
 	bool		   phones;
 	int			   i;
 
 	/* Odoo's stored computations of the phone numbers (append_phone_ctes) */
-	phones = lt->country_fk && country != NULL && lt_col(lt, "phone") != NULL &&
+	by_code = lt->country_fk && country != NULL;
+	phones = by_code && lt_col(lt, "phone") != NULL &&
 			 odoo_column(lt, "res_country", "phone_code") &&
 			 (odoo_column(lt, NULL, "phone_sanitized") || odoo_column(lt, NULL, "phone_state"));
 
@@ -480,12 +483,23 @@ build_update_sql(LeadTable *lt, OdooIds *ids)
 	initStringInfo(&sets);
 	initStringInfo(&filled);
 
+	/*
+	 * The country of each ISO code as a join, not a sub-select per lead
+	 * (perf: the per-row look-ups were a third of the UPDATE's time); the
+	 * lowest id when a code is not unique.
+	 */
 	appendStringInfo(&s,
 					 "WITH i AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], "
 					 "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "
 					 "AS i(in_id, in_name, in_cid, in_loc, in_city, in_zip, in_ph0, in_ph1, in_cc, in_sc)), "
-					 "o AS (SELECT l.*, i.* FROM %s l JOIN i ON l.%s = i.in_id%s), ",
+					 "o AS (SELECT l.*, i.*%s FROM %s l JOIN i ON l.%s = i.in_id%s%s), ",
+					 by_code ? ", k.le_cc_id" : "",
 					 lt->qualname, id,
+					 by_code ? psprintf(" LEFT JOIN (SELECT DISTINCT ON (rc.code) rc.code AS le_cc, rc.id AS le_cc_id "
+										"FROM %s.res_country rc ORDER BY rc.code, rc.id) k "
+										"ON k.le_cc OPERATOR(pg_catalog.=) upper(i.in_cc)",
+										lt->nspname)
+							 : "",
 					 lt->citus ? psprintf(" WHERE l.%s = ANY ($1)%s", id,
 										  lt->tenant ? psprintf(" AND l.%s = ANY ($11)", quote_identifier(lt->tenant)) : "")
 							   : "");
@@ -494,11 +508,10 @@ build_update_sql(LeadTable *lt, OdooIds *ids)
 	appendStringInfoString(&s, "c AS (SELECT o.*");
 	if (country != NULL)
 	{
-		if (lt->country_fk)
+		if (by_code)
 			appendStringInfo(&s,
-							 ", CASE WHEN o.%s IS NULL AND coalesce(o.in_cc, '') <> '' THEN "
-							 "(SELECT rc.id FROM %s.res_country rc WHERE rc.code = upper(o.in_cc) LIMIT 1) END AS n_country",
-							 country, lt->nspname);
+							 ", CASE WHEN o.%s IS NULL AND coalesce(o.in_cc, '') <> '' THEN o.le_cc_id END AS n_country",
+							 country);
 		else
 			appendStringInfo(&s,
 							 ", CASE WHEN coalesce(o.%s::text, '') = '' AND coalesce(o.in_cc, '') <> '' "

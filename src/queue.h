@@ -51,7 +51,7 @@ extern bool		   lead_status_is_final(LeadStatus status);
 extern void		   queue_batch_record(EnrichBatch *b);
 extern int		   queue_batch_unsettled(LeadTable *lt, int max, int64 *inflight,
 										 int ninflight, EnrichBatch **out);
-extern void		   queue_batch_settle(EnrichBatch *b);
+extern void		   queue_batch_settle(EnrichBatch **bs, int nb);
 extern void		   queue_batch_failed(EnrichBatch *b, const char *msg);
 extern const char *queue_requeue_clause(void);
 extern void		   queue_add_credits(int64 lead_id, int credits);

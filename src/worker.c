@@ -16,8 +16,10 @@
  *			 invalid e-mail, webmail domain) are written; commit;
  *	call	 every batch's request at once, at most max_connections in
  *			 flight, outside any transaction;
- *	apply	 one short transaction per batch: the leads are locked and
- *			 checked again (enrich_recheck), the answer written, commit;
+ *	apply	 one short transaction for the round's answers: the leads are
+ *			 locked and checked again (enrich_recheck), the answers written
+ *			 in the same statements, commit (when that fails, or for a
+ *			 batch without a usable answer, one transaction per batch);
  *			 then the advisory locks are released.
  * Rounds overlap: once a round's answers are in, the next round is claimed
  * and sent before they are written, so the provider works while the worker
@@ -93,6 +95,7 @@ typedef struct WorkBatch
 	EnrichBatch *b;
 	int64		*locked; /* advisory locks held */
 	int			 nlocked;
+	bool		 written; /* its answer is written (apply_together) */
 } WorkBatch;
 
 /* the database's worker: its slot and pass state */
@@ -613,7 +616,7 @@ apply_batch(WorkBatch *wb)
 			begin_xact("writing enrichment results");
 			enrich_recheck(b);
 			enrich_apply(b, "worker");
-			queue_batch_settle(b);
+			queue_batch_settle(&b, 1);
 			end_xact();
 		}
 	}
@@ -794,8 +797,77 @@ round_wait(Round *r)
 }
 
 /*
- * round_apply: write a round's answers, one transaction per batch, and
- * release its leads; the next round's transfers are moved on between
+ * answered: whether a batch's call got a result the apply can read.
+ */
+static bool
+answered(WorkBatch *wb)
+{
+	RpcCall *call = wb->b->call;
+
+	return call->status == RPC_OK && JsonContainerIsObject(&call->result->root);
+}
+
+/*
+ * apply_together: write the answers of a round's answered batches in one
+ * transaction and the same statements (enrich_apply_many): per batch, the
+ * statements' start-up and the commit cost as much as a fifth of the
+ * writing.  Returns false, with nothing written and the batches as they
+ * were, when any of it fails: the caller then writes them one by one, so
+ * that one bad batch holds back no other.
+ */
+static bool
+apply_together(Round *r)
+{
+	EnrichBatch **bs = palloc(sizeof(EnrichBatch *) * r->nb);
+	LeadRow		**saved = palloc(sizeof(LeadRow *) * r->nb);
+	int			  n = 0;
+	volatile bool ok = true;
+
+	for (int i = 0; i < r->nb; i++)
+	{
+		EnrichBatch *b = r->batches[i].b;
+
+		if (!answered(&r->batches[i]))
+			continue;
+		/* the rows' outcomes are set as they are written: kept to undo */
+		saved[n] = palloc(sizeof(LeadRow) * Max(b->n, 1));
+		memcpy(saved[n], b->rows, sizeof(LeadRow) * b->n);
+		bs[n++] = b;
+	}
+	if (n < 2)
+		return false;
+	PG_TRY();
+	{
+		begin_xact("writing enrichment results");
+		for (int i = 0; i < n; i++)
+			enrich_recheck(bs[i]);
+		enrich_apply_many(bs, n, "worker");
+		queue_batch_settle(bs, n);
+		end_xact();
+	}
+	PG_CATCH();
+	{
+		ErrorData *ed = recover_from_error();
+
+		ereport(LOG,
+				(errmsg("lead_enrich worker: could not write the answers of %d batches at once; writing them one by one", n),
+				 errdetail("%s", ed->message)));
+		for (int i = 0; i < n; i++)
+			memcpy(bs[i]->rows, saved[i], sizeof(LeadRow) * bs[i]->n);
+		ok = false;
+	}
+	PG_END_TRY();
+	if (!ok)
+		return false;
+	for (int i = 0; i < r->nb; i++)
+		r->batches[i].written = answered(&r->batches[i]);
+	return true;
+}
+
+/*
+ * round_apply: write a round's answers and release its leads: the
+ * answered batches together, the rest (and all of them when that fails)
+ * one transaction per batch, the next round's transfers moved on between
  * batches.  Returns false when the pass must stop (a refusal, no answer, a
  * failed write).
  */
@@ -805,21 +877,25 @@ round_apply(Round *r, RoundOutcome *o)
 	memset(o, 0, sizeof(RoundOutcome));
 	work_cxt = r->cxt;
 	out_of_xact();
+	(void) apply_together(r);
 	for (int i = 0; i < r->nb; i++)
 	{
-		switch (apply_batch(&r->batches[i]))
+		if (!r->batches[i].written)
 		{
-			case BATCH_SETTLED:
-				break;
-			case BATCH_NO_CREDIT:
-				o->refused = r->batches[i].b->call;
-				break;
-			case BATCH_UNANSWERED:
-				o->unanswered = r->batches[i].b->call;
-				break;
-			case BATCH_FAILED:
-				o->failed = true;
-				break;
+			switch (apply_batch(&r->batches[i]))
+			{
+				case BATCH_SETTLED:
+					break;
+				case BATCH_NO_CREDIT:
+					o->refused = r->batches[i].b->call;
+					break;
+				case BATCH_UNANSWERED:
+					o->unanswered = r->batches[i].b->call;
+					break;
+				case BATCH_FAILED:
+					o->failed = true;
+					break;
+			}
 		}
 		release_locks(&r->batches[i]);
 		http_progress();

@@ -12,6 +12,8 @@
 #   4. credits run out: pause, leads untouched; credits added: resume
 #   5. a manual enrich_leads racing the worker: one charge per company
 #   6. a lead inserted while a backlog is worked off does not wait behind it
+#   7. a round's answers are written together; when that fails, batch by
+#      batch: the one batch the table refuses holds back no other
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
@@ -324,6 +326,59 @@ elif new_db $DB; then
 	fi
 else
 	not_ok "fresh lead: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# 7. a round written together; one batch that cannot be written
+# ---------------------------------------------------------------------------
+DB=le_tw_together
+if ! want $DB; then :
+elif new_db $DB; then
+	# 200 directory leads and one of an unknown domain, in one round (the
+	# worker stopped while they are inserted); the table refuses the done
+	# flag of that one lead, so its batch cannot be written
+	bad_email=x@bad-lead.no-such-company-lead-enrich.example
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	insert_leads $DB 0 200
+	q $DB "INSERT INTO odoo.crm_lead (name, type, active, email_from) VALUES ('Bad', 'lead', true, '$bad_email')" >/dev/null
+	bad=$(q $DB "SELECT id FROM odoo.crm_lead WHERE name = 'Bad'")
+	le_psql -d $DB -q >/dev/null <<-SQL
+		CREATE FUNCTION public.refuse_done() RETURNS trigger LANGUAGE plpgsql AS
+		\$\$BEGIN RAISE EXCEPTION 'this lead cannot be marked done'; END\$\$;
+		CREATE TRIGGER refuse_done BEFORE UPDATE ON odoo.crm_lead FOR EACH ROW
+		WHEN (NEW.id = $bad AND NEW.iap_enrich_done) EXECUTE FUNCTION public.refuse_done();
+	SQL
+	logstart=$(wc -l <"$LE_RUNDIR/postgres.log")
+	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
+	# every directory lead is written, or waits in the one batch not written
+	if wait_for 30 $DB "SELECT (SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched')
+						 + (SELECT count(*) FROM lead_enrich.batch b, unnest(b.lead_ids) m(id) WHERE m.id <> $bad)" 200; then
+		ok "together: the round is written, but for the batch the table refuses"
+	else
+		not_ok "together: the round is written, but for the batch the table refuses" "$(q $DB "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
+	fi
+	n=$(enriched $DB)
+	if [ "$n" -ge 150 ] 2>/dev/null && [ "$n" -lt 200 ]; then
+		ok "together: the round's other batches are written ($n of 200 leads enriched)"
+	else
+		not_ok "together: the round's other batches are written" "$n of 200 leads enriched"
+	fi
+	check "together: the refused lead's batch stays recorded, to be sent again" \
+		"$(q $DB "SELECT s.status, s.batch_id IS NOT NULL, b.id IS NOT NULL FROM lead_enrich.lead_state s
+				   LEFT JOIN lead_enrich.batch b ON b.id = s.batch_id WHERE s.lead_id = $bad")" "pending|t|t"
+	check "together: the log says the round was written again batch by batch" \
+		"$(tail -n +"$logstart" "$LE_RUNDIR/postgres.log" | grep -c "could not write the answers of [0-9]* batches at once; writing them one by one")" 1
+	q $DB "DROP TRIGGER refuse_done ON odoo.crm_lead" >/dev/null
+	q $DB "SELECT lead_enrich.wake()" >/dev/null
+	if wait_for 30 $DB "SELECT outcomes FROM lead_enrich.status" '{"enriched": 200, "not_found": 1}'; then
+		ok "together: once the table takes it, every lead is written"
+	else
+		not_ok "together: once the table takes it, every lead is written" "$(q $DB "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
+	fi
+	check "together: none charged twice (200), and the ledger agrees with lead_state" \
+		"$(spent "$TOKEN")|$(q $DB "SELECT sum(credits) FROM lead_enrich.lead_state")" "200|200"
+else
+	not_ok "together: database set up"
 fi
 
 finish

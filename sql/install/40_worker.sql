@@ -4,10 +4,6 @@
  * src/shmem.c).
  */
 
-/* The worker's queue: pending leads, read in lead id order. */
-CREATE INDEX lead_state_pending_idx ON lead_enrich.lead_state (lead_id)
-	WHERE status = 'pending';
-
 /*
  * The batches the worker sent and has not settled (src/queue.c): the
  * JSON-RPC id and the members, each lead with the domain sent for it,
@@ -34,6 +30,14 @@ GRANT SELECT ON lead_enrich.batch TO lead_enrich_user;
 
 ALTER TABLE lead_enrich.lead_state ADD COLUMN batch_id bigint;
 CREATE INDEX lead_state_batch_idx ON lead_enrich.lead_state (batch_id) WHERE batch_id IS NOT NULL;
+
+/*
+ * The worker's queue: pending leads not in a batch, read in lead id order.
+ * A lead leaves it when a batch takes it (batch_id set), so the claim never
+ * reads past the leads in flight (src/queue.c, queue_claimable).
+ */
+CREATE INDEX lead_state_pending_idx ON lead_enrich.lead_state (lead_id)
+	WHERE status = 'pending' AND batch_id IS NULL;
 
 /*
  * The trigger function; its arguments are the attached table's id, e-mail,
