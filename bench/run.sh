@@ -170,6 +170,10 @@ wait_enriched() {
 			IF clock_timestamp() > deadline THEN
 				RAISE EXCEPTION 'timed out waiting for leads $first..$last';
 			END IF;
+			-- ends the transaction: a snapshot held for the whole run
+			-- would keep every tuple the worker leaves dead from being
+			-- pruned or its index entries from being killed
+			COMMIT;
 			PERFORM pg_sleep(0.02);
 		END LOOP;
 	END \$\$"

@@ -310,6 +310,79 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 	return b;
 }
 
+/* a lead id and its position in the claim's list, for enrich_split */
+typedef struct IdPos
+{
+	int64 id;
+	int	  pos;
+} IdPos;
+
+static int
+cmp_idpos(const void *a, const void *b)
+{
+	return cmp_int64(&((const IdPos *) a)->id, &((const IdPos *) b)->id);
+}
+
+/*
+ * enrich_split: the leads of a prepared batch b that need the provider, as
+ * batches of the leads ids[k * size .. k * size + size - 1] (parts[k],
+ * NULL when none of those needs it); each sends a domain once.  The worker
+ * prepares a round's leads at once and sends them as batch_size batches,
+ * as Odoo does.
+ */
+EnrichBatch **
+enrich_split(EnrichBatch *b, int64 *ids, int nids, int size)
+{
+	int			  nparts = (nids + size - 1) / size;
+	EnrichBatch **parts = palloc0(sizeof(EnrichBatch *) * Max(nparts, 1));
+	IdPos		 *map = palloc(sizeof(IdPos) * Max(nids, 1));
+
+	for (int i = 0; i < nids; i++)
+	{
+		map[i].id = ids[i];
+		map[i].pos = i;
+	}
+	qsort(map, nids, sizeof(IdPos), cmp_idpos);
+	for (int i = 0; i < b->n; i++)
+	{
+		LeadRow		*row = &b->rows[i];
+		IdPos		 key = {row->id, 0};
+		IdPos		*at;
+		EnrichBatch *p;
+		LeadRow		*r;
+		int			 j;
+
+		if (row->status != LEAD_PENDING || row->owner < 0)
+			continue;
+		at = bsearch(&key, map, nids, sizeof(IdPos), cmp_idpos);
+		if (at == NULL)
+			elog(ERROR, "lead " INT64_FORMAT " was not claimed", row->id);
+		p = parts[at->pos / size];
+		if (p == NULL)
+		{
+			p = parts[at->pos / size] = palloc0(sizeof(EnrichBatch));
+			p->lt = b->lt;
+			p->rows = palloc(sizeof(LeadRow) * size);
+			p->domains = palloc(sizeof(char *) * size);
+			p->owner = palloc(sizeof(int) * size);
+		}
+		r = &p->rows[p->n];
+		*r = *row;
+		for (j = 0; j < p->ndomains; j++)
+			if (strcmp(p->domains[j], r->domain) == 0)
+				break;
+		if (j == p->ndomains)
+		{
+			p->domains[j] = pstrdup(r->domain);
+			p->owner[j] = p->n;
+			p->ndomains++;
+		}
+		r->owner = j;
+		p->n++;
+	}
+	return parts;
+}
+
 /*
  * enrich_recheck: in the transaction that writes a batch's answer, which
  * is not the one that prepared it (the worker), lock the leads again and

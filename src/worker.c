@@ -12,8 +12,10 @@
  *	claim	 a short transaction: up to max_connections batches of
  *			 batch_size pending leads, each lead's advisory lock taken
  *			 without waiting, the rows locked FOR UPDATE SKIP LOCKED by
- *			 enrich_prepare; outcomes that need no provider (no e-mail,
- *			 invalid e-mail, webmail domain) are written; commit;
+ *			 enrich_prepare for the whole round; outcomes that need no
+ *			 provider (no e-mail, invalid e-mail, webmail domain) are
+ *			 written; the others split into the round's batches
+ *			 (enrich_split) and recorded; commit;
  *	call	 every batch's request at once, at most max_connections in
  *			 flight, outside any transaction;
  *	apply	 one short transaction for the round's answers: the leads are
@@ -29,11 +31,13 @@
  *
  * Failures are isolated per batch: an error while applying a batch is
  * logged, the transaction aborted (as autovacuum does per table), the
- * batch's leads scheduled for a retry, and the worker goes on; an error
- * while claiming a batch is retried lead by lead in subtransactions so
- * that one bad lead cannot hold back the others.  Transient failures
- * (connection refused, timeout, HTTP error) keep the leads pending with
- * an exponential backoff, up to lead_enrich.max_attempts.  Insufficient
+ * batch left recorded to be sent again, and the worker goes on (a round
+ * written together is written again batch by batch first); an error while
+ * claiming a round is retried batch by batch, then lead by lead, in
+ * subtransactions, so that one bad lead cannot hold back the others.
+ * Transient failures (connection refused, timeout, HTTP error) keep the
+ * leads pending with an exponential backoff, up to
+ * lead_enrich.max_attempts.  Insufficient
  * credit pauses the worker without touching the leads; the balance is
  * checked every interval (or on wake()) and the worker resumes by itself.
  *
@@ -321,43 +325,60 @@ release_locks(WorkBatch *wb)
  */
 
 /*
- * claim_chunk: lock and prepare one batch (in the claim transaction).
+ * claim_chunk: lock and prepare the leads ids[0 .. n-1] (in the claim
+ * transaction), as batches of batch_size of them: wbs[k] gets the leads
+ * ids[k * batch_size ..], its locks, and its batch to send (NULL when
+ * none of them needs the provider).  The leads are read, classified and
+ * their local outcomes written in the same statements whatever their
+ * number (per batch, those statements were a sixth of the worker's CPU).
  */
 static void
-claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
+claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wbs)
 {
-	EnrichBatch *b;
-	int64		*gone = palloc(sizeof(int64) * n);
-	int			 ngone = 0;
+	EnrichBatch	 *b;
+	EnrichBatch **parts;
+	int64		 *locked = palloc(sizeof(int64) * n);
+	int			  nlocked = 0;
+	int64		 *gone = palloc(sizeof(int64) * n);
+	int			  ngone = 0;
+	int			  nparts = (n + le_batch_size - 1) / le_batch_size;
 
-	wb->locked = MemoryContextAlloc(work_cxt, sizeof(int64) * n);
-	wb->nlocked = 0;
+	for (int k = 0; k < nparts; k++)
+	{
+		wbs[k].locked = MemoryContextAlloc(work_cxt, sizeof(int64) * le_batch_size);
+		wbs[k].nlocked = 0;
+	}
 	for (int i = 0; i < n; i++)
 	{
+		WorkBatch *wb = &wbs[i / le_batch_size];
+
 		if (le_lock_lead(ids[i], true, false))
+		{
 			wb->locked[wb->nlocked++] = ids[i];
+			locked[nlocked++] = ids[i];
+		}
 		else
 			add_skip(ids[i]); /* a manual enrichment has it */
 	}
-	if (wb->nlocked == 0)
+	if (nlocked == 0)
 		return;
-	b = enrich_prepare(lt, wb->locked, wb->nlocked, PREPARE_CLAIM);
+	b = enrich_prepare(lt, locked, nlocked, PREPARE_CLAIM);
 
 	/* leads not returned: row-locked elsewhere, or deleted */
-	if (b->n < wb->nlocked)
+	if (b->n < nlocked)
 	{
-		int64 *absent = palloc(sizeof(int64) * wb->nlocked);
+		int64 *absent = palloc(sizeof(int64) * nlocked);
 		int	   nabsent = 0;
 		int	   ret;
 
-		for (int i = 0; i < wb->nlocked; i++)
+		for (int i = 0; i < nlocked; i++)
 		{
 			bool found = false;
 
 			for (int j = 0; j < b->n && !found; j++)
-				found = b->rows[j].id == wb->locked[i];
+				found = b->rows[j].id == locked[i];
 			if (!found)
-				absent[nabsent++] = wb->locked[i];
+				absent[nabsent++] = locked[i];
 		}
 		ret = lt_existing(lt, absent, nabsent);
 		if (ret != SPI_OK_SELECT)
@@ -384,11 +405,15 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wb)
 			gone[ngone++] = b->rows[i].id;
 	queue_forget(gone, ngone);
 	enrich_apply_local(b, "worker");
+
 	/* recorded before it is sent; the call is built after the claim commits */
-	if (b->ndomains > 0)
+	parts = enrich_split(b, ids, n, le_batch_size);
+	for (int k = 0; k < nparts; k++)
 	{
-		queue_batch_record(b);
-		wb->b = enrich_batch_copy(b, work_cxt);
+		if (parts[k] == NULL)
+			continue;
+		queue_batch_record(parts[k]);
+		wbs[k].b = enrich_batch_copy(parts[k], work_cxt);
 	}
 }
 
@@ -399,7 +424,7 @@ typedef struct ClaimArgs
 	const char *token;
 	int64	   *ids;
 	int			n;
-	WorkBatch  *wb;
+	WorkBatch  *wbs;
 } ClaimArgs;
 
 /* claim_chunk for le_run_isolated */
@@ -408,27 +433,36 @@ claim_chunk_cb(void *arg)
 {
 	ClaimArgs *a = (ClaimArgs *) arg;
 
-	claim_chunk(a->lt, a->token, a->ids, a->n, a->wb);
+	claim_chunk(a->lt, a->token, a->ids, a->n, a->wbs);
 }
 
 /*
- * claim_chunk_guarded: claim_chunk in a subtransaction; on error, returns
- * false with the message, and the chunk's locks released.
+ * claim_chunk_guarded: claim_chunk in a subtransaction, into out after the
+ * *nout batches already there; returns false on error, with the message,
+ * the chunk's locks released and nothing added.  Batches with nothing to
+ * send release their locks (their leads are done).
  */
 static bool
 claim_chunk_guarded(LeadTable *lt, const char *token, int64 *ids, int n,
-					WorkBatch *wb, char **msg)
+					WorkBatch *out, int *nout, char **msg)
 {
-	ClaimArgs  a = {lt, token, ids, n, wb};
+	int		   nparts = (n + le_batch_size - 1) / le_batch_size;
+	WorkBatch *wbs = palloc0(sizeof(WorkBatch) * nparts);
+	ClaimArgs  a = {lt, token, ids, n, wbs};
 	ErrorData *ed;
+	bool	   ok;
 
-	memset(wb, 0, sizeof(WorkBatch));
-	if (le_run_isolated(claim_chunk_cb, &a, &ed))
-		return true;
-	release_locks(wb);
-	wb->b = NULL;
-	*msg = ed->message;
-	return false;
+	ok = le_run_isolated(claim_chunk_cb, &a, &ed);
+	for (int k = 0; k < nparts; k++)
+	{
+		if (ok && wbs[k].b != NULL)
+			out[(*nout)++] = wbs[k];
+		else
+			release_locks(&wbs[k]);
+	}
+	if (!ok)
+		*msg = ed->message;
+	return ok;
 }
 
 /*
@@ -449,6 +483,7 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	int			  limit;
 	int			  nresent;
 	EnrichBatch **resent = palloc(sizeof(EnrichBatch *) * maxb);
+	char		 *msg = NULL;
 
 	*nout = 0;
 	*more = false;
@@ -507,40 +542,29 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	le_citus_order_claim(lt->relid, jb_get_text(&lt->columns->root, "id"), ids, nids);
 	*more = nresent == maxb || (limit > 0 && nids == limit);
 
-	for (int i = 0; i < nids; i += le_batch_size)
+	/* the round's leads together; on an error, batch by batch */
+	if (nids > 0 && !claim_chunk_guarded(lt, token, ids, nids, out, nout, &msg))
 	{
-		int		   n = Min(le_batch_size, nids - i);
-		WorkBatch *wb = &out[*nout];
-		char	  *msg = NULL;
+		for (int i = 0; i < nids; i += le_batch_size)
+		{
+			int n = Min(le_batch_size, nids - i);
 
-		if (claim_chunk_guarded(lt, token, ids + i, n, wb, &msg))
-		{
-			if (wb->b != NULL)
-				(*nout)++;
-			else
-				release_locks(wb); /* nothing to send: done */
-			continue;
-		}
-		ereport(WARNING,
-				(errmsg("lead_enrich worker: could not prepare a batch of leads, retrying them one by one"),
-				 errdetail("%s", msg)));
-		set_error(msg);
-		/* one lead at a time, so that a bad one holds back no other */
-		for (int k = 0; k < n; k++)
-		{
-			wb = &out[*nout];
-			if (claim_chunk_guarded(lt, token, ids + i + k, 1, wb, &msg))
-			{
-				if (wb->b != NULL)
-					(*nout)++;
-				else
-					release_locks(wb);
+			if (claim_chunk_guarded(lt, token, ids + i, n, out, nout, &msg))
 				continue;
-			}
 			ereport(WARNING,
-					(errmsg("lead_enrich worker: could not prepare lead " INT64_FORMAT, ids[i + k]),
+					(errmsg("lead_enrich worker: could not prepare a batch of leads, retrying them one by one"),
 					 errdetail("%s", msg)));
-			queue_record_failure(ids + i + k, 1, msg);
+			set_error(msg);
+			/* one lead at a time, so that a bad one holds back no other */
+			for (int k = 0; k < n; k++)
+			{
+				if (claim_chunk_guarded(lt, token, ids + i + k, 1, out, nout, &msg))
+					continue;
+				ereport(WARNING,
+						(errmsg("lead_enrich worker: could not prepare lead " INT64_FORMAT, ids[i + k]),
+						 errdetail("%s", msg)));
+				queue_record_failure(ids + i + k, 1, msg);
+			}
 		}
 	}
 	token = MemoryContextStrdup(work_cxt, token);

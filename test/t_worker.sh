@@ -14,6 +14,9 @@
 #   6. a lead inserted while a backlog is worked off does not wait behind it
 #   7. a round's answers are written together; when that fails, batch by
 #      batch: the one batch the table refuses holds back no other
+#   8. a round's leads are claimed together; when that fails, batch by
+#      batch, then lead by lead: the one lead the table refuses holds back
+#      no other
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
@@ -379,6 +382,42 @@ elif new_db $DB; then
 		"$(spent "$TOKEN")|$(q $DB "SELECT sum(credits) FROM lead_enrich.lead_state")" "200|200"
 else
 	not_ok "together: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# 8. a round claimed together; one lead that cannot be claimed
+# ---------------------------------------------------------------------------
+DB=le_tw_claim
+if ! want $DB; then :
+elif new_db $DB; then
+	# 200 directory leads and one webmail lead, in one round; the table
+	# refuses the webmail lead's done flag, written when it is claimed
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	insert_leads $DB 0 200
+	q $DB "INSERT INTO odoo.crm_lead (name, type, active, email_from) VALUES ('Bad', 'lead', true, 'someone@gmail.com')" >/dev/null
+	bad=$(q $DB "SELECT id FROM odoo.crm_lead WHERE name = 'Bad'")
+	le_psql -d $DB -q >/dev/null <<-SQL
+		CREATE FUNCTION public.refuse_done() RETURNS trigger LANGUAGE plpgsql AS
+		\$\$BEGIN RAISE EXCEPTION 'this lead cannot be marked done'; END\$\$;
+		CREATE TRIGGER refuse_done BEFORE UPDATE ON odoo.crm_lead FOR EACH ROW
+		WHEN (NEW.id = $bad AND NEW.iap_enrich_done) EXECUTE FUNCTION public.refuse_done();
+	SQL
+	logstart=$(wc -l <"$LE_RUNDIR/postgres.log")
+	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
+	if wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 200; then
+		ok "claim: the other 200 leads of the round are enriched"
+	else
+		not_ok "claim: the other 200 leads of the round are enriched" "$(q $DB "SELECT outcomes, last_error FROM lead_enrich.status")"
+	fi
+	check "claim: the refused lead's failure is recorded (retried, then an error), with the table's error" \
+		"$(q $DB "SELECT status IN ('pending', 'error'), attempts > 0, error LIKE '%cannot be marked done%'
+				   FROM lead_enrich.lead_state WHERE lead_id = $bad")" "t|t|t"
+	log=$(tail -n +"$logstart" "$LE_RUNDIR/postgres.log")
+	check "claim: the log says the batch was retried lead by lead, and names the lead" \
+		"$(grep -c "could not prepare a batch of leads, retrying them one by one" <<<"$log" | sed 's/^[1-9][0-9]*$/some/')|$(grep -c "could not prepare lead $bad\$" <<<"$log" | sed 's/^[1-9][0-9]*$/some/')" "some|some"
+	check "claim: charged once per company (200)" "$(spent "$TOKEN")" 200
+else
+	not_ok "claim: database set up"
 fi
 
 finish
