@@ -331,7 +331,7 @@ cmp_idpos(const void *a, const void *b)
  * as Odoo does.
  */
 EnrichBatch **
-enrich_split(EnrichBatch *b, int64 *ids, int nids, int size)
+enrich_split(EnrichBatch *b, const int64 *ids, int nids, int size)
 {
 	int			  nparts = (nids + size - 1) / size;
 	EnrichBatch **parts = palloc0(sizeof(EnrichBatch *) * Max(nparts, 1));

@@ -65,7 +65,7 @@ extern Datum int8_array(int64 *ids, int n);
 
 /* for the background worker (worker.c) */
 extern void			 enrich_recheck(EnrichBatch *b);
-extern EnrichBatch **enrich_split(EnrichBatch *b, int64 *ids, int nids, int size);
+extern EnrichBatch **enrich_split(EnrichBatch *b, const int64 *ids, int nids, int size);
 extern EnrichBatch	*enrich_batch_copy(EnrichBatch *b, MemoryContext cxt);
 extern bool			 le_lock_lead(int64 lead_id, bool session, bool wait);
 extern void			 le_unlock_lead(int64 lead_id);
