@@ -23,11 +23,12 @@
  *			 in the same statements, commit (when that fails, or for a
  *			 batch without a usable answer, one transaction per batch);
  *			 then the advisory locks are released.
- * Rounds overlap: once a round's answers are in, the next round is claimed
- * and sent before they are written, so the provider works while the worker
- * writes.  The next claim leaves the waiting round's leads alone (they
- * belong to a recorded batch); on a pause or a failed write the round in
- * flight is given up, and its recorded batches are sent again later.
+ * Rounds overlap, two in flight: once a round's answers are in, the round
+ * after next is claimed and sent before they are written, so the provider
+ * always has a round to work on while the worker claims and writes.  A
+ * claim leaves the leads of the rounds not yet written alone (they belong
+ * to recorded batches); on a pause or a failed write the rounds in flight
+ * are given up, and their recorded batches are sent again later.
  *
  * Failures are isolated per batch: an error while applying a batch is
  * logged, the transaction aborted (as autovacuum does per table), the
@@ -106,7 +107,9 @@ typedef struct WorkBatch
 static LeDbSlot		*my_slot = NULL;
 static char			*my_dbname = NULL;
 static MemoryContext pass_cxt = NULL;
-static MemoryContext round_cxt[2];		  /* a round's, reset when it starts */
+/* rounds of a pass: one whose answers are written, one in flight, one claimed */
+#define NROUNDS 3
+static MemoryContext round_cxt[NROUNDS];  /* a round's, reset when it starts */
 static MemoryContext work_cxt = NULL;	  /* where work allocates: one of these */
 static ResourceOwner worker_owner = NULL; /* between transactions */
 static bool			 paused = false;
@@ -744,8 +747,9 @@ next_due(void)
 
 /*
  * A round: up to max_connections batches claimed in one transaction and
- * sent at once.  A pass keeps two: while the provider answers one, the
- * worker writes the answers of the one before.
+ * sent at once.  A pass keeps three (NROUNDS): while the provider answers
+ * one, the worker claims the next and writes the answers of the one
+ * before.
  */
 typedef struct Round
 {
@@ -767,12 +771,12 @@ typedef struct RoundOutcome
 } RoundOutcome;
 
 /*
- * round_start: claim a round and put its requests in flight; other is the
- * round whose answers are still to be written (its batches are unsettled
- * but must not be resent), or NULL.
+ * round_start: claim a round and put its requests in flight; others are
+ * the rounds whose batches are in flight or whose answers are still to be
+ * written (unsettled, but not to be resent).
  */
 static void
-round_start(Round *r, Round *other, bool *stop)
+round_start(Round *r, Round **others, int nothers, bool *stop)
 {
 	int64 *inflight = NULL;
 	int	   ninflight = 0;
@@ -784,13 +788,11 @@ round_start(Round *r, Round *other, bool *stop)
 	r->more = false;
 	work_cxt = r->cxt;
 	out_of_xact();
-	if (other != NULL && other->nb > 0)
-	{
-		inflight = palloc(sizeof(int64) * other->nb);
-		for (int i = 0; i < other->nb; i++)
-			if (other->batches[i].b->batch_id != 0)
-				inflight[ninflight++] = other->batches[i].b->batch_id;
-	}
+	inflight = palloc(sizeof(int64) * Max(nothers * r->nslots, 1));
+	for (int k = 0; k < nothers; k++)
+		for (int i = 0; i < others[k]->nb; i++)
+			if (others[k]->batches[i].b->batch_id != 0)
+				inflight[ninflight++] = others[k]->batches[i].b->batch_id;
 	(void) claim_round(r->batches, r->maxb, inflight, ninflight, &r->nb, stop, &r->more);
 	if (r->nb == 0)
 		return;
@@ -969,11 +971,13 @@ round_outcome(RoundOutcome *o)
 /*
  * run_pass: enrich what is due; returns when the next pass is due.
  *
- * Rounds overlap: the answers of round k are read, round k+1 is claimed
- * and sent, and only then are round k's answers written, so that the
- * provider works on one round while the worker writes the other.  Round
- * k+1's claim leaves round k's leads alone (they are in a recorded batch)
- * and does not resend its batches.
+ * Rounds overlap, two in flight: once the answers of round k are in,
+ * round k+2 is claimed and sent while the provider works on round k+1,
+ * and only then are round k's answers written.  The provider always has a
+ * round to work on while the worker claims and writes (with one round in
+ * flight it waited for every claim).  A claim leaves the leads of the
+ * rounds not yet written alone (they are in recorded batches) and does not
+ * resend their batches.
  */
 static TimestampTz
 run_pass(uint32 bits)
@@ -981,14 +985,14 @@ run_pass(uint32 bits)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = TimestampTzPlusMilliseconds(now, le_interval_min * 60 * 1000L);
 	int			maxb = Max(le_max_connections, 1);
-	Round		rounds[2];
+	Round		rounds[NROUNDS];
 
 	MemoryContextReset(pass_cxt);
 	work_cxt = pass_cxt;
 	out_of_xact();
 	skip_ids = NULL;
 	nskip = skip_cap = 0;
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < NROUNDS; i++)
 	{
 		MemoryContextReset(round_cxt[i]);
 		memset(&rounds[i], 0, sizeof(Round));
@@ -1004,37 +1008,46 @@ run_pass(uint32 bits)
 	PG_TRY();
 	{
 		bool   stop = false;
-		Round *cur = &rounds[0];
-		Round *nxt = &rounds[1];
+		bool   claiming = true; /* the last claim says more may be due */
+		Round *r[NROUNDS];		/* answers next, in flight, free */
 
+		for (int i = 0; i < NROUNDS; i++)
+			r[i] = &rounds[i];
 		if (paused && !resume_check())
 			stop = true;
-		if (!stop)
-			round_start(cur, NULL, &stop);
-		while (!stop || cur->nb > 0)
+		for (int i = 0; i < NROUNDS - 1 && !stop && claiming; i++)
+		{
+			round_start(r[i], r, i, &stop);
+			claiming = r[i]->more;
+		}
+		for (;;)
 		{
 			RoundOutcome o;
 			Round		*t;
-			bool		 sent = cur->nb > 0;
+			bool		 sent = r[0]->nb > 0;
 
-			round_wait(cur);
-			nxt->nb = 0;
-			nxt->more = false;
-			if (cur->more && !stop)
-				round_start(nxt, cur, &stop);
-			if (!round_apply(cur, &o))
+			round_wait(r[0]);
+			r[2]->nb = 0;
+			if (!stop && claiming)
 			{
-				round_abort(nxt);
+				round_start(r[2], r, 2, &stop);
+				claiming = r[2]->more;
+			}
+			if (!round_apply(r[0], &o))
+			{
+				round_abort(r[1]);
+				round_abort(r[2]);
 				round_outcome(&o);
 				break;
 			}
 			if (sent)
 				round_outcome(&o);
-			if (nxt->nb == 0 && !nxt->more)
+			if (r[1]->nb == 0 && r[2]->nb == 0 && (stop || !claiming))
 				break;
-			t = cur;
-			cur = nxt;
-			nxt = t;
+			t = r[0];
+			r[0] = r[1];
+			r[1] = r[2];
+			r[2] = t;
 			CHECK_FOR_INTERRUPTS();
 		}
 		work_cxt = pass_cxt;
@@ -1055,7 +1068,7 @@ run_pass(uint32 bits)
 
 		work_cxt = pass_cxt;
 		ed = recover_from_error();
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < NROUNDS; i++)
 			round_abort(&rounds[i]);
 		set_error(ed->message);
 		next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), le_retry_delay_s * 1000L);
@@ -1146,7 +1159,7 @@ le_worker_main(Datum arg)
 
 	pass_cxt = AllocSetContextCreate(TopMemoryContext, "lead_enrich pass",
 									 ALLOCSET_DEFAULT_SIZES);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < NROUNDS; i++)
 		round_cxt[i] = AllocSetContextCreate(TopMemoryContext, "lead_enrich round",
 											 ALLOCSET_DEFAULT_SIZES);
 	work_cxt = pass_cxt;
