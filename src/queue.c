@@ -159,46 +159,89 @@ run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
 }
 
 /*
- * queue_batch_record: give a claimed batch its id and request id, and
- * record it with its members, in the claim's transaction.
+ * queue_batch_record: give the claimed batches bs[0 .. nb-1] (NULL ones
+ * left out) their ids and request ids, and record them with their members,
+ * in the claim's transaction: two statements whatever their number.
  */
 void
-queue_batch_record(EnrichBatch *b)
+queue_batch_record(EnrichBatch **bs, int nb)
 {
 	static SPIPlanPtr seq_plan = NULL;
 	static SPIPlanPtr plan = NULL;
-	Oid				  types[4] = {INT8OID, TEXTOID, INT8ARRAYOID, TEXTARRAYOID};
-	int64			 *members = palloc(sizeof(int64) * Max(b->n, 1));
-	const char		**domains = palloc(sizeof(char *) * Max(b->n, 1));
+	Oid				  seq_type = INT4OID;
+	Oid				  types[5] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+	int				  total = 0;
+	int				  nrec = 0;
+	int64			 *bids;
+	const char		**rids;
+	int64			 *members;
+	const char		**domains;
+	int64			 *owners;
 	int				  n = 0;
-	Datum			  args[4];
-	bool			  isnull;
-	char			  id[33];
+	Datum			  args[5];
 
-	for (int i = 0; i < b->n; i++)
+	for (int k = 0; k < nb; k++)
 	{
-		if (b->rows[i].owner >= 0 && b->rows[i].status == LEAD_PENDING)
+		if (bs[k] == NULL)
+			continue;
+		total += bs[k]->n;
+		nrec++;
+	}
+	if (nrec == 0)
+		return;
+	bids = palloc(sizeof(int64) * nrec);
+	rids = palloc(sizeof(char *) * nrec);
+	members = palloc(sizeof(int64) * Max(total, 1));
+	domains = palloc(sizeof(char *) * Max(total, 1));
+	owners = palloc(sizeof(int64) * Max(total, 1));
+
+	args[0] = Int32GetDatum(nrec);
+	(void) run_plan(&seq_plan, "SELECT nextval('lead_enrich.batch_id_seq') FROM generate_series(1, $1)",
+					1, &seq_type, args, false);
+	if ((int) SPI_processed != nrec)
+		elog(ERROR, "could not number %d batches", nrec);
+	nrec = 0;
+	for (int k = 0; k < nb; k++)
+	{
+		EnrichBatch *b = bs[k];
+		bool		 isnull;
+		char		 id[33];
+
+		if (b == NULL)
+			continue;
+		b->batch_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[nrec], SPI_tuptable->tupdesc, 1, &isnull));
+		/* random, recorded: every resend carries the same id */
+		rpc_make_id(id, NULL);
+		b->request_id = pstrdup(id);
+		bids[nrec] = b->batch_id;
+		rids[nrec++] = b->request_id;
+		for (int i = 0; i < b->n; i++)
 		{
-			members[n] = b->rows[i].id;
-			domains[n++] = b->rows[i].domain;
+			if (b->rows[i].owner >= 0 && b->rows[i].status == LEAD_PENDING)
+			{
+				members[n] = b->rows[i].id;
+				domains[n] = b->rows[i].domain;
+				owners[n++] = b->batch_id;
+			}
 		}
 	}
-	(void) run_plan(&seq_plan, "SELECT nextval('lead_enrich.batch_id_seq')", 0, NULL, NULL, false);
-	b->batch_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	/* random, recorded: every resend carries the same id */
-	rpc_make_id(id, NULL);
-	b->request_id = pstrdup(id);
+	SPI_freetuptable(SPI_tuptable);
 
-	args[0] = Int64GetDatum(b->batch_id);
-	args[1] = CStringGetTextDatum(b->request_id);
+	args[0] = int8_array(bids, nrec);
+	args[1] = text_array(rids, nrec);
 	args[2] = int8_array(members, n);
 	args[3] = text_array(domains, n);
+	args[4] = int8_array(owners, n);
 	if (run_plan(&plan,
-				 "WITH b AS (INSERT INTO lead_enrich.batch (id, request_id, lead_ids, domains) "
-				 "           VALUES ($1, $2, $3, $4)) "
-				 "UPDATE lead_enrich.lead_state SET batch_id = $1 WHERE lead_id = ANY ($3)",
-				 4, types, args, false) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record a batch");
+				 "WITH m AS (SELECT * FROM unnest($3, $4, $5) WITH ORDINALITY AS m(lead_id, domain, batch_id, o)), "
+				 "b AS (INSERT INTO lead_enrich.batch (id, request_id, lead_ids, domains) "
+				 "      SELECT r.id, r.request_id, "
+				 "             ARRAY(SELECT m.lead_id FROM m WHERE m.batch_id = r.id ORDER BY m.o), "
+				 "             ARRAY(SELECT m.domain FROM m WHERE m.batch_id = r.id ORDER BY m.o) "
+				 "      FROM unnest($1, $2) AS r(id, request_id)) "
+				 "UPDATE lead_enrich.lead_state s SET batch_id = m.batch_id FROM m WHERE s.lead_id = m.lead_id",
+				 5, types, args, false) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record %d batches", nrec);
 }
 
 /*

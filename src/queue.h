@@ -48,7 +48,7 @@ typedef struct OutcomeBuf
 extern const char *lead_status_name(LeadStatus status);
 extern bool		   lead_status_is_final(LeadStatus status);
 
-extern void		   queue_batch_record(EnrichBatch *b);
+extern void		   queue_batch_record(EnrichBatch **bs, int nb);
 extern int		   queue_batch_unsettled(LeadTable *lt, int max, int64 *inflight,
 										 int ninflight, EnrichBatch **out);
 extern void		   queue_batch_settle(EnrichBatch **bs, int nb);

@@ -411,13 +411,10 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wbs)
 
 	/* recorded before it is sent; the call is built after the claim commits */
 	parts = enrich_split(b, ids, n, le_batch_size);
+	queue_batch_record(parts, nparts);
 	for (int k = 0; k < nparts; k++)
-	{
-		if (parts[k] == NULL)
-			continue;
-		queue_batch_record(parts[k]);
-		wbs[k].b = enrich_batch_copy(parts[k], work_cxt);
-	}
+		if (parts[k] != NULL)
+			wbs[k].b = enrich_batch_copy(parts[k], work_cxt);
 }
 
 /* claim_chunk's arguments, for le_run_isolated */
