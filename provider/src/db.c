@@ -1,10 +1,16 @@
 /*
  * db.c
- *		libpq connections: one per worker thread, opened lazily, dropped and
- *		reopened when the server goes away.
+ *		libpq connections: a pool of --threads of them, opened lazily,
+ *		dropped and reopened when the server goes away.
  *
- * Each request is one statement (one implicit transaction), so a thread's
- * connection is never shared and never left inside a transaction.
+ * Each HTTP connection has its own thread (http.c); a request borrows a
+ * database connection for its one statement (one implicit transaction)
+ * and gives it back, so a connection is never shared and never left inside
+ * a transaction.  When every connection is busy, a request waits for one.
+ * (With a fixed pool of HTTP threads, each owning a database connection,
+ * libmicrohttpd handed most keep-alive connections to one thread, and their
+ * requests queued behind each other on one database session while the
+ * others sat idle.)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -15,8 +21,13 @@
 
 static const char	 *db_conninfo = NULL;
 static long			  db_timeout_ms = 30000;
-static pthread_key_t  conn_key;
-static pthread_once_t conn_key_once = PTHREAD_ONCE_INIT;
+static PGconn		**pool = NULL;	/* pool_size connections, NULL until opened */
+static bool			 *pool_busy = NULL;
+static int			  pool_size = 0;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_free = PTHREAD_COND_INITIALIZER;
+
+static void slot_drop(int slot);
 
 #define RPC_SQL \
 	"SELECT status, response FROM provider.rpc($1, $2, $3::numeric, $4, $5::integer)"
@@ -24,40 +35,77 @@ static pthread_once_t conn_key_once = PTHREAD_ONCE_INIT;
 	"SELECT provider.credit_page($1, $2, $3, $4)"
 
 /*
- * conn_destroy
- *		Thread-exit destructor: close the thread's connection, so that worker
- *		threads ending at shutdown leave no session behind.
- */
-static void
-conn_destroy(void *p)
-{
-	if (p != NULL)
-		PQfinish((PGconn *) p);
-}
-
-static void
-conn_key_create(void)
-{
-	pthread_key_create(&conn_key, conn_destroy);
-}
-
-/*
  * db_setup
- *		Remember the conninfo every worker thread connects with, and the
- *		statement_timeout each of those connections sets.
+ *		Remember the conninfo every connection is opened with, the
+ *		statement_timeout each of them sets, and how many there may be.
  */
-void
-db_setup(const char *conninfo, long statement_timeout_ms)
+bool
+db_setup(const char *conninfo, long statement_timeout_ms, int connections)
 {
 	db_conninfo = conninfo;
 	db_timeout_ms = statement_timeout_ms;
-	pthread_once(&conn_key_once, conn_key_create);
+	pool_size = connections;
+	pool = calloc(connections, sizeof(PGconn *));
+	pool_busy = calloc(connections, sizeof(bool));
+	return pool != NULL && pool_busy != NULL;
+}
+
+/*
+ * db_acquire
+ *		A free slot of the pool, waiting for one when all are busy.
+ */
+static int
+db_acquire(void)
+{
+	int slot = -1;
+
+	pthread_mutex_lock(&pool_lock);
+	for (;;)
+	{
+		for (int i = 0; i < pool_size && slot < 0; i++)
+			if (!pool_busy[i])
+				slot = i;
+		if (slot >= 0)
+			break;
+		pthread_cond_wait(&pool_free, &pool_lock);
+	}
+	pool_busy[slot] = true;
+	pthread_mutex_unlock(&pool_lock);
+	return slot;
+}
+
+/*
+ * db_release
+ *		Give a slot back.
+ */
+static void
+db_release(int slot)
+{
+	pthread_mutex_lock(&pool_lock);
+	pool_busy[slot] = false;
+	pthread_cond_signal(&pool_free);
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/*
+ * db_close_all
+ *		Close the pool's connections (at shutdown, once no request runs).
+ */
+void
+db_close_all(void)
+{
+	for (int i = 0; i < pool_size; i++)
+	{
+		if (pool[i] != NULL)
+			PQfinish(pool[i]);
+		pool[i] = NULL;
+	}
 }
 
 /*
  * db_set_timeout
  *		Set the session's statement_timeout, so that no request (a lock wait,
- *		an unexpectedly slow query) holds a worker thread and its connection
+ *		an unexpectedly slow query) holds a connection of the pool
  *		for longer; false when the server refused it.
  */
 bool
@@ -99,20 +147,21 @@ db_connect_checked(const char *conninfo, char **errmsg)
 }
 
 /*
- * db_thread_conn
- *		This thread's connection, (re)connecting and preparing the statements
- *		when needed.  NULL if the database cannot be reached.
+ * slot_conn
+ *		The connection of a slot the caller holds, (re)connecting and
+ *		preparing the statements when needed.  NULL if the database cannot
+ *		be reached.
  */
-PGconn *
-db_thread_conn(void)
+static PGconn *
+slot_conn(int slot)
 {
-	PGconn	 *conn = pthread_getspecific(conn_key);
+	PGconn	 *conn = pool[slot];
 	char	 *err;
 	PGresult *res;
 
 	if (conn != NULL && PQstatus(conn) == CONNECTION_OK)
 		return conn;
-	db_thread_drop();
+	slot_drop(slot);
 
 	conn = db_connect_checked(db_conninfo, &err);
 	if (conn == NULL)
@@ -142,23 +191,21 @@ db_thread_conn(void)
 	PQclear(res);
 	res = PQprepare(conn, "page", PAGE_SQL, 4, NULL);
 	PQclear(res);
-	pthread_setspecific(conn_key, conn);
+	pool[slot] = conn;
 	return conn;
 }
 
 /*
- * db_thread_drop
- *		Close this thread's connection (after an error that broke it).
+ * slot_drop
+ *		Close a slot's connection (after an error that broke it).
  */
-void
-db_thread_drop(void)
+static void
+slot_drop(int slot)
 {
-	PGconn *conn = pthread_getspecific(conn_key);
-
-	if (conn != NULL)
+	if (pool[slot] != NULL)
 	{
-		PQfinish(conn);
-		pthread_setspecific(conn_key, NULL);
+		PQfinish(pool[slot]);
+		pool[slot] = NULL;
 	}
 }
 
@@ -179,7 +226,7 @@ session_lost(const PGresult *res)
 
 /*
  * exec_prepared
- *		Run a prepared statement on this thread's connection; if the
+ *		Run a prepared statement on a connection of the pool; if the
  *		connection turns out to be broken, reconnect and try once more (safe:
  *		a charging call that did commit is answered from provider.reply the
  *		second time).
@@ -187,23 +234,25 @@ session_lost(const PGresult *res)
 static PGresult *
 exec_prepared(const char *stmt, int nparams, const char *const *values)
 {
-	int attempt;
+	int		  slot = db_acquire();
+	PGresult *res = NULL;
 
-	for (attempt = 0; attempt < 2; attempt++)
+	for (int attempt = 0; attempt < 2 && res == NULL; attempt++)
 	{
-		PGconn	 *conn = db_thread_conn();
-		PGresult *res;
+		PGconn *conn = slot_conn(slot);
 
 		if (conn == NULL)
-			return NULL;
+			break;
 		res = PQexecPrepared(conn, stmt, nparams, values, NULL, NULL, 0);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK ||
 			(PQstatus(conn) == CONNECTION_OK && !session_lost(res)))
-			return res;
+			break;
 		PQclear(res);
-		db_thread_drop();
+		res = NULL;
+		slot_drop(slot);
 	}
-	return NULL;
+	db_release(slot);
+	return res;
 }
 
 /*
@@ -213,17 +262,20 @@ exec_prepared(const char *stmt, int nparams, const char *const *values)
 bool
 db_ping(void)
 {
-	PGconn	 *conn = db_thread_conn();
+	int		  slot = db_acquire();
+	PGconn	 *conn = slot_conn(slot);
 	PGresult *res;
-	bool	  ok;
+	bool	  ok = false;
 
-	if (conn == NULL)
-		return false;
-	res = PQexec(conn, "SELECT 1");
-	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-	PQclear(res);
-	if (!ok && PQstatus(conn) != CONNECTION_OK)
-		db_thread_drop();
+	if (conn != NULL)
+	{
+		res = PQexec(conn, "SELECT 1");
+		ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+		PQclear(res);
+		if (!ok && PQstatus(conn) != CONNECTION_OK)
+			slot_drop(slot);
+	}
+	db_release(slot);
 	return ok;
 }
 

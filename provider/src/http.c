@@ -1,6 +1,6 @@
 /*
  * http.c
- *		The HTTP front: libmicrohttpd with an internal thread pool, routing,
+ *		The HTTP front: libmicrohttpd with a thread per connection, routing,
  *		body collection with a size cap, the access log and graceful shutdown.
  *
  * A JSON-RPC body is handed unparsed to provider.rpc() in the database,
@@ -387,7 +387,7 @@ completed(void *cls, struct MHD_Connection *conn, void **con_cls,
  * http_serve
  *		Start the daemon, announce it, wait for SIGTERM/SIGINT, then shut
  *		down gracefully: stop accepting, let in-flight requests finish (up to
- *		10 s), stop the worker threads (closing their database connections).
+ *		10 s), stop the connections' threads, close the database connections.
  *		Returns the process exit code.
  */
 int
@@ -395,7 +395,8 @@ http_serve(const ServeConfig *cfg)
 {
 	struct sockaddr_storage ss;
 	socklen_t				sslen;
-	unsigned int			flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned int			flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+		MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	struct MHD_Daemon	   *d;
 	sigset_t				sigs;
 	int						sig = 0;
@@ -433,8 +434,9 @@ http_serve(const ServeConfig *cfg)
 		sslen = sizeof(*a);
 	}
 	(void) sslen;
-	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
-		flags |= MHD_USE_EPOLL;
+	/* a thread per connection (db.c: the requests share a pool) */
+	if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES)
+		flags |= MHD_USE_POLL;
 
 	/* Workers inherit this mask: only the main thread takes the signals. */
 	sigemptyset(&sigs);
@@ -445,11 +447,11 @@ http_serve(const ServeConfig *cfg)
 
 	d = MHD_start_daemon(flags, (uint16_t) cfg->port, NULL, NULL, handle, NULL,
 						 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
-						 MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) cfg->threads,
 						 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 4096,
 						 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
 						 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
-						 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 4096,
+						 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 1024,
+						 MHD_OPTION_THREAD_STACK_SIZE, (size_t) (512 * 1024),
 						 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 						 MHD_OPTION_END);
 	if (d == NULL)
@@ -470,6 +472,7 @@ http_serve(const ServeConfig *cfg)
 	for (waited = 0; waited < 1000 && atomic_load(&inflight) > 0; waited++)
 		nanosleep(&tick, NULL);
 	MHD_stop_daemon(d);
+	db_close_all();
 	log_close();
 	fprintf(stderr, "lead_provider: stopped\n");
 	return 0;

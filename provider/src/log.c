@@ -59,7 +59,7 @@ log_close(void)
  * log_access
  *		Write one access log line: UTC time, remote address, method, path,
  *		HTTP status, response bytes and duration in milliseconds.  The lock
- *		keeps lines from different worker threads whole.
+ *		keeps lines from different connection threads whole.
  */
 void
 log_access(const char *remote, const char *method, const char *path,

@@ -34,7 +34,7 @@ static const char *usage_text =
 	"      --listen ADDR        address to bind (LEAD_PROVIDER_LISTEN, 127.0.0.1)\n"
 	"      --port N             TCP port (LEAD_PROVIDER_PORT, 7070)\n"
 	"      --db CONNINFO        libpq conninfo (LEAD_PROVIDER_DB, \"" DEFAULT_DB "\")\n"
-	"      --threads N          worker threads = DB connections (LEAD_PROVIDER_THREADS, 4)\n"
+	"      --threads N          database connections: requests served at once (LEAD_PROVIDER_THREADS, 4)\n"
 	"      --trial-credits N    credits granted to a new account on its first\n"
 	"                           enrichment or mining call (LEAD_PROVIDER_TRIAL_CREDITS,\n"
 	"                           0: none; credits are then added with \"credits add\")\n"
@@ -320,7 +320,11 @@ cmd_serve(int argc, char **argv)
 		log_error("cannot open access log %s", cfg.access_log);
 		return 1;
 	}
-	db_setup(cfg.db, cfg.statement_timeout_ms);
+	if (!db_setup(cfg.db, cfg.statement_timeout_ms, cfg.threads))
+	{
+		log_error("out of memory");
+		return 1;
+	}
 	return http_serve(&cfg);
 }
 

@@ -31,11 +31,10 @@ typedef struct ServeConfig
 } ServeConfig;
 
 /* db.c */
-extern void	   db_setup(const char *conninfo, long statement_timeout_ms);
+extern bool	   db_setup(const char *conninfo, long statement_timeout_ms, int connections);
+extern void	   db_close_all(void);
 extern bool	   db_set_timeout(PGconn *conn, long statement_timeout_ms);
 extern PGconn *db_connect_checked(const char *conninfo, char **errmsg);
-extern PGconn *db_thread_conn(void);
-extern void	   db_thread_drop(void);
 extern bool	   db_ping(void);
 extern int	   db_rpc(const char *endpoint, const char *body, size_t len,
 					  const ServeConfig *cfg, char **response);

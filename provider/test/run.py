@@ -1049,6 +1049,59 @@ def srv_rpc_timeout(srv, tok, domain, timeout):
     return st, json.loads(data)
 
 
+def t_keepalive_connections_not_serialized():
+    """A client's kept-alive connections are served at once, up to the
+    --threads database connections: one request stuck behind a lock holds
+    back no request of the client's other connections.  (When a fixed pool
+    of HTTP threads each owned a database connection, the connections a
+    thread had accepted queued behind each other.)"""
+    srv = Server("--threads", "2", "--trial-credits", "100")
+    conns = []
+    try:
+        stuck_tok, tok = new_token(), new_token()
+        d = sample_domains(1)[0]
+
+        def call(c, token, rid, timeout):
+            c.timeout = timeout
+            if c.sock is not None:
+                c.sock.settimeout(timeout)
+            raw = json.dumps({"jsonrpc": "2.0", "method": "call", "id": rid,
+                              "params": {"domains": {"1": d}, "account_token": token, "dbuuid": "x"}})
+            c.request("POST", ENRICH, body=raw.encode(), headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            return r.status, json.loads(r.read())
+
+        # six kept-alive connections, each opened by a first call
+        for i in range(6):
+            c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            st, _ = call(c, tok if i else stuck_tok, new_id(), 10)
+            check(st == 200, "opening call %d: %d" % (i, st))
+            conns.append(c)
+        locker = lock_account(stuck_tok, 6)
+        try:
+            stuck = threading.Thread(target=lambda: call(conns[0], stuck_tok, new_id(), 15), daemon=True)
+            stuck.start()
+            time.sleep(0.3)
+            slow = []
+            for i in range(1, 6):
+                t0 = time.time()
+                try:
+                    st, r = call(conns[i], tok, new_id(), 3)
+                except socket.timeout:
+                    raise Fail("connection %d: no answer within 3 s while connection 0 waits for a lock" % i)
+                check(st == 200 and isinstance(r.get("result", {}).get("1"), dict),
+                      "connection %d: %d %r" % (i, st, r))
+                if time.time() - t0 > 1:
+                    slow.append(i)
+            check(not slow, "connections %r waited behind connection 0" % slow)
+        finally:
+            unlock_account(locker)
+    finally:
+        for c in conns:
+            c.close()
+        srv.stop()
+
+
 def t_admin_not_over_http():
     """Credits and accounts are managed from the command line only: no
     HTTP path or method reaches them."""
@@ -1108,6 +1161,7 @@ TESTS = [
     ("a domain over 253 characters or 127 labels is refused at once", t_long_domain_refused),
     ("an over-long domain in a good batch is answered false", t_long_domain_in_batch),
     ("statement_timeout: a stuck request ends cleanly", t_statement_timeout),
+    ("keep-alive connections: served at once, one stuck request holds back no other", t_keepalive_connections_not_serialized),
     ("admin actions are not reachable over HTTP", t_admin_not_over_http),
     ("trial credits and public url by flag and env", t_trial_flag_and_env),
     ("credit page", t_credit_page),
