@@ -19,13 +19,13 @@
 
 #include "provider.h"
 
-static const char	 *db_conninfo = NULL;
-static long			  db_timeout_ms = 30000;
-static PGconn		**pool = NULL;	/* pool_size connections, NULL until opened */
-static bool			 *pool_busy = NULL;
-static int			  pool_size = 0;
+static const char	  *db_conninfo = NULL;
+static long			   db_timeout_ms = 30000;
+static PGconn		 **pool = NULL; /* pool_size connections, NULL until opened */
+static bool			  *pool_busy = NULL;
+static int			   pool_size = 0;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t pool_free = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t  pool_free = PTHREAD_COND_INITIALIZER;
 
 static void slot_drop(int slot);
 
@@ -262,14 +262,14 @@ exec_prepared(const char *stmt, int nparams, const char *const *values)
 bool
 db_ping(void)
 {
-	int		  slot = db_acquire();
-	PGconn	 *conn = slot_conn(slot);
-	PGresult *res;
-	bool	  ok = false;
+	int		slot = db_acquire();
+	PGconn *conn = slot_conn(slot);
+	bool	ok = false;
 
 	if (conn != NULL)
 	{
-		res = PQexec(conn, "SELECT 1");
+		PGresult *res = PQexec(conn, "SELECT 1");
+
 		ok = PQresultStatus(res) == PGRES_TUPLES_OK;
 		PQclear(res);
 		if (!ok && PQstatus(conn) != CONNECTION_OK)

@@ -396,13 +396,13 @@ http_serve(const ServeConfig *cfg)
 	struct sockaddr_storage ss;
 	socklen_t				sslen;
 	unsigned int			flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-		MHD_USE_ITC | MHD_USE_ERROR_LOG;
-	struct MHD_Daemon	   *d;
-	sigset_t				sigs;
-	int						sig = 0;
-	int						waited;
-	const struct timespec	tick = {0, 10 * 1000 * 1000}; /* 10 ms */
-	bool					v6 = strchr(cfg->listen, ':') != NULL;
+						 MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	struct MHD_Daemon	 *d;
+	sigset_t			  sigs;
+	int					  sig = 0;
+	int					  waited;
+	const struct timespec tick = {0, 10 * 1000 * 1000}; /* 10 ms */
+	bool				  v6 = strchr(cfg->listen, ':') != NULL;
 
 	config = cfg;
 	memset(&ss, 0, sizeof(ss));
