@@ -101,7 +101,7 @@ fi
 le_cluster_start "lead_enrich.account_token = 'bench-token'" \
 	"lead_enrich.interval = '5min'" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
 	"checkpoint_timeout = '30min'" "autovacuum = off"
-le_provider_start --trial-credits 0 --threads 4
+le_provider_start --trial-credits 0 --threads "${LE_BENCH_PROVIDER_THREADS:-4}"
 
 PSQL() { le_psql -d bench -X -q -t -A "$@"; }
 

@@ -90,6 +90,16 @@ insert_leads() {
 		FROM public.domains WHERE n > $2 AND n <= $2 + $3 ORDER BY n"
 }
 
+# refuse_done DB ID: the table refuses to mark lead ID done (a trigger)
+refuse_done() {
+	le_psql -d "$1" -q >/dev/null <<-SQL
+		CREATE FUNCTION public.refuse_done() RETURNS trigger LANGUAGE plpgsql AS
+		\$\$BEGIN RAISE EXCEPTION 'this lead cannot be marked done'; END\$\$;
+		CREATE TRIGGER refuse_done BEFORE UPDATE ON odoo.crm_lead FOR EACH ROW
+		WHEN (NEW.id = $2 AND NEW.iap_enrich_done) EXECUTE FUNCTION public.refuse_done();
+	SQL
+}
+
 # want DB: T_WORKER_ONLY="insert race" runs only those scenarios
 want() { [ -z "${T_WORKER_ONLY:-}" ] || [[ " $T_WORKER_ONLY " == *" ${1#le_tw_} "* ]]; }
 
@@ -351,12 +361,7 @@ elif new_db $DB; then
 	insert_leads $DB 0 200
 	q $DB "INSERT INTO odoo.crm_lead (name, type, active, email_from) VALUES ('Bad', 'lead', true, '$bad_email')" >/dev/null
 	bad=$(q $DB "SELECT id FROM odoo.crm_lead WHERE name = 'Bad'")
-	le_psql -d $DB -q >/dev/null <<-SQL
-		CREATE FUNCTION public.refuse_done() RETURNS trigger LANGUAGE plpgsql AS
-		\$\$BEGIN RAISE EXCEPTION 'this lead cannot be marked done'; END\$\$;
-		CREATE TRIGGER refuse_done BEFORE UPDATE ON odoo.crm_lead FOR EACH ROW
-		WHEN (NEW.id = $bad AND NEW.iap_enrich_done) EXECUTE FUNCTION public.refuse_done();
-	SQL
+	refuse_done $DB "$bad"
 	logstart=$(wc -l <"$LE_RUNDIR/postgres.log")
 	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
 	# every directory lead is written, or waits in the one batch not written
@@ -402,12 +407,7 @@ elif new_db $DB; then
 	insert_leads $DB 0 200
 	q $DB "INSERT INTO odoo.crm_lead (name, type, active, email_from) VALUES ('Bad', 'lead', true, 'someone@gmail.com')" >/dev/null
 	bad=$(q $DB "SELECT id FROM odoo.crm_lead WHERE name = 'Bad'")
-	le_psql -d $DB -q >/dev/null <<-SQL
-		CREATE FUNCTION public.refuse_done() RETURNS trigger LANGUAGE plpgsql AS
-		\$\$BEGIN RAISE EXCEPTION 'this lead cannot be marked done'; END\$\$;
-		CREATE TRIGGER refuse_done BEFORE UPDATE ON odoo.crm_lead FOR EACH ROW
-		WHEN (NEW.id = $bad AND NEW.iap_enrich_done) EXECUTE FUNCTION public.refuse_done();
-	SQL
+	refuse_done $DB "$bad"
 	logstart=$(wc -l <"$LE_RUNDIR/postgres.log")
 	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
 	if wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 200; then
