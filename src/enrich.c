@@ -154,6 +154,29 @@ cmp_int64(const void *a, const void *b)
 }
 
 /*
+ * enrich_add_domain: give row i of b its request entry: one per distinct
+ * domain, owned by the first lead that has it (the provider answers it
+ * under that lead's id).
+ */
+void
+enrich_add_domain(EnrichBatch *b, int i)
+{
+	LeadRow *row = &b->rows[i];
+	int		 j;
+
+	for (j = 0; j < b->ndomains; j++)
+		if (strcmp(b->domains[j], row->domain) == 0)
+			break;
+	if (j == b->ndomains)
+	{
+		b->domains[j] = pstrdup(row->domain);
+		b->owner[j] = i;
+		b->ndomains++;
+	}
+	row->owner = j;
+}
+
+/*
  * enrich_prepare: read and lock the leads, classify them, collect the
  * distinct domains.  With skip_locked, leads locked by someone else are
  * left out (the worker); otherwise the call waits for them (manual).
@@ -269,24 +292,13 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 		for (int k = 0; k < nd; k++)
 		{
 			LeadRow *row = &b->rows[which[k]];
-			int		 j;
 
 			if (webmail[k] != NULL)
 			{
 				row->status = LEAD_GENERIC_DOMAIN;
 				continue;
 			}
-			/* one request entry per distinct domain: the first lead owns it */
-			for (j = 0; j < b->ndomains; j++)
-				if (strcmp(b->domains[j], row->domain) == 0)
-					break;
-			if (j == b->ndomains)
-			{
-				b->domains[j] = pstrdup(row->domain);
-				b->owner[j] = which[k];
-				b->ndomains++;
-			}
-			row->owner = j;
+			enrich_add_domain(b, which[k]);
 		}
 	}
 
@@ -349,8 +361,6 @@ enrich_split(EnrichBatch *b, const int64 *ids, int nids, int size)
 		IdPos		 key = {row->id, 0};
 		IdPos		*at;
 		EnrichBatch *p;
-		LeadRow		*r;
-		int			 j;
 
 		if (row->status != LEAD_PENDING || row->owner < 0)
 			continue;
@@ -366,19 +376,8 @@ enrich_split(EnrichBatch *b, const int64 *ids, int nids, int size)
 			p->domains = palloc(sizeof(char *) * size);
 			p->owner = palloc(sizeof(int) * size);
 		}
-		r = &p->rows[p->n];
-		*r = *row;
-		for (j = 0; j < p->ndomains; j++)
-			if (strcmp(p->domains[j], r->domain) == 0)
-				break;
-		if (j == p->ndomains)
-		{
-			p->domains[j] = pstrdup(r->domain);
-			p->owner[j] = p->n;
-			p->ndomains++;
-		}
-		r->owner = j;
-		p->n++;
+		p->rows[p->n] = *row;
+		enrich_add_domain(p, p->n++);
 	}
 	return parts;
 }

@@ -295,23 +295,13 @@ queue_batch_unsettled(LeadTable *lt, int max, int64 *inflight, int ninflight,
 		for (int i = 0; i < n; i++)
 		{
 			LeadRow *row = &b->rows[b->n++];
-			int		 j;
 
 			row->id = DatumGetInt64(ids[i]);
 			row->domain = TextDatumGetCString(doms[i]);
 			row->email = enulls[i] ? NULL : TextDatumGetCString(emails[i]);
 			row->email_raw = row->email;
 			row->status = LEAD_PENDING;
-			for (j = 0; j < b->ndomains; j++)
-				if (strcmp(b->domains[j], row->domain) == 0)
-					break;
-			if (j == b->ndomains)
-			{
-				b->domains[j] = pstrdup(row->domain);
-				b->owner[j] = i;
-				b->ndomains++;
-			}
-			row->owner = j;
+			enrich_add_domain(b, i);
 		}
 		out[k] = b;
 	}

@@ -100,7 +100,6 @@ typedef struct WorkBatch
 	EnrichBatch *b;
 	int64		*locked; /* advisory locks held */
 	int			 nlocked;
-	bool		 written; /* its answer is written (apply_together) */
 } WorkBatch;
 
 /* the database's worker: its slot and pass state */
@@ -607,6 +606,33 @@ typedef enum BatchResult
 } BatchResult;
 
 /*
+ * answered: whether a batch's call got a result the apply can read.
+ */
+static bool
+answered(WorkBatch *wb)
+{
+	RpcCall *call = wb->b->call;
+
+	return call->status == RPC_OK && JsonContainerIsObject(&call->result->root);
+}
+
+/*
+ * write_answers: in one transaction, lock the leads of the answered
+ * batches bs[0 .. n-1] again, write their answers in the same statements
+ * and settle the batches.
+ */
+static void
+write_answers(EnrichBatch **bs, int n)
+{
+	begin_xact("writing enrichment results");
+	for (int i = 0; i < n; i++)
+		enrich_recheck(bs[i]);
+	enrich_apply_many(bs, n, "worker");
+	queue_batch_settle(bs, n);
+	end_xact();
+}
+
+/*
  * apply_batch: write one batch's answer in its own transaction, and settle
  * it.  A batch without a usable answer is left recorded (queue.c): it is
  * sent again as it is, and its leads' attempts are not counted.
@@ -618,7 +644,7 @@ apply_batch(WorkBatch *wb)
 	RpcCall				*call = b->call;
 	volatile BatchResult result = BATCH_SETTLED;
 
-	if (call->status == RPC_OK && !JsonContainerIsObject(&call->result->root))
+	if (call->status == RPC_OK && !answered(wb))
 	{
 		call->status = RPC_BAD_RESPONSE;
 		call->message = pstrdup("the result is not an object keyed by lead id");
@@ -636,13 +662,7 @@ apply_batch(WorkBatch *wb)
 			result = BATCH_UNANSWERED;
 		}
 		else
-		{
-			begin_xact("writing enrichment results");
-			enrich_recheck(b);
-			enrich_apply(b, "worker");
-			queue_batch_settle(&b, 1);
-			end_xact();
-		}
+			write_answers(&b, 1);
 	}
 	PG_CATCH();
 	{
@@ -820,17 +840,6 @@ round_wait(Round *r)
 }
 
 /*
- * answered: whether a batch's call got a result the apply can read.
- */
-static bool
-answered(WorkBatch *wb)
-{
-	RpcCall *call = wb->b->call;
-
-	return call->status == RPC_OK && JsonContainerIsObject(&call->result->root);
-}
-
-/*
  * apply_together: write the answers of a round's answered batches in one
  * transaction and the same statements (enrich_apply_many): per batch, the
  * statements' start-up and the commit cost as much as a fifth of the
@@ -861,12 +870,7 @@ apply_together(Round *r)
 		return false;
 	PG_TRY();
 	{
-		begin_xact("writing enrichment results");
-		for (int i = 0; i < n; i++)
-			enrich_recheck(bs[i]);
-		enrich_apply_many(bs, n, "worker");
-		queue_batch_settle(bs, n);
-		end_xact();
+		write_answers(bs, n);
 	}
 	PG_CATCH();
 	{
@@ -880,11 +884,7 @@ apply_together(Round *r)
 		ok = false;
 	}
 	PG_END_TRY();
-	if (!ok)
-		return false;
-	for (int i = 0; i < r->nb; i++)
-		r->batches[i].written = answered(&r->batches[i]);
-	return true;
+	return ok;
 }
 
 /*
@@ -897,13 +897,15 @@ apply_together(Round *r)
 static bool
 round_apply(Round *r, RoundOutcome *o)
 {
+	bool together;
+
 	memset(o, 0, sizeof(RoundOutcome));
 	work_cxt = r->cxt;
 	out_of_xact();
-	(void) apply_together(r);
+	together = apply_together(r);
 	for (int i = 0; i < r->nb; i++)
 	{
-		if (!r->batches[i].written)
+		if (!together || !answered(&r->batches[i]))
 		{
 			switch (apply_batch(&r->batches[i]))
 			{
