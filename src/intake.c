@@ -61,6 +61,7 @@
 #include "storage/shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "guard.h"
@@ -311,50 +312,38 @@ needs_filter(LeadTable *lt)
 }
 
 /*
- * enqueue_where: enqueue the leads of the attached table matching "cond"
- * (over l, with parameters $1 [, $2] of the given types) that need enriching, as read in
- * snap.  The table is read as its owner (the worker acts for the owner),
- * lead_state written as the extension's owner.  With reset, a lead whose
- * outcome is not final is queued again, as the trigger always did;
- * otherwise an existing outcome is left alone.  Returns the number queued.
+ * Leads read and queued per statement by enqueue_where.  A collect may
+ * bring hundreds of thousands of leads at once (one INSERT larger than the
+ * shared list, a scan after a restart): read in one statement they took
+ * the worker's memory up by their number (about 100 bytes a lead, then
+ * kept by malloc), a step that never came down.  In chunks of this many,
+ * a collect holds about a megabyte whatever its size.
+ */
+#define INTAKE_CHUNK 10000
+
+/*
+ * enqueue_chunk: queue the leads of one chunk read by enqueue_where (in
+ * SPI_tuptable); returns the number queued and sets *last to the largest
+ * id read.  Allocates in the current memory context, which the caller
+ * resets.
  */
 static uint64
-enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *types, Datum *args,
-			  bool reset)
+enqueue_chunk(bool reset, int64 *last)
 {
 	static SPIPlanPtr ins_reset = NULL;
 	static SPIPlanPtr ins_keep = NULL;
 	SPIPlanPtr		  plan;
 	LeGuard			  g;
-	char			 *sql;
 	int				  ret;
-	int				  n;
-	Datum			 *ids;
-	Datum			 *emails;
-	bool			 *nulls;
-	int				  dims[1];
+	int				  n = (int) SPI_processed;
+	Datum			 *ids = palloc(sizeof(Datum) * n);
+	Datum			 *emails = palloc(sizeof(Datum) * n);
+	bool			 *nulls = palloc(sizeof(bool) * n);
+	int				  dims[1] = {n};
 	int				  lbs[1] = {1};
 	Datum			  vals[2];
 	char			  nullflags[2] = {' ', ' '};
 
-	/* the leads, as their owner */
-	sql = psprintf("SELECT DISTINCT ON (l.%1$s) l.%1$s::int8, l.%2$s::text FROM %3$s l WHERE (%4$s) AND %5$s",
-				   lt_col(lt, "id"), lt_col(lt, "email"), lt->qualname, cond, needs_filter(lt));
-	le_guard_crm(&g, lt);
-	plan = SPI_prepare(sql, nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the intake scan: %s", SPI_result_code_string(SPI_result));
-	ret = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, 0);
-	le_guard_end(&g);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read new leads: %s", SPI_result_code_string(ret));
-	SPI_freeplan(plan);
-	n = (int) SPI_processed;
-	if (n == 0)
-		return 0;
-	ids = palloc(sizeof(Datum) * n);
-	emails = palloc(sizeof(Datum) * n);
-	nulls = palloc(sizeof(bool) * n);
 	for (int i = 0; i < n; i++)
 	{
 		bool  isnull;
@@ -365,7 +354,8 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 		nulls[i] = e == NULL;
 		emails[i] = e ? CStringGetTextDatum(e) : (Datum) 0;
 	}
-	dims[0] = n;
+	/* read in the order of the ids: the last is the largest */
+	*last = DatumGetInt64(ids[n - 1]);
 	vals[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	vals[1] = PointerGetDatum(construct_md_array(emails, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	SPI_freetuptable(SPI_tuptable);
@@ -393,6 +383,74 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not enqueue new leads: %s", SPI_result_code_string(ret));
 	return SPI_processed;
+}
+
+/*
+ * enqueue_where: enqueue the leads of the attached table matching "cond"
+ * (over l, with parameters $1 .. $nargs of the given types) that need
+ * enriching, as read in snap, INTAKE_CHUNK at a time in the order of their
+ * ids.  The table is read as its owner (the worker acts for the owner),
+ * lead_state written as the extension's owner.  With reset, a lead whose
+ * outcome is not final is queued again, as the trigger always did;
+ * otherwise an existing outcome is left alone.  Returns the number queued.
+ */
+static uint64
+enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *types, Datum *args,
+			  bool reset)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext chunk_cxt;
+	const char	 *id = lt_col(lt, "id");
+	Oid			 *ptypes = palloc(sizeof(Oid) * (nargs + 1));
+	Datum		 *pargs = palloc(sizeof(Datum) * (nargs + 1));
+	SPIPlanPtr	  plan;
+	LeGuard		  g;
+	char		 *sql;
+	int64		  last = PG_INT64_MIN;
+	uint64		  queued = 0;
+	uint64		  nread;
+
+	memcpy(ptypes, types, sizeof(Oid) * nargs);
+	memcpy(pargs, args, sizeof(Datum) * nargs);
+	ptypes[nargs] = INT8OID;
+	sql = psprintf("SELECT DISTINCT ON (l.%1$s) l.%1$s::int8, l.%2$s::text FROM %3$s l "
+				   "WHERE (%4$s) AND %5$s AND l.%1$s OPERATOR(pg_catalog.>) $%6$d "
+				   "ORDER BY l.%1$s LIMIT %7$d",
+				   id, lt_col(lt, "email"), lt->qualname, cond, needs_filter(lt),
+				   nargs + 1, INTAKE_CHUNK);
+	le_guard_crm(&g, lt);
+	plan = SPI_prepare(sql, nargs + 1, ptypes);
+	le_guard_end(&g);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the intake scan: %s", SPI_result_code_string(SPI_result));
+	chunk_cxt = AllocSetContextCreate(caller, "lead_enrich intake chunk", ALLOCSET_DEFAULT_SIZES);
+	do
+	{
+		int ret;
+
+		/* the leads, as their owner */
+		pargs[nargs] = Int64GetDatum(last);
+		le_guard_crm(&g, lt);
+		ret = SPI_execute_snapshot(plan, pargs, NULL, snap, InvalidSnapshot, true, false, 0);
+		le_guard_end(&g);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not read new leads: %s", SPI_result_code_string(ret));
+		nread = SPI_processed;
+		if (nread > 0)
+		{
+			/* SPI calls leave SPI's context current: allocate in the chunk's */
+			MemoryContextSwitchTo(chunk_cxt);
+			queued += enqueue_chunk(reset, &last);
+			MemoryContextSwitchTo(caller);
+			MemoryContextReset(chunk_cxt);
+		}
+		else
+			SPI_freetuptable(SPI_tuptable);
+	} while (nread == INTAKE_CHUNK);
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(chunk_cxt);
+	SPI_freeplan(plan);
+	return queued;
 }
 
 /*
@@ -551,9 +609,11 @@ collect(bool update_snapshot)
 		LWLockRelease(intake->lock);
 	}
 
-	if (nids > 0)
+	/* the list's leads, a chunk of ids at a time */
+	for (int i = 0; i < nids; i += INTAKE_CHUNK)
 	{
-		Datum arg = PointerGetDatum(construct_array(ids, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		Datum arg = PointerGetDatum(construct_array(ids + i, Min(INTAKE_CHUNK, nids - i), INT8OID,
+													8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		Oid	  t = INT8ARRAYOID;
 
 		queued += enqueue_where(lt, snap, psprintf("l.%s = ANY ($1)", lt_col(lt, "id")), 1, &t, &arg, true);
