@@ -134,10 +134,13 @@ CREATE TABLE provider.org
 	company		jsonb NOT NULL
 );
 
--- Every domain and alias of an organisation, for look-ups.
+-- Every domain and alias of an organisation, for look-ups.  Domains and
+-- suffixes are compared byte for byte ("C"): a request's look-ups are a few
+-- hundred index probes, and a linguistic collation's comparisons were a
+-- tenth of its CPU (perf: bttextcmp, varstr_cmp).  Equality is the same.
 CREATE TABLE provider.org_domain
 (
-	domain		text PRIMARY KEY,
+	domain		text COLLATE "C" PRIMARY KEY,
 	org_id		integer NOT NULL
 );
 
@@ -147,7 +150,7 @@ CREATE TABLE provider.org_domain
 CREATE UNLOGGED TABLE provider.psl_stage (line text);
 CREATE TABLE provider.public_suffix
 (
-	suffix		text PRIMARY KEY,
+	suffix		text COLLATE "C" PRIMARY KEY,
 	wildcard	boolean NOT NULL DEFAULT false,
 	exception	boolean NOT NULL DEFAULT false
 );
@@ -417,7 +420,7 @@ $$;
 -- Linear in the length of d.
 CREATE OR REPLACE FUNCTION provider.norm_domain(d text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
-$$ SELECT rtrim(lower(btrim(regexp_replace(d, '^.*@', ''))), '.') $$;
+$$ SELECT rtrim(lower(btrim(split_part(d, '@', -1))), '.') $$;
 
 -- Can this normalised domain be a DNS name at all: at most 253 characters
 -- and 127 labels (RFC 1035)?  Only such names are split into their parent
@@ -665,24 +668,24 @@ BEGIN
 	IF doms IS NULL OR jsonb_typeof(doms) <> 'object' THEN
 		PERFORM provider.reject('LP602', 'params.domains must be an object mapping lead ids to domains');
 	END IF;
-	SELECT count(*), min(key) FILTER (WHERE jsonb_typeof(value) <> 'string')
-	INTO n, bad FROM jsonb_each(doms);
+	-- A value that cannot be a domain name (provider.domain_ok) is never
+	-- split into parent names.  In a batch it is answered false, like any
+	-- domain naming no company, so that one lead's bad e-mail does not fail
+	-- its neighbours (Odoo skips a failed batch and retries it only within
+	-- the leads' first hour); a request in which no value is a domain name
+	-- is refused.  One pass over the values for the three checks.
+	SELECT count(*), min(e.key) FILTER (WHERE NOT e.str),
+		count(*) FILTER (WHERE NOT e.ok), min(e.key) FILTER (WHERE NOT e.ok)
+	INTO n, bad, nlong, longkey
+	FROM (SELECT key, jsonb_typeof(value) = 'string' AS str,
+			  provider.domain_ok(provider.norm_domain(value #>> '{}')) AS ok
+		  FROM jsonb_each(doms)) e;
 	IF n > max_domains THEN
 		PERFORM provider.reject('LP413', format('params.domains has %s entries, more than the %s allowed per request', n, max_domains));
 	END IF;
 	IF bad IS NOT NULL THEN
 		PERFORM provider.reject('LP602', format('params.domains[%s] must be a string (a domain such as "acme.com")', to_jsonb(bad)));
 	END IF;
-	-- A value that cannot be a domain name (provider.domain_ok) is never
-	-- split into parent names.  In a batch it is answered false, like any
-	-- domain naming no company, so that one lead's bad e-mail does not fail
-	-- its neighbours (Odoo skips a failed batch and retries it only within
-	-- the leads' first hour); a request in which no value is a domain name
-	-- is refused.
-	SELECT count(*) FILTER (WHERE NOT e.ok), min(e.key) FILTER (WHERE NOT e.ok)
-	INTO nlong, longkey
-	FROM (SELECT key, provider.domain_ok(provider.norm_domain(value #>> '{}')) AS ok
-		  FROM jsonb_each(doms)) e;
 	IF n > 0 AND nlong = n THEN
 		PERFORM provider.reject('LP602', format('params.domains[%s] is not a domain name: a domain has at most 253 characters and 127 labels', to_jsonb(longkey)));
 	END IF;
