@@ -469,6 +469,7 @@ enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
 		r->filled = copy_str(r->filled);
 		r->company = copy_str(r->company);
 		r->error = copy_str(r->error);
+		r->note = copy_str(r->note);
 		/* skip points to a constant string */
 	}
 	c->batch_id = b->batch_id;
@@ -709,20 +710,33 @@ enrich_apply_local(EnrichBatch *b, const char *source)
 	queue_outcomes_write(&sb, source);
 }
 
+/* A company charged in a batch, and the lead it was charged with. */
+typedef struct Charge
+{
+	const char *key;
+	int64		lead_id;
+} Charge;
+
 /*
  * first_charge: 1 for the first lead of a company in a batch, 0 after.
  * The provider charges one credit per company found in a request, so
- * acme.com and mail.acme.com leads cost one credit together.
+ * acme.com and mail.acme.com leads cost one credit together.  *with is
+ * the lead the company was charged with (this one for the first).
  */
 static int
-first_charge(char **charged, int *ncharged, const char *company_id, const char *domain)
+first_charge(Charge *charged, int *ncharged, const char *company_id, const char *domain,
+			 int64 lead_id, int64 *with)
 {
 	const char *key = company_id ? company_id : domain;
 
 	for (int i = 0; i < *ncharged; i++)
-		if (strcmp(charged[i], key) == 0)
+		if (strcmp(charged[i].key, key) == 0)
+		{
+			*with = charged[i].lead_id;
 			return 0;
-	charged[(*ncharged)++] = pstrdup(key);
+		}
+	charged[*ncharged].key = pstrdup(key);
+	charged[(*ncharged)++].lead_id = *with = lead_id;
 	return 1;
 }
 
@@ -848,21 +862,22 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 	for (int k = 0; k < nb; k++)
 	{
 		EnrichBatch *b = bs[k];
-		char	   **charged;
+		Charge		*charged;
 		int			 ncharged = 0;
 
 		if (b->call == NULL)
 			continue;
-		charged = palloc0(sizeof(char *) * Max(b->ndomains, 1));
+		charged = palloc0(sizeof(Charge) * Max(b->ndomains, 1));
 		for (int i = 0; i < b->n; i++, pos++)
 		{
 			LeadRow *row = &b->rows[i];
+			int64	 with;
 
 			if (companies[pos] == NULL)
 				continue;
 			row->company = jsonb_container_to_cstring(companies[pos]);
 			row->credits = first_charge(charged, &ncharged, jb_get_text(companies[pos], "clearbit_id"),
-										row->domain);
+										row->domain, row->id, &with);
 			if (row->status == LEAD_STALE)
 			{
 				/*
@@ -897,6 +912,9 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 			}
 			row->status = LEAD_ENRICHED;
 			chatter_enriched(&notes, row->id, companies[pos]);
+			if (row->credits == 0)
+				row->note = psprintf("no credit: the same company as lead %lld, charged once in this request",
+									 (long long) with);
 			queue_outcome_add(&sb, row->id, LEAD_ENRICHED, row->email, row->domain, row->company,
 							  row->filled, row->credits, NULL);
 		}
@@ -1113,8 +1131,9 @@ lead_enrich_enrich_leads(PG_FUNCTION_ARGS)
 			else
 				isnull[2] = true;
 			values[3] = Int32GetDatum(row->credits);
-			if (row->skip || row->error)
-				values[4] = CStringGetTextDatum(row->skip ? row->skip : row->error);
+			if (row->skip || row->error || row->note)
+				values[4] = CStringGetTextDatum(row->skip ? row->skip : row->error ? row->error
+																				   : row->note);
 			else
 				isnull[4] = true;
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);

@@ -24,6 +24,7 @@ typedef struct LeadRow
 	char	   *company; /* JSON text */
 	int			credits;
 	char	   *error;
+	char	   *note;	  /* no error: what enrich_leads' detail says (why no credit) */
 	bool		rejected; /* the CRM row refused the company (error says why) */
 } LeadRow;
 
