@@ -191,9 +191,9 @@ sleep 1
 worker_pid=$(PSQL -c "SELECT worker_pid FROM lead_enrich.status")
 # private memory (RssAnon): VmRSS also counts the shared buffers the worker touched
 rss_start=$(awk '/RssAnon/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
-auto_rates=() auto_idles=() auto_busy=() peer_rates=() peer_idles=()
+auto_rates=() auto_idles=() auto_busy=() peer_rates=() peer_idles=() commit_rates=() commit_idles=() insert_secs=()
 run_auto() {
-	local k=$1 first=$((($1 - 1) * leads + 1)) t0 t1 c0 c1
+	local k=$1 first=$((($1 - 1) * leads + 1)) t0 t1 c0 c1 tc cc
 	# as the peer's table before its runs: autovacuum is off in this cluster,
 	# and the rounds before left dead rows in the queue and its indexes
 	PSQL -c "VACUUM ANALYZE odoo.crm_lead, odoo.mail_message, lead_enrich.lead_state, lead_enrich.batch" 2>/dev/null
@@ -203,6 +203,10 @@ run_auto() {
 	PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
 		SELECT $first - 1 + i, 'auto ' || i, 'lead', true, email, false, now() AT TIME ZONE 'UTC'
 		FROM bench_lead WHERE r = $((2 * (k - 1))) ORDER BY i"
+	# the INSERT has committed: from here on, as for the peer (whose
+	# leads are in its table before its clock starts), only enrichment
+	tc=$(now)
+	cc=$(cpu_ticks)
 	wait_enriched "$first" $((first + leads - 1))
 	t1=$(now)
 	c1=$(cpu_ticks)
@@ -210,8 +214,11 @@ run_auto() {
 	auto_rates+=("$(calc "$leads / ($t1 - $t0)")")
 	auto_idles+=("$(idle_pct "$c0" "$c1")")
 	auto_busy+=("$(calc "100.0 * ($w1 - $w0) / $(getconf CLK_TCK) / ($t1 - $t0)")")
-	printf '  run %d automatic: %s leads/s, %s%% idle, worker busy %s%% of a core\n' "$k" "${auto_rates[-1]}" \
-		"${auto_idles[-1]}" "${auto_busy[-1]}"
+	commit_rates+=("$(calc "$leads / ($t1 - $tc)")")
+	commit_idles+=("$(idle_pct "$cc" "$c1")")
+	insert_secs+=("$(calc "$tc - $t0")")
+	printf '  run %d automatic: %s leads/s, %s%% idle, worker busy %s%% of a core; from the INSERT'"'"'s commit (%s s after its start): %s leads/s, %s%% idle\n' \
+		"$k" "${auto_rates[-1]}" "${auto_idles[-1]}" "${auto_busy[-1]}" "${insert_secs[-1]}" "${commit_rates[-1]}" "${commit_idles[-1]}"
 }
 run_peer() {
 	local k=$1 first=$((100000000 + $1 * leads)) t0 t1 c0 c1 n
@@ -241,6 +248,16 @@ if [ "$peer_ok" = 1 ]; then
 	record "e2e_peer_leads_per_s" "$peer_rate" "leads/s" "DIY peer (pgsql-http + PL/pgSQL, batches of 50), median of ${peer_rates[*]}, alternated with the above"
 	record "e2e_peer_idle_pct" "$(median "${peer_idles[@]}")" "%" "machine idle during the peer's runs, median of ${peer_idles[*]}"
 	record "ratio_auto_to_peer" "$(calc "$auto_rate / $peer_rate")" "" "median over median; target >= 2"
+fi
+# The same runs timed as the peer's are: from the moment the leads are in
+# the table (the INSERT's commit), not from the INSERT's start.  The
+# figures above, the targets', keep the INSERT in.
+commit_rate=$(median "${commit_rates[@]}")
+record "e2e_auto_from_commit_leads_per_s" "$commit_rate" "leads/s" \
+	"the same runs from the INSERT's commit (it took ${insert_secs[*]} s), median of ${commit_rates[*]}"
+record "e2e_auto_from_commit_idle_pct" "$(median "${commit_idles[@]}")" "%" "machine idle over that part, median of ${commit_idles[*]}"
+if [ "$peer_ok" = 1 ]; then
+	record "ratio_auto_from_commit_to_peer" "$(calc "$commit_rate / $peer_rate")" "" "like for like: both from leads already in their table"
 fi
 PSQL -c "SELECT status, count(*) FROM lead_enrich.lead_state WHERE lead_id <= $((reps * leads)) GROUP BY 1 ORDER BY 1" >"$LE_RUNDIR/auto_outcomes.txt"
 

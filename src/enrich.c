@@ -383,41 +383,60 @@ enrich_split(EnrichBatch *b, const int64 *ids, int nids, int size)
 }
 
 /*
- * enrich_recheck: in the transaction that writes a batch's answer, which
- * is not the one that prepared it (the worker), lock the leads again and
- * leave out those that no longer need the answer: done meanwhile, won,
- * deleted, or whose e-mail domain changed.  They end with status "stale"
- * and enrich_apply does not touch them.
+ * cmp_row_id: qsort/bsearch order of LeadRows by lead id.
+ */
+static int
+cmp_row_id(const void *a, const void *b)
+{
+	return cmp_int64(&((const LeadRow *) a)->id, &((const LeadRow *) b)->id);
+}
+
+/*
+ * enrich_recheck: in the transaction that writes the answers of batches
+ * bs[0 .. nb-1] (of one table), which is not the one that prepared them
+ * (the worker), lock the leads again and leave out those that no longer
+ * need the answer: done meanwhile, won, deleted, or whose e-mail domain
+ * changed.  They end with status "stale" and enrich_apply does not touch
+ * them.  The leads of every batch are read in the same statements (per
+ * batch, their start-up was most of the recheck's cost).
  */
 void
-enrich_recheck(EnrichBatch *b)
+enrich_recheck(EnrichBatch **bs, int nb)
 {
-	int64		*ids = palloc(sizeof(int64) * Max(b->n, 1));
+	int64		*ids;
 	int			 n = 0;
+	int			 total = 0;
 	EnrichBatch *fresh;
 
-	for (int i = 0; i < b->n; i++)
-		if (b->rows[i].owner >= 0 && b->rows[i].status == LEAD_PENDING)
-			ids[n++] = b->rows[i].id;
+	for (int k = 0; k < nb; k++)
+		total += bs[k]->n;
+	ids = palloc(sizeof(int64) * Max(total, 1));
+	for (int k = 0; k < nb; k++)
+		for (int i = 0; i < bs[k]->n; i++)
+			if (bs[k]->rows[i].owner >= 0 && bs[k]->rows[i].status == LEAD_PENDING)
+				ids[n++] = bs[k]->rows[i].id;
 	if (n == 0)
 		return;
-	fresh = enrich_prepare(b->lt, ids, n, PREPARE_RECHECK);
-	for (int i = 0; i < b->n; i++)
+	fresh = enrich_prepare(bs[0]->lt, ids, n, PREPARE_RECHECK);
+	/* only looked up from here on: sorted by id */
+	qsort(fresh->rows, fresh->n, sizeof(LeadRow), cmp_row_id);
+	for (int k = 0; k < nb; k++)
 	{
-		LeadRow *row = &b->rows[i];
-		LeadRow *f = NULL;
-
-		if (row->owner < 0 || row->status != LEAD_PENDING)
-			continue;
-		for (int j = 0; j < fresh->n; j++)
-			if (fresh->rows[j].id == row->id)
-				f = &fresh->rows[j];
-		if (f == NULL || f->status != LEAD_PENDING ||
-			f->domain == NULL || strcmp(f->domain, row->domain) != 0)
+		for (int i = 0; i < bs[k]->n; i++)
 		{
-			row->status = LEAD_STALE;
-			row->skip = f == NULL ? "missing" : f->skip ? f->skip
-														: lead_status_name(f->status);
+			LeadRow *row = &bs[k]->rows[i];
+			LeadRow *f;
+
+			if (row->owner < 0 || row->status != LEAD_PENDING)
+				continue;
+			f = bsearch(row, fresh->rows, fresh->n, sizeof(LeadRow), cmp_row_id);
+			if (f == NULL || f->status != LEAD_PENDING ||
+				f->domain == NULL || strcmp(f->domain, row->domain) != 0)
+			{
+				row->status = LEAD_STALE;
+				row->skip = f == NULL ? "missing" : f->skip ? f->skip
+															: lead_status_name(f->status);
+			}
 		}
 	}
 }

@@ -65,7 +65,7 @@ extern int			sort_unique_ids(int64 *ids, int n);
 extern Datum int8_array(int64 *ids, int n);
 
 /* for the background worker (worker.c) */
-extern void			 enrich_recheck(EnrichBatch *b);
+extern void			 enrich_recheck(EnrichBatch **bs, int nb);
 extern void			 enrich_add_domain(EnrichBatch *b, int i);
 extern EnrichBatch **enrich_split(EnrichBatch *b, const int64 *ids, int nids, int size);
 extern EnrichBatch	*enrich_batch_copy(EnrichBatch *b, MemoryContext cxt);

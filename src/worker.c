@@ -625,8 +625,7 @@ static void
 write_answers(EnrichBatch **bs, int n)
 {
 	begin_xact("writing enrichment results");
-	for (int i = 0; i < n; i++)
-		enrich_recheck(bs[i]);
+	enrich_recheck(bs, n);
 	enrich_apply_many(bs, n, "worker");
 	queue_batch_settle(bs, n);
 	end_xact();
