@@ -362,7 +362,7 @@ enrich_split(EnrichBatch *b, const int64 *ids, int nids, int size)
 		IdPos		*at;
 		EnrichBatch *p;
 
-		if (row->status != LEAD_PENDING || row->owner < 0)
+		if (!lead_awaits_answer(row))
 			continue;
 		at = bsearch(&key, map, nids, sizeof(IdPos), cmp_idpos);
 		if (at == NULL)
@@ -413,7 +413,7 @@ enrich_recheck(EnrichBatch **bs, int nb)
 	ids = palloc(sizeof(int64) * Max(total, 1));
 	for (int k = 0; k < nb; k++)
 		for (int i = 0; i < bs[k]->n; i++)
-			if (bs[k]->rows[i].owner >= 0 && bs[k]->rows[i].status == LEAD_PENDING)
+			if (lead_awaits_answer(&bs[k]->rows[i]))
 				ids[n++] = bs[k]->rows[i].id;
 	if (n == 0)
 		return;
@@ -427,7 +427,7 @@ enrich_recheck(EnrichBatch **bs, int nb)
 			LeadRow *row = &bs[k]->rows[i];
 			LeadRow *f;
 
-			if (row->owner < 0 || row->status != LEAD_PENDING)
+			if (!lead_awaits_answer(row))
 				continue;
 			f = bsearch(row, fresh->rows, fresh->n, sizeof(LeadRow), cmp_row_id);
 			if (f == NULL || f->status != LEAD_PENDING ||

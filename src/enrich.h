@@ -28,6 +28,17 @@ typedef struct LeadRow
 	bool		rejected; /* the CRM row refused the company (error says why) */
 } LeadRow;
 
+/*
+ * lead_awaits_answer: the lead is in its batch's request (it has a domain
+ * entry) and nothing has been decided for it yet: what is claimed, split,
+ * recorded and rechecked.
+ */
+static inline bool
+lead_awaits_answer(const LeadRow *row)
+{
+	return row->owner >= 0 && row->status == LEAD_PENDING;
+}
+
 typedef struct EnrichBatch
 {
 	LeadTable *lt;

@@ -217,7 +217,7 @@ queue_batch_record(EnrichBatch **bs, int nb)
 		rids[nrec++] = b->request_id;
 		for (int i = 0; i < b->n; i++)
 		{
-			if (b->rows[i].owner >= 0 && b->rows[i].status == LEAD_PENDING)
+			if (lead_awaits_answer(&b->rows[i]))
 			{
 				members[n] = b->rows[i].id;
 				domains[n] = b->rows[i].domain;
