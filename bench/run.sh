@@ -17,7 +17,7 @@
 #
 # Usage: bench/run.sh [--leads N] [--reps N] [--latency-seconds S]
 #                     [--pgbench-seconds S] [--memory-leads N]
-#                     [--peer-src DIR|TARBALL] [--peer-sql FILE]
+#                     [--peer-src DIR|TARBALL] [--peer-sql FILE] [--workers N]
 #   --leads N            leads per throughput run (default 100000)
 #   --reps N             alternated runs of the peer and of the automatic mode (default 3)
 #   --latency-seconds S  length of each 10 inserts/s latency run (default 30)
@@ -25,6 +25,7 @@
 #   --memory-leads N     leads of the worker-memory run, sampled (default 1000000; 0 skips)
 #   --peer-src P         pgsql-http source (directory or tarball; default ../shared/vendor)
 #   --peer-sql F         the peer's SQL (default ../shared/peers/diy_http_enrich.sql)
+#   --workers N          lead_enrich.workers_per_database (default 2: one per core)
 set -euo pipefail
 
 LE_RUNDIR=${LE_RUNDIR:-/tmp/lead_enrich-bench}
@@ -38,6 +39,7 @@ reps=3
 latency_s=30
 pgbench_s=15
 memory_leads=1000000
+workers=2
 peer_src=$(ls -1 "$LE_REPO"/../shared/vendor/pgsql-http-*.tar.gz 2>/dev/null | tail -1 || true)
 peer_sql=$LE_REPO/../shared/peers/diy_http_enrich.sql
 while [ $# -gt 0 ]; do
@@ -49,7 +51,8 @@ while [ $# -gt 0 ]; do
 		--memory-leads) memory_leads=$2; shift 2 ;;
 		--peer-src) peer_src=$2; shift 2 ;;
 		--peer-sql) peer_sql=$2; shift 2 ;;
-		-h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+		--workers) workers=$2; shift 2 ;;
+		-h|--help) sed -n '2,29p' "$0"; exit 0 ;;
 		*) echo "unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -73,7 +76,10 @@ median() { python3 -c "import statistics, sys; print(round(statistics.median(map
 cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
 # idle_pct "T0 I0" "T1 I1": idle share of the machine between two cpu_ticks
 # proc_ticks PID: the CPU time (user + system, in clock ticks) a process used
-proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+proc_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+# rss_kb PID...: their private memory (RssAnon; VmRSS also counts the
+# shared buffers touched), summed
+rss_kb() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/RssAnon/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
 idle_pct() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split()); t1, i1 = map(int, sys.argv[2].split()); print(round(100.0 * (i1 - i0) / max(t1 - t0, 1), 1))" "$1" "$2"; }
 
 le_deps wrk libcurl4-openssl-dev
@@ -99,7 +105,8 @@ else
 	echo "no peer source (--peer-src) or peer SQL (--peer-sql): the peer is left out of this run" >&2
 fi
 le_cluster_start "lead_enrich.account_token = 'bench-token'" \
-	"lead_enrich.interval = '5min'" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
+	"lead_enrich.interval = '5min'" "lead_enrich.workers_per_database = $workers" \
+	"shared_buffers = '512MB'" "max_wal_size = '4GB'" \
 	"checkpoint_timeout = '30min'" "autovacuum = off"
 le_provider_start --trial-credits 0 --threads "${LE_BENCH_PROVIDER_THREADS:-4}"
 
@@ -187,10 +194,19 @@ printf '%-46s %14s %-8s %s\n' "------" "-----" "----" "----"
 # enriched), alternated with the peer over the same number of leads (from
 # the call to its return); the machine's idle share during each run.
 PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
+# worker_pids: the database's workers, once all of them run
+worker_pids() {
+	local pids
+	for _ in $(seq 100); do
+		pids=$(PSQL -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'lead_enrich worker' AND datname = 'bench' ORDER BY pid")
+		[ "$(wc -w <<<"$pids")" -ge "$workers" ] && break
+		sleep 0.1
+	done
+	echo $pids
+}
 sleep 1
-worker_pid=$(PSQL -c "SELECT worker_pid FROM lead_enrich.status")
-# private memory (RssAnon): VmRSS also counts the shared buffers the worker touched
-rss_start=$(awk '/RssAnon/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
+read -r -a worker_pids_a <<<"$(worker_pids)"
+rss_start=$(rss_kb "${worker_pids_a[@]}")
 auto_rates=() auto_idles=() auto_busy=() peer_rates=() peer_idles=() commit_rates=() commit_idles=() insert_secs=()
 run_auto() {
 	local k=$1 first=$((($1 - 1) * leads + 1)) t0 t1 c0 c1 tc cc
@@ -198,7 +214,7 @@ run_auto() {
 	# and the rounds before left dead rows in the queue and its indexes
 	PSQL -c "VACUUM ANALYZE odoo.crm_lead, odoo.mail_message, lead_enrich.lead_state, lead_enrich.batch" 2>/dev/null
 	c0=$(cpu_ticks)
-	w0=$(proc_ticks "$worker_pid")
+	w0=$(proc_ticks "${worker_pids_a[@]}")
 	t0=$(now)
 	PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
 		SELECT $first - 1 + i, 'auto ' || i, 'lead', true, email, false, now() AT TIME ZONE 'UTC'
@@ -210,14 +226,14 @@ run_auto() {
 	wait_enriched "$first" $((first + leads - 1))
 	t1=$(now)
 	c1=$(cpu_ticks)
-	w1=$(proc_ticks "$worker_pid")
+	w1=$(proc_ticks "${worker_pids_a[@]}")
 	auto_rates+=("$(calc "$leads / ($t1 - $t0)")")
 	auto_idles+=("$(idle_pct "$c0" "$c1")")
 	auto_busy+=("$(calc "100.0 * ($w1 - $w0) / $(getconf CLK_TCK) / ($t1 - $t0)")")
 	commit_rates+=("$(calc "$leads / ($t1 - $tc)")")
 	commit_idles+=("$(idle_pct "$cc" "$c1")")
 	insert_secs+=("$(calc "$tc - $t0")")
-	printf '  run %d automatic: %s leads/s, %s%% idle, worker busy %s%% of a core; from the INSERT'"'"'s commit (%s s after its start): %s leads/s, %s%% idle\n' \
+	printf '  run %d automatic: %s leads/s, %s%% idle, workers busy %s%% of a core; from the INSERT'"'"'s commit (%s s after its start): %s leads/s, %s%% idle\n' \
 		"$k" "${auto_rates[-1]}" "${auto_idles[-1]}" "${auto_busy[-1]}" "${insert_secs[-1]}" "${commit_rates[-1]}" "${commit_idles[-1]}"
 }
 run_peer() {
@@ -242,7 +258,7 @@ done
 auto_rate=$(median "${auto_rates[@]}")
 record "e2e_auto_leads_per_s" "$auto_rate" "leads/s" "median of ${auto_rates[*]}; $leads leads inserted in one statement each; target >= 15000"
 record "e2e_auto_idle_pct" "$(median "${auto_idles[@]}")" "%" "machine idle during the automatic runs (/proc/stat), median of ${auto_idles[*]}; target < 10"
-record "e2e_auto_worker_busy_pct" "$(median "${auto_busy[@]}")" "%" "the worker's CPU time over the run's wall time (/proc/PID/stat), median of ${auto_busy[*]}"
+record "e2e_auto_worker_busy_pct" "$(median "${auto_busy[@]}")" "%" "the $workers workers' CPU time over the run's wall time, in % of one core (/proc/PID/stat), median of ${auto_busy[*]}"
 if [ "$peer_ok" = 1 ]; then
 	peer_rate=$(median "${peer_rates[@]}")
 	record "e2e_peer_leads_per_s" "$peer_rate" "leads/s" "DIY peer (pgsql-http + PL/pgSQL, batches of 50), median of ${peer_rates[*]}, alternated with the above"
@@ -386,14 +402,14 @@ wait_enriched "$backlog_first" "$(PSQL -c "SELECT max(id) FROM odoo.crm_lead")" 
 # shared buffers it touched) sampled every second over a run of
 # $memory_leads leads inserted in statements of $leads; the growth over the
 # second half of the run, per million leads, shows whether it plateaus.
-worker_pid=$(PSQL -c "SELECT worker_pid FROM lead_enrich.status")
+read -r -a worker_pids_a <<<"$(worker_pids)"
 if [ "$memory_leads" -gt 0 ]; then
 	samples=$LE_RUNDIR/worker_rss.tsv
 	: >"$samples"
 	(
-		while kill -0 "$worker_pid" 2>/dev/null; do
+		while kill -0 "${worker_pids_a[0]}" 2>/dev/null; do
 			printf '%s\t%s\t%s\n' "$(date +%s)" "$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE source = 'worker' AND status <> 'pending'")" \
-				"$(awk '/RssAnon/ {print $2}' "/proc/$worker_pid/status")" >>"$samples"
+				"$(rss_kb "${worker_pids_a[@]}")" >>"$samples"
 			sleep 1
 		done
 	) &
@@ -426,13 +442,13 @@ half = min(rows, key=lambda r: abs(r[1] - (n0 + n1) / 2))
 print(r0, half[2], r1, n0, half[1], n1)
 PY
 	)
-	record "worker_private_rss_kb" "$m0 / $mh / $m1" "kB" "RssAnon at the start / middle / end of a run of $((n1 - n0)) leads (samples: $samples)"
+	record "worker_private_rss_kb" "$m0 / $mh / $m1" "kB" "RssAnon of the ${#worker_pids_a[@]} workers together at the start / middle / end of a run of $((n1 - n0)) leads (samples: $samples)"
 	record "worker_rss_growth_per_1M_leads_mb" "$(calc "($m1 - $mh) / 1024 * 1000000 / max($n1 - $nh, 1)")" "MB" \
 		"over the second half of that run ($((n1 - nh)) leads); first half: $(calc "($mh - $m0) / 1024 * 1000000 / max($nh - $n0, 1)") MB per million; target < 10"
 else
 	processed=$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE source = 'worker'")
-	rss_end=$(awk '/RssAnon/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
-	record "worker_private_rss_kb" "$rss_start / $rss_end" "kB" "RssAnon after start / after $processed leads"
+	rss_end=$(rss_kb "${worker_pids_a[@]}")
+	record "worker_private_rss_kb" "$rss_start / $rss_end" "kB" "RssAnon of the ${#worker_pids_a[@]} workers together after start / after $processed leads"
 	record "worker_rss_growth_per_1M_leads_mb" "$(calc "($rss_end - $rss_start) / 1024 * 1000000 / max($processed, 1)")" "MB" \
 		"extrapolated from $processed leads (no --memory-leads run); target < 10"
 fi

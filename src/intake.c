@@ -660,10 +660,10 @@ collect(bool update_snapshot)
 /*
  * le_intake_collect: see intake.h.
  */
-void
+uint64
 le_intake_collect(void)
 {
-	(void) collect(true);
+	return collect(true);
 }
 
 /*

@@ -25,6 +25,6 @@ extern bool le_intake_add(Oid relid, const int64 *ids, int n);
  * failover took from shared memory).  The rows it wrote are visible to the
  * caller's active snapshot when it returns.
  */
-extern void le_intake_collect(void);
+extern uint64 le_intake_collect(void);
 
 #endif /* LEAD_ENRICH_INTAKE_H */

@@ -5,8 +5,9 @@
  *
  * The launcher is a static background worker (shared_preload_libraries)
  * connected to no database, as the logical replication launcher is.  It
- * reads pg_database and starts one dynamic worker per database (those in
- * lead_enrich.databases, or all), as autoprewarm and pg_cron do; a worker
+ * reads pg_database and starts lead_enrich.workers_per_database dynamic
+ * workers per database (those in lead_enrich.databases, or all), as
+ * autoprewarm and pg_cron do; a worker
  * that finds no extension says so and leaves, and its database is probed
  * again after lead_enrich.interval or as soon as a backend asks (attach,
  * set_mode, wake, worker_start).  A worker that exits for any other
@@ -68,7 +69,7 @@ le_register_launcher(void)
  * ------------------------------------------------------------------------
  */
 
-static BackgroundWorkerHandle *handles[LE_MAX_DATABASES];
+static BackgroundWorkerHandle *handles[LE_MAX_DATABASES][LE_MAX_WORKERS];
 
 /*
  * launcher_detach: forget the launcher's latch when it exits.
@@ -137,34 +138,47 @@ list_databases(int *n)
 }
 
 /*
- * worker_alive: whether the slot's worker runs, as the launcher sees it.
+ * worker_alive: whether worker k of slot i runs, as the launcher sees it.
  */
 static bool
-worker_alive(int i)
+worker_alive(int i, int k)
 {
-	LeDbSlot *slot = &le_shared->slots[i];
-	pid_t	  pid;
+	LeWorkerSlot *w = &le_shared->slots[i].workers[k];
+	pid_t		  pid;
 
-	if (handles[i] != NULL)
+	if (handles[i][k] != NULL)
 	{
-		BgwHandleStatus st = GetBackgroundWorkerPid(handles[i], &pid);
+		BgwHandleStatus st = GetBackgroundWorkerPid(handles[i][k], &pid);
 
 		if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
 			return true;
 		if (st == BGWH_POSTMASTER_DIED)
 			proc_exit(1);
-		pfree(handles[i]);
-		handles[i] = NULL;
+		pfree(handles[i][k]);
+		handles[i][k] = NULL;
 	}
 	/* a worker started by a previous launcher */
-	return slot->pid != 0 && kill(slot->pid, 0) == 0;
+	return w->pid != 0 && kill(w->pid, 0) == 0;
 }
 
 /*
- * start_worker: register the dynamic worker of one database.
+ * any_worker_alive: whether a worker of slot i runs.
  */
 static bool
-start_worker(int i, DbEntry *db)
+any_worker_alive(int i)
+{
+	for (int k = 0; k < LE_MAX_WORKERS; k++)
+		if (worker_alive(i, k))
+			return true;
+	return false;
+}
+
+/*
+ * start_worker: register worker k of one database (its number in
+ * bgw_extra).
+ */
+static bool
+start_worker(int i, int k, DbEntry *db)
 {
 	BackgroundWorker w;
 	MemoryContext	 old;
@@ -176,13 +190,17 @@ start_worker(int i, DbEntry *db)
 	w.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(w.bgw_library_name, "lead_enrich", BGW_MAXLEN);
 	strlcpy(w.bgw_function_name, "le_worker_main", BGW_MAXLEN);
-	snprintf(w.bgw_name, BGW_MAXLEN, "lead_enrich worker for database %s", db->name);
+	if (k == 0)
+		snprintf(w.bgw_name, BGW_MAXLEN, "lead_enrich worker for database %s", db->name);
+	else
+		snprintf(w.bgw_name, BGW_MAXLEN, "lead_enrich worker %d for database %s", k + 1, db->name);
 	strlcpy(w.bgw_type, "lead_enrich worker", BGW_MAXLEN);
 	w.bgw_main_arg = ObjectIdGetDatum(db->oid);
+	memcpy(w.bgw_extra, &k, sizeof(int));
 	w.bgw_notify_pid = MyProcPid;
 	/* the handle outlives the scan's memory context */
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	started = RegisterDynamicBackgroundWorker(&w, &handles[i]);
+	started = RegisterDynamicBackgroundWorker(&w, &handles[i][k]);
 	MemoryContextSwitchTo(old);
 	return started;
 }
@@ -213,11 +231,8 @@ launcher_scan(void)
 			continue;
 		for (int j = 0; j < ndbs && !listed; j++)
 			listed = dbs[j].oid == slot->dboid;
-		if (!listed && !worker_alive(i))
-		{
-			memset(slot, 0, sizeof(LeDbSlot));
-			pg_atomic_init_u32(&slot->wake, 0);
-		}
+		if (!listed && !any_worker_alive(i))
+			le_slot_clear(slot);
 	}
 
 	for (int j = 0; j < ndbs; j++)
@@ -236,43 +251,45 @@ launcher_scan(void)
 			continue;
 		}
 		i = slot - le_shared->slots;
-		if (worker_alive(i))
-			continue;
-		slot->pid = 0;
-		slot->latch = NULL;
-		if (slot->stopped)
+		for (int k = 0; k < le_workers_per_database; k++)
 		{
-			slot->requested = false;
-			continue;
-		}
-		if (!slot->requested && slot->started_at != 0)
-		{
-			long		delay = slot->no_extension ? le_interval_min * 60 * 1000L : RESTART_DELAY_MS;
-			TimestampTz due = TimestampTzPlusMilliseconds(slot->started_at, delay);
+			LeWorkerSlot *w = &slot->workers[k];
 
-			if (now < due)
+			if (worker_alive(i, k))
+				continue;
+			w->pid = 0;
+			w->latch = NULL;
+			if (slot->stopped)
+				continue;
+			if (!slot->requested && w->started_at != 0)
 			{
-				wait = Min(wait, (long) ((due - now) / 1000) + 1);
+				long		delay = slot->no_extension ? le_interval_min * 60 * 1000L : RESTART_DELAY_MS;
+				TimestampTz due = TimestampTzPlusMilliseconds(w->started_at, delay);
+
+				if (now < due)
+				{
+					wait = Min(wait, (long) ((due - now) / 1000) + 1);
+					continue;
+				}
+			}
+			if (!start_worker(i, k, &dbs[j]))
+			{
+				if (!warned_slots)
+					ereport(WARNING,
+							(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+							 errmsg("could not start a lead_enrich worker for database \"%s\"", dbs[j].name),
+							 errdetail("No background worker slot is free."),
+							 errhint("Raise max_worker_processes, or lower lead_enrich.workers_per_database.")));
+				warned_slots = true;
+				wait = Min(wait, RESTART_DELAY_MS);
 				continue;
 			}
+			warned_slots = false;
+			slot->no_extension = false;
+			w->started_at = now;
+			strlcpy(w->activity, "starting", sizeof(w->activity));
 		}
-		if (!start_worker(i, &dbs[j]))
-		{
-			if (!warned_slots)
-				ereport(WARNING,
-						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-						 errmsg("could not start the lead_enrich worker for database \"%s\"", dbs[j].name),
-						 errdetail("No background worker slot is free."),
-						 errhint("Raise max_worker_processes.")));
-			warned_slots = true;
-			wait = Min(wait, RESTART_DELAY_MS);
-			continue;
-		}
-		warned_slots = false;
 		slot->requested = false;
-		slot->no_extension = false;
-		slot->started_at = now;
-		strlcpy(slot->activity, "starting", sizeof(slot->activity));
 	}
 	LWLockRelease(le_shared->lock);
 	pfree(dbs);

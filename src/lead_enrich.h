@@ -29,6 +29,7 @@ extern int	 le_batch_size;
 extern int	 le_max_response_kb;
 extern int	 le_max_connections;
 extern int	 le_interval_min;
+extern int	 le_workers_per_database;
 extern int	 le_max_attempts;
 extern int	 le_retry_delay_s;
 extern char *le_databases;

@@ -19,6 +19,15 @@
  * with that domain (the members are recorded in the batch's order), so the
  * request rebuilt from the record is the one first sent.
  *
+ * A database can have several workers (lead_enrich.workers_per_database).
+ * A batch belongs to the worker that holds its advisory lock
+ * (queue_batch_lock): taken in the claim that records it, before that
+ * claim commits, or when an unsettled batch is picked to be sent again,
+ * and kept until its answer is written or the batch is given up.  So no
+ * two workers send the same batch at once, and a worker that dies lets
+ * its batches go with its session.  Pending leads are claimed FOR UPDATE
+ * SKIP LOCKED (queue_claimable): two claims at once take different leads.
+ *
  * Every statement here runs as the extension's owner under the pinned
  * search_path (guard.c): the operators and functions are pg_catalog's.
  *
@@ -28,6 +37,8 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -37,6 +48,7 @@
 #include "enrich.h"
 #include "guard.h"
 #include "queue.h"
+#include "worker.h"
 
 static const char *const status_names[] = {
 	[LEAD_PENDING] = "pending",
@@ -245,27 +257,94 @@ queue_batch_record(EnrichBatch **bs, int nb)
 }
 
 /*
+ * set_batch_locktag: the advisory lock of one batch; 0x4c42 ("LB") keeps it
+ * apart from the leads' (0x4c45) and from those taken from SQL (1, 2).
+ */
+static void
+set_batch_locktag(LOCKTAG *tag, int64 batch_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) batch_id >> 32),
+						 (uint32) batch_id, 0x4c42);
+}
+
+/*
+ * queue_batch_lock: make a batch this worker's, for the session, without
+ * waiting; false when another worker has it.
+ */
+bool
+queue_batch_lock(int64 batch_id)
+{
+	LOCKTAG tag;
+
+	set_batch_locktag(&tag, batch_id);
+	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * queue_batch_unlock: let a batch go (written, or given up).
+ */
+void
+queue_batch_unlock(int64 batch_id)
+{
+	LOCKTAG tag;
+
+	set_batch_locktag(&tag, batch_id);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/*
  * queue_batch_unsettled: up to max batches sent and not yet answered, the
  * oldest first, rebuilt as they were claimed (in the current memory
  * context), leaving out the worker's own batches still in flight (inflight:
- * their ids).  Returns how many.
+ * their ids) and those another worker holds.  The batches returned are
+ * locked (queue_batch_lock).  Returns how many.
+ *
+ * The ids come first, from the batch table alone, so that the batches of
+ * the other workers' rounds in flight cost no look-up of their members.
+ * The batches are then read with a snapshot taken after their locks: a
+ * worker lets a batch go once the transaction that wrote its answer and
+ * deleted it has committed, and the claim's own snapshot, older, would
+ * still show it (two workers then wrote the same answers twice).
  */
 int
 queue_batch_unsettled(LeadTable *lt, int max, int64 *inflight, int ninflight,
 					  EnrichBatch **out)
 {
+	static SPIPlanPtr id_plan = NULL;
 	static SPIPlanPtr plan = NULL;
 	Oid				  types[2] = {INT4OID, INT8ARRAYOID};
-	Datum			  args[2] = {Int32GetDatum(max), int8_array(inflight, ninflight)};
+	Datum			  args[2] = {Int32GetDatum(max * LE_MAX_WORKERS * 3 + max),
+								 int8_array(inflight, ninflight)};
+	Oid				  type = INT8ARRAYOID;
+	Datum			  arg;
+	int64			 *mine;
+	int				  nmine = 0;
 	SPITupleTable	 *tt;
 	int				  nb;
 
+	(void) run_plan(&id_plan,
+					"SELECT b.id FROM lead_enrich.batch b WHERE b.id <> ALL ($2) ORDER BY b.id LIMIT $1",
+					2, types, args, true);
+	mine = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	for (uint64 r = 0; r < SPI_processed && nmine < max; r++)
+	{
+		bool  isnull;
+		int64 id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (queue_batch_lock(id))
+			mine[nmine++] = id;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (nmine == 0)
+		return 0;
+
+	arg = int8_array(mine, nmine);
 	(void) run_plan(&plan,
 					"SELECT b.id, b.request_id, b.lead_ids, b.domains, "
 					"       ARRAY(SELECT s.email FROM unnest(b.lead_ids) WITH ORDINALITY AS m(id, o) "
 					"             LEFT JOIN lead_enrich.lead_state s ON s.lead_id = m.id ORDER BY m.o) "
-					"FROM lead_enrich.batch b WHERE b.id <> ALL ($2) ORDER BY b.id LIMIT $1",
-					2, types, args, true);
+					"FROM lead_enrich.batch b WHERE b.id = ANY ($1) ORDER BY b.id",
+					1, &type, &arg, false);
 	tt = SPI_tuptable;
 	nb = (int) SPI_processed;
 	for (int k = 0; k < nb; k++)
@@ -306,6 +385,17 @@ queue_batch_unsettled(LeadTable *lt, int max, int64 *inflight, int ninflight,
 		out[k] = b;
 	}
 	SPI_freetuptable(tt);
+
+	/* settled by their worker between the two statements: not ours to keep */
+	for (int j = 0; j < nmine; j++)
+	{
+		bool found = false;
+
+		for (int k = 0; k < nb && !found; k++)
+			found = out[k]->batch_id == mine[j];
+		if (!found)
+			queue_batch_unlock(mine[j]);
+	}
 	return nb;
 }
 
@@ -475,7 +565,9 @@ queue_forget(int64 *ids, int n)
 /*
  * queue_claimable: up to limit pending leads that are due and in no
  * batch, leaving out skip (locked elsewhere in this pass).  Returns how
- * many, in *ids.
+ * many, in *ids.  Their rows are locked FOR UPDATE SKIP LOCKED until the
+ * claim commits: another worker's claim at the same moment takes the
+ * next ones, and none of them can join another batch meanwhile.
  *
  * The newest batch_size leads come first, then the oldest in lead id
  * order, when limit holds at least two batches: a lead inserted while a
@@ -515,18 +607,21 @@ queue_claimable(int64 *skip, int nskip, int limit, int64 **ids)
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) run_plan(&plan,
-					"SELECT lead_id FROM ("
-					" (SELECT lead_id, 0 AS o FROM lead_enrich.lead_state "
+					"WITH newest AS ("
+					"  SELECT lead_id, 0 AS o FROM lead_enrich.lead_state "
 					"  WHERE status = 'pending' AND batch_id IS NULL "
 					"  AND coalesce(next_attempt_at <= now(), true) "
-					"  AND lead_id <> ALL ($1) ORDER BY lead_id DESC LIMIT $3) "
-					" UNION ALL "
-					" (SELECT lead_id, 1 FROM lead_enrich.lead_state "
+					"  AND lead_id <> ALL ($1) ORDER BY lead_id DESC LIMIT $3 "
+					"  FOR UPDATE SKIP LOCKED), "
+					" oldest AS ("
+					"  SELECT lead_id, 1 AS o FROM lead_enrich.lead_state "
 					"  WHERE status = 'pending' AND batch_id IS NULL "
 					"  AND coalesce(next_attempt_at <= now(), true) "
-					"  AND lead_id <> ALL ($1) ORDER BY lead_id LIMIT $2)) c "
+					"  AND lead_id <> ALL ($1) ORDER BY lead_id LIMIT $2 "
+					"  FOR UPDATE SKIP LOCKED) "
+					"SELECT lead_id FROM (TABLE newest UNION ALL TABLE oldest) c "
 					"GROUP BY lead_id ORDER BY min(o), lead_id LIMIT $2",
-					3, types, values, true);
+					3, types, values, false);
 	AtEOXact_GUC(true, nest);
 	n = (int) SPI_processed;
 	*ids = palloc(sizeof(int64) * Max(n, 1));

@@ -49,6 +49,8 @@ extern const char *lead_status_name(LeadStatus status);
 extern bool		   lead_status_is_final(LeadStatus status);
 
 extern void		   queue_batch_record(EnrichBatch **bs, int nb);
+extern bool		   queue_batch_lock(int64 batch_id);
+extern void		   queue_batch_unlock(int64 batch_id);
 extern int		   queue_batch_unsettled(LeadTable *lt, int max, int64 *inflight,
 										 int ninflight, EnrichBatch **out);
 extern void		   queue_batch_settle(EnrichBatch **bs, int nb);

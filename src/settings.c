@@ -16,6 +16,7 @@
 #include "utils/varlena.h"
 
 #include "lead_enrich.h"
+#include "worker.h"
 
 char *le_endpoint = NULL;
 char *le_enrich_endpoint = NULL;
@@ -28,6 +29,7 @@ int	  le_batch_size = 50;
 int	  le_max_response_kb = 8192;
 int	  le_max_connections = 8;
 int	  le_interval_min = 60;
+int	  le_workers_per_database = 1;
 int	  le_max_attempts = 5;
 int	  le_retry_delay_s = 10;
 char *le_databases = NULL;
@@ -189,6 +191,13 @@ le_define_settings(void)
 							"the balance while enrichment is paused for lack of credits.",
 							&le_interval_min, 60, 5, 7 * 24 * 60,
 							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+	DefineCustomIntVariable("lead_enrich.workers_per_database",
+							"Background workers that enrich each database's queue at once.",
+							"They share the queue: each claims its own leads and batches. "
+							"One is enough while the provider bounds the rate; more use "
+							"more cores and provider connections.",
+							&le_workers_per_database, 1, 1, LE_MAX_WORKERS,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("lead_enrich.max_attempts",
 							"Attempts of a lead the worker makes before marking it failed.",
 							"Counts transient failures: connection refused, timeout, HTTP error.",

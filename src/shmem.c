@@ -74,7 +74,7 @@ le_shmem_startup(void)
 		memset(le_shared, 0, sizeof(LeShared));
 		le_shared->lock = &(GetNamedLWLockTranche("lead_enrich"))->lock;
 		for (int i = 0; i < LE_MAX_DATABASES; i++)
-			pg_atomic_init_u32(&le_shared->slots[i].wake, 0);
+			le_slot_clear(&le_shared->slots[i]);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -90,6 +90,20 @@ le_shmem_init(void)
 	shmem_request_hook = le_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = le_shmem_startup;
+}
+
+/*
+ * le_slot_clear: a free database slot.
+ */
+void
+le_slot_clear(LeDbSlot *slot)
+{
+	memset(slot, 0, sizeof(LeDbSlot));
+	for (int k = 0; k < LE_MAX_WORKERS; k++)
+	{
+		pg_atomic_init_u32(&slot->workers[k].wake, 0);
+		strlcpy(slot->workers[k].activity, "not started", sizeof(slot->workers[k].activity));
+	}
 }
 
 /*
@@ -115,10 +129,8 @@ le_slot_find(Oid dboid, bool create)
 	}
 	if (!create || free_slot == NULL)
 		return NULL;
-	memset(free_slot, 0, sizeof(LeDbSlot));
-	pg_atomic_init_u32(&free_slot->wake, 0);
+	le_slot_clear(free_slot);
 	free_slot->dboid = dboid;
-	strlcpy(free_slot->activity, "not started", sizeof(free_slot->activity));
 	return free_slot;
 }
 
@@ -126,10 +138,10 @@ le_slot_find(Oid dboid, bool create)
  * le_slot_set_activity: what the worker is doing, for the status view.
  */
 void
-le_slot_set_activity(LeDbSlot *slot, const char *activity)
+le_slot_set_activity(LeWorkerSlot *w, const char *activity)
 {
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-	strlcpy(slot->activity, activity, sizeof(slot->activity));
+	strlcpy(w->activity, activity, sizeof(w->activity));
 	LWLockRelease(le_shared->lock);
 }
 
@@ -156,15 +168,16 @@ le_request_worker(Oid dboid)
 }
 
 /*
- * le_wake_worker: set the wake bits and the latch of the database's worker;
- * when none runs, ask the launcher for one.  Returns whether a worker
- * was running.
+ * le_wake_worker: set the wake bits and the latches of the database's
+ * workers; when none runs, ask the launcher for them.  Returns whether a
+ * worker was running.
  */
 bool
 le_wake_worker(Oid dboid, uint32 bits)
 {
 	LeDbSlot *slot;
-	Latch	 *latch = NULL;
+	Latch	 *latches[LE_MAX_WORKERS];
+	int		  nlatches = 0;
 	bool	  stopped = false;
 
 	if (le_shared == NULL)
@@ -173,20 +186,52 @@ le_wake_worker(Oid dboid, uint32 bits)
 	slot = le_slot_find(dboid, false);
 	if (slot != NULL)
 	{
-		pg_atomic_fetch_or_u32(&slot->wake, bits);
-		if (slot->pid != 0)
-			latch = slot->latch;
+		for (int k = 0; k < LE_MAX_WORKERS; k++)
+		{
+			LeWorkerSlot *w = &slot->workers[k];
+
+			pg_atomic_fetch_or_u32(&w->wake, bits);
+			if (w->pid != 0 && w->latch != NULL)
+				latches[nlatches++] = w->latch;
+		}
 		stopped = slot->stopped;
 	}
 	LWLockRelease(le_shared->lock);
-	if (latch != NULL)
-	{
-		SetLatch(latch);
+	for (int k = 0; k < nlatches; k++)
+		SetLatch(latches[k]);
+	if (nlatches > 0)
 		return true;
-	}
 	if (!stopped)
 		le_request_worker(dboid);
 	return false;
+}
+
+/*
+ * le_wake_others: wake the database's other running workers (for leads a
+ * worker's claim has just made visible to them).
+ */
+void
+le_wake_others(Oid dboid, const LeWorkerSlot *self)
+{
+	LeDbSlot *slot;
+	Latch	 *latches[LE_MAX_WORKERS];
+	int		  nlatches = 0;
+
+	LWLockAcquire(le_shared->lock, LW_SHARED);
+	slot = le_slot_find(dboid, false);
+	for (int k = 0; slot != NULL && k < LE_MAX_WORKERS; k++)
+	{
+		LeWorkerSlot *w = &slot->workers[k];
+
+		if (w != self && w->pid != 0 && w->latch != NULL)
+		{
+			pg_atomic_fetch_or_u32(&w->wake, LE_WAKE_COMMIT);
+			latches[nlatches++] = w->latch;
+		}
+	}
+	LWLockRelease(le_shared->lock);
+	for (int k = 0; k < nlatches; k++)
+		SetLatch(latches[k]);
 }
 
 /*

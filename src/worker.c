@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  Automatic enrichment: the worker of one database (launcher.c starts
- *	  one per database).
+ *	  Automatic enrichment: a worker of one database (launcher.c starts
+ *	  lead_enrich.workers_per_database of them per database).
  *
  * A database's worker sleeps on its latch.  It is woken when a transaction
  * that enqueued leads commits (shmem.c), by lead_enrich.wake(), when the
@@ -29,6 +29,12 @@
  * claim leaves the leads of the rounds not yet written alone (they belong
  * to recorded batches); on a pause or a failed write the rounds in flight
  * are given up, and their recorded batches are sent again later.
+ *
+ * Several workers of a database share its queue: a claim takes leads no
+ * other claim holds (queue_claimable, FOR UPDATE SKIP LOCKED), a batch
+ * belongs to the worker holding its advisory lock from the claim that
+ * records it until its answer is written (queue.c), and the worker whose
+ * claim collected new leads wakes the others.  Pauses are each worker's.
  *
  * Failures are isolated per batch: an error while applying a batch is
  * logged, the transaction aborted (as autovacuum does per table), the
@@ -100,10 +106,13 @@ typedef struct WorkBatch
 	EnrichBatch *b;
 	int64		*locked; /* advisory locks held */
 	int			 nlocked;
+	bool		 owned; /* b's own advisory lock held (queue_batch_lock) */
 } WorkBatch;
 
 /* the database's worker: its slot and pass state */
 static LeDbSlot		*my_slot = NULL;
+static LeWorkerSlot *me = NULL;	   /* this worker in my_slot */
+static int			 my_index = 0; /* its number there, from 0 */
 static char			*my_dbname = NULL;
 static MemoryContext pass_cxt = NULL;
 /* rounds of a pass: one whose answers are written, one in flight, one claimed */
@@ -133,11 +142,11 @@ worker_detach(int code, Datum arg)
 	Latch *launcher;
 
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-	if (my_slot->pid == MyProcPid)
+	if (me->pid == MyProcPid)
 	{
-		my_slot->pid = 0;
-		my_slot->latch = NULL;
-		strlcpy(my_slot->activity, "exited", sizeof(my_slot->activity));
+		me->pid = 0;
+		me->latch = NULL;
+		strlcpy(me->activity, "exited", sizeof(me->activity));
 	}
 	launcher = le_shared->launcher_latch;
 	LWLockRelease(le_shared->lock);
@@ -151,7 +160,7 @@ worker_detach(int code, Datum arg)
 static void
 set_activity(const char *activity)
 {
-	le_slot_set_activity(my_slot, activity);
+	le_slot_set_activity(me, activity);
 	if (strcmp(activity, "idle") == 0 || strcmp(activity, "paused") == 0)
 		pgstat_report_activity(STATE_IDLE, activity);
 	else
@@ -165,8 +174,8 @@ static void
 set_error(const char *msg)
 {
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-	strlcpy(my_slot->last_error, msg ? msg : "", LE_TEXT_LEN);
-	my_slot->last_error_at = GetCurrentTimestamp();
+	strlcpy(me->last_error, msg ? msg : "", LE_TEXT_LEN);
+	me->last_error_at = GetCurrentTimestamp();
 	LWLockRelease(le_shared->lock);
 }
 
@@ -190,9 +199,9 @@ set_pause(const char *reason, const char *hint)
 		paused = true;
 		pause_check_at = TimestampTzPlusMilliseconds(now, le_interval_min * 60 * 1000L);
 		LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-		if (my_slot->paused_since == 0)
-			my_slot->paused_since = now;
-		strlcpy(my_slot->pause_reason, reason, LE_TEXT_LEN);
+		if (me->paused_since == 0)
+			me->paused_since = now;
+		strlcpy(me->pause_reason, reason, LE_TEXT_LEN);
 		LWLockRelease(le_shared->lock);
 	}
 	else if (paused)
@@ -203,8 +212,8 @@ set_pause(const char *reason, const char *hint)
 		provider_down = false;
 		provider_failures = 0;
 		LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-		my_slot->paused_since = 0;
-		my_slot->pause_reason[0] = '\0';
+		me->paused_since = 0;
+		me->pause_reason[0] = '\0';
 		LWLockRelease(le_shared->lock);
 	}
 }
@@ -231,7 +240,7 @@ pause_provider(const char *msg)
 	provider_failures++;
 	set_error(msg);
 	LWLockAcquire(le_shared->lock, LW_SHARED);
-	since = my_slot->paused_since != 0 && provider_down ? my_slot->paused_since : now;
+	since = me->paused_since != 0 && provider_down ? me->paused_since : now;
 	LWLockRelease(le_shared->lock);
 	/* timestamptz_to_str returns a static buffer: one call at a time */
 	since_s = pstrdup(timestamptz_to_str(since));
@@ -311,7 +320,8 @@ add_skip(int64 id)
 }
 
 /*
- * release_locks: the advisory locks of a batch.
+ * release_locks: the advisory locks of a batch: its leads', and its own
+ * (another worker may send it again from now on).
  */
 static void
 release_locks(WorkBatch *wb)
@@ -319,6 +329,9 @@ release_locks(WorkBatch *wb)
 	for (int i = 0; i < wb->nlocked; i++)
 		le_unlock_lead(wb->locked[i]);
 	wb->nlocked = 0;
+	if (wb->owned)
+		queue_batch_unlock(wb->b->batch_id);
+	wb->owned = false;
 }
 
 /* ------------------------------------------------------------------------
@@ -455,7 +468,15 @@ claim_chunk_guarded(LeadTable *lt, const char *token, int64 *ids, int n,
 	for (int k = 0; k < nparts; k++)
 	{
 		if (ok && wbs[k].b != NULL)
+		{
+			/*
+			 * this worker's before the claim commits: no other resends it (a
+			 * new id: nobody else holds its lock, SQL cannot name the tag)
+			 */
+			wbs[k].owned = queue_batch_lock(wbs[k].b->batch_id);
+			Assert(wbs[k].owned);
 			out[(*nout)++] = wbs[k];
+		}
 		else
 			release_locks(&wbs[k]);
 	}
@@ -483,6 +504,7 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	int			  nresent;
 	EnrichBatch **resent = palloc(sizeof(EnrichBatch *) * maxb);
 	char		 *msg = NULL;
+	uint64		  collected;
 
 	*nout = 0;
 	*more = false;
@@ -526,14 +548,23 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	}
 
 	/* new leads the trigger left in shared memory become durable rows */
-	le_intake_collect();
+	collected = le_intake_collect();
 	/* Citus mode: the queue the shards' triggers fill (citus.c) */
 	le_citus_collect();
 
 	/* batches sent before and not settled go first, exactly as recorded */
 	nresent = queue_batch_unsettled(lt, maxb, inflight, ninflight, resent);
+	if (nresent > 0)
+		ereport(LOG,
+				(errmsg("lead_enrich worker %d: sending again %d batches of database \"%s\" recorded before and not answered",
+						my_index + 1, nresent, my_dbname),
+				 errdetail("The first is batch " INT64_FORMAT "; the provider answers a batch it charged already from its replay store.",
+						   resent[0]->batch_id)));
 	for (int i = 0; i < nresent; i++)
-		out[(*nout)++].b = enrich_batch_copy(resent[i], work_cxt);
+	{
+		out[*nout].b = enrich_batch_copy(resent[i], work_cxt);
+		out[(*nout)++].owned = true;
+	}
 	limit = (maxb - nresent) * le_batch_size;
 
 	nids = queue_claimable(skip_ids, nskip, limit, &ids);
@@ -568,6 +599,9 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	}
 	token = MemoryContextStrdup(work_cxt, token);
 	end_xact();
+	/* the leads collected are the other workers' to claim too */
+	if (collected > 0 && le_workers_per_database > 1)
+		le_wake_others(MyDatabaseId, me);
 
 	/* the requests, outside the transaction, in the pass's context */
 	for (int i = 0; i < *nout; i++)
@@ -818,7 +852,7 @@ round_start(Round *r, Round **others, int nothers, bool *stop)
 	set_activity(psprintf("calling the provider: %d requests", r->nb));
 	http_start(r->reqs, r->nb, le_max_connections);
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-	my_slot->requests += r->nb;
+	me->requests += r->nb;
 	LWLockRelease(le_shared->lock);
 }
 
@@ -939,7 +973,7 @@ round_abort(Round *r)
 	if (r->reqs != NULL)
 		http_abort(r->reqs, r->nb);
 	for (int i = 0; i < r->nslots; i++)
-		if (r->batches[i].nlocked > 0)
+		if (r->batches[i].nlocked > 0 || r->batches[i].owned)
 			release_locks(&r->batches[i]);
 	r->nb = 0;
 }
@@ -1074,8 +1108,8 @@ run_pass(uint32 bits)
 	PG_END_TRY();
 
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
-	my_slot->runs++;
-	my_slot->last_run = GetCurrentTimestamp();
+	me->runs++;
+	me->last_run = GetCurrentTimestamp();
 	LWLockRelease(le_shared->lock);
 	pgstat_report_stat(true);
 	return next;
@@ -1114,11 +1148,15 @@ le_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
+	memcpy(&my_index, MyBgworkerEntry->bgw_extra, sizeof(int));
+	if (my_index < 0 || my_index >= LE_MAX_WORKERS)
+		proc_exit(0);
 	LWLockAcquire(le_shared->lock, LW_SHARED);
 	my_slot = le_slot_find(dboid, false);
 	LWLockRelease(le_shared->lock);
 	if (my_slot == NULL)
 		proc_exit(0);
+	me = &my_slot->workers[my_index];
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("lead_enrich worker");
@@ -1142,16 +1180,16 @@ le_worker_main(Datum arg)
 	 */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
-	/* one worker per database */
+	/* one process per worker of the database */
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
 	if (my_slot->dboid != dboid ||
-		(my_slot->pid != 0 && my_slot->pid != MyProcPid && kill(my_slot->pid, 0) == 0))
+		(me->pid != 0 && me->pid != MyProcPid && kill(me->pid, 0) == 0))
 	{
 		LWLockRelease(le_shared->lock);
 		proc_exit(0);
 	}
-	my_slot->pid = MyProcPid;
-	my_slot->latch = MyLatch;
+	me->pid = MyProcPid;
+	me->latch = MyLatch;
 	LWLockRelease(le_shared->lock);
 	before_shmem_exit(worker_detach, 0);
 
@@ -1176,7 +1214,7 @@ le_worker_main(Datum arg)
 		LWLockRelease(le_shared->lock);
 		proc_exit(0);
 	}
-	ereport(LOG, (errmsg("lead_enrich worker started for database \"%s\"", dbname)));
+	ereport(LOG, (errmsg("lead_enrich worker %d started for database \"%s\"", my_index + 1, dbname)));
 
 	/* leads left pending while no worker ran are due now */
 	due = 0;
@@ -1193,6 +1231,12 @@ le_worker_main(Datum arg)
 				ereport(LOG, (errmsg("lead_enrich worker exiting: database \"%s\" is no longer in lead_enrich.databases", dbname)));
 				proc_exit(0);
 			}
+			if (my_index >= le_workers_per_database)
+			{
+				ereport(LOG, (errmsg("lead_enrich worker %d of database \"%s\" exiting: lead_enrich.workers_per_database is %d",
+									 my_index + 1, dbname, le_workers_per_database)));
+				proc_exit(0);
+			}
 			/* a shorter interval applies now */
 			due = Min(due, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), le_interval_min * 60 * 1000L));
 		}
@@ -1204,7 +1248,7 @@ le_worker_main(Datum arg)
 		if (my_slot->stopped)
 			proc_exit(0);
 
-		bits = pg_atomic_exchange_u32(&my_slot->wake, 0);
+		bits = pg_atomic_exchange_u32(&me->wake, 0);
 		if (bits != 0 || GetCurrentTimestamp() >= due)
 			due = le_citus_next_pass(run_pass(bits));
 		set_activity(paused ? "paused" : "idle");

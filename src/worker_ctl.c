@@ -19,6 +19,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
@@ -140,8 +141,21 @@ lead_enrich_wake(PG_FUNCTION_ARGS)
 }
 
 /*
- * wait_for_pid: poll the slot until its pid is (or is no longer) set, for
- * at most ten seconds.  Returns the pid seen last.
+ * slot_pid: the pid of the database's first running worker, 0 when none
+ * runs (the caller holds the lock).
+ */
+static pid_t
+slot_pid(LeDbSlot *slot)
+{
+	for (int k = 0; k < LE_MAX_WORKERS; k++)
+		if (slot->workers[k].pid != 0)
+			return slot->workers[k].pid;
+	return 0;
+}
+
+/*
+ * wait_for_pid: poll the slot until a worker runs (or none does any
+ * more), for at most ten seconds.  Returns the pid seen last.
  */
 static pid_t
 wait_for_pid(LeDbSlot *slot, bool running)
@@ -151,7 +165,7 @@ wait_for_pid(LeDbSlot *slot, bool running)
 	for (int i = 0; i < 100; i++)
 	{
 		LWLockAcquire(le_shared->lock, LW_SHARED);
-		pid = slot->pid;
+		pid = slot_pid(slot);
 		LWLockRelease(le_shared->lock);
 		if ((pid != 0) == running)
 			break;
@@ -204,7 +218,7 @@ lead_enrich_worker_start(PG_FUNCTION_ARGS)
 }
 
 /*
- * lead_enrich.worker_stop(): stop this database's worker until
+ * lead_enrich.worker_stop(): stop this database's workers until
  * worker_start() or the next server start.  A request in flight is
  * abandoned; its leads stay pending.  Returns whether one was running.
  */
@@ -212,7 +226,8 @@ Datum
 lead_enrich_worker_stop(PG_FUNCTION_ARGS)
 {
 	LeDbSlot *slot;
-	pid_t	  pid = 0;
+	pid_t	  pids[LE_MAX_WORKERS];
+	int		  npids = 0;
 
 	require_shared();
 	LWLockAcquire(le_shared->lock, LW_EXCLUSIVE);
@@ -220,31 +235,89 @@ lead_enrich_worker_stop(PG_FUNCTION_ARGS)
 	if (slot != NULL)
 	{
 		slot->stopped = true;
-		pid = slot->pid;
+		for (int k = 0; k < LE_MAX_WORKERS; k++)
+			if (slot->workers[k].pid != 0)
+				pids[npids++] = slot->workers[k].pid;
 	}
 	LWLockRelease(le_shared->lock);
-	if (pid == 0)
+	if (npids == 0)
 		PG_RETURN_BOOL(false);
-	if (kill(pid, SIGTERM) != 0)
-		ereport(WARNING,
-				(errmsg("could not signal the lead_enrich worker (pid %d): %m", (int) pid)));
+	for (int k = 0; k < npids; k++)
+		if (kill(pids[k], SIGTERM) != 0)
+			ereport(WARNING,
+					(errmsg("could not signal the lead_enrich worker (pid %d): %m", (int) pids[k])));
 	wait_for_pid(slot, false);
 	PG_RETURN_BOOL(true);
 }
 
 /*
- * lead_enrich.worker_info(): this database's worker as shared memory has
- * it; one row, NULLs where nothing is known.
+ * workers_sum: the database's workers as one (the caller holds the lock):
+ * the first running worker's pid, each running worker's activity, the
+ * sums of their passes and requests, the earliest start and pause, the
+ * latest pass and error.  Returns how many run.
+ */
+static int
+workers_sum(LeDbSlot *slot, LeWorkerSlot *sum)
+{
+	StringInfoData act;
+	int			   nrun = 0;
+
+	memset(sum, 0, sizeof(LeWorkerSlot));
+	initStringInfo(&act);
+	for (int k = 0; k < LE_MAX_WORKERS; k++)
+	{
+		LeWorkerSlot *w = &slot->workers[k];
+
+		if (w->pid != 0)
+		{
+			if (nrun++ == 0)
+				sum->pid = w->pid;
+			appendStringInfo(&act, "%s%d: %s", act.len > 0 ? "; " : "", k + 1, w->activity);
+		}
+		if (w->started_at != 0 && (sum->started_at == 0 || w->started_at < sum->started_at))
+			sum->started_at = w->started_at;
+		sum->last_run = Max(sum->last_run, w->last_run);
+		sum->runs += w->runs;
+		sum->requests += w->requests;
+		if (w->last_error_at > sum->last_error_at)
+		{
+			sum->last_error_at = w->last_error_at;
+			strlcpy(sum->last_error, w->last_error, LE_TEXT_LEN);
+		}
+		if (w->paused_since != 0 && (sum->paused_since == 0 || w->paused_since < sum->paused_since))
+		{
+			sum->paused_since = w->paused_since;
+			strlcpy(sum->pause_reason, w->pause_reason, LE_TEXT_LEN);
+		}
+	}
+	/* one worker: its activity as it is; several: each, numbered */
+	if (nrun == 1)
+	{
+		for (int k = 0; k < LE_MAX_WORKERS; k++)
+			if (slot->workers[k].pid == sum->pid)
+				strlcpy(sum->activity, slot->workers[k].activity, sizeof(sum->activity));
+	}
+	else
+		strlcpy(sum->activity, act.data, sizeof(sum->activity));
+	pfree(act.data);
+	return nrun;
+}
+
+/*
+ * lead_enrich.worker_info(): this database's workers as shared memory has
+ * them, as one row (workers_sum); NULLs where nothing is known.
  */
 Datum
 lead_enrich_worker_info(PG_FUNCTION_ARGS)
 {
-	TupleDesc desc;
-	Datum	  values[12];
-	bool	  nulls[12];
-	LeDbSlot  copy;
-	LeDbSlot *slot = NULL;
-	bool	  launcher = false;
+	TupleDesc	 desc;
+	Datum		 values[12];
+	bool		 nulls[12];
+	LeWorkerSlot copy;
+	bool		 found = false;
+	bool		 stopped = false;
+	bool		 no_extension = false;
+	bool		 launcher = false;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -252,25 +325,32 @@ lead_enrich_worker_info(PG_FUNCTION_ARGS)
 
 	if (le_shared != NULL)
 	{
+		LeDbSlot *slot;
+
 		LWLockAcquire(le_shared->lock, LW_SHARED);
 		launcher = le_shared->launcher_pid != 0;
 		slot = le_slot_find(MyDatabaseId, false);
 		if (slot != NULL)
-			memcpy(&copy, slot, sizeof(LeDbSlot));
+		{
+			found = true;
+			(void) workers_sum(slot, &copy);
+			stopped = slot->stopped;
+			no_extension = slot->no_extension;
+		}
 		LWLockRelease(le_shared->lock);
 	}
 	values[0] = BoolGetDatum(le_shared != NULL && launcher);
 	nulls[0] = false;
-	if (slot != NULL)
+	if (found)
 	{
 		if (copy.pid != 0)
 		{
 			values[1] = Int32GetDatum(copy.pid);
 			nulls[1] = false;
 		}
-		values[2] = CStringGetTextDatum(copy.pid != 0 ? copy.activity : copy.stopped	? "stopped"
-																	: copy.no_extension ? "no extension"
-																						: "not running");
+		values[2] = CStringGetTextDatum(copy.pid != 0 ? copy.activity : stopped	   ? "stopped"
+																	: no_extension ? "no extension"
+																				   : "not running");
 		nulls[2] = false;
 #define TS(i, v) \
 	do \
@@ -302,7 +382,7 @@ lead_enrich_worker_info(PG_FUNCTION_ARGS)
 		TXT(10, copy.pause_reason);
 #undef TS
 #undef TXT
-		values[11] = BoolGetDatum(copy.stopped);
+		values[11] = BoolGetDatum(stopped);
 		nulls[11] = false;
 	}
 	else

@@ -20,6 +20,8 @@
 #   9. one INSERT of more leads than the shared list holds: the worker
 #      takes them into the queue without its memory growing with their
 #      number
+#  10. two workers on one database: both at work at once, every lead
+#      enriched once, no batch sent twice, charged once per company
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
@@ -51,7 +53,8 @@ provider_stop() {
 
 cleanup() {
 	provider_stop
-	le_psql -d postgres -qc "ALTER SYSTEM RESET lead_enrich.retry_delay" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+	le_psql -d postgres -qc "ALTER SYSTEM RESET lead_enrich.retry_delay" -c "ALTER SYSTEM RESET lead_enrich.workers_per_database" \
+		-c "SELECT pg_reload_conf()" >/dev/null 2>&1
 	for db in "${dbs[@]}"; do
 		le_psql -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
 	done
@@ -467,6 +470,63 @@ elif new_db $DB; then
 	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
 else
 	not_ok "intake: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# 10. two workers on one database
+# ---------------------------------------------------------------------------
+DB=le_tw_two
+WORKERS="SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'lead_enrich worker' AND datname = current_database()"
+if ! want $DB; then :
+elif new_db $DB; then
+	# batches of 10: about a hundred, many rounds of each worker in flight
+	# while the other claims
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	q $DB "ALTER DATABASE $DB SET lead_enrich.batch_size = 10" >/dev/null
+	le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.workers_per_database = 2" -c "SELECT pg_reload_conf()" >/dev/null
+	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
+	if wait_for 10 $DB "$WORKERS" 2; then
+		ok "two: lead_enrich.workers_per_database = 2 starts two workers for the database"
+	else
+		not_ok "two: two workers for the database"
+	fi
+	# 5,000 companies of the directory, one lead each, and credits for them
+	prov "COPY (SELECT domain FROM provider.org ORDER BY id OFFSET 1000 LIMIT 4000) TO STDOUT" |
+		le_psql -d $DB -qc "COPY public.directory (d) FROM STDIN"
+	q $DB "INSERT INTO public.domains SELECT 1000 + row_number() OVER (ORDER BY n), d FROM public.directory
+		   WHERE n > 1000 AND d NOT IN (SELECT domain FROM lead_enrich.webmail_domain)" >/dev/null
+	prov "SELECT provider.add_credits('$TOKEN', 10000)" >/dev/null
+	n=$(q $DB "SELECT count(*) FROM public.domains")
+	logstart=$(wc -l <"$LE_RUNDIR/postgres.log")
+	samples=$LE_RUNDIR/t_worker_two_activity
+	(while :; do q $DB "SELECT worker_activity FROM lead_enrich.status"; sleep 0.05; done) >"$samples" 2>/dev/null &
+	sampler=$!
+	insert_leads $DB 0 100000 >/dev/null
+	if wait_for 120 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" "$n"; then
+		ok "two: the $n leads are enriched"
+	else
+		not_ok "two: the $n leads are enriched" "$(q $DB "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
+	fi
+	kill "$sampler" 2>/dev/null
+	wait "$sampler" 2>/dev/null
+	# "1: claiming pending leads; 2: calling the provider: 8 requests"
+	check "two: both workers at work at the same moment (the status view's activity, sampled every 50 ms)" \
+		"$(grep -v idle "$samples" | grep -c '^1: .*; 2: ' | sed 's/^[1-9][0-9]*$/some/')" some
+	check "two: charged once per company ($n), and the ledger agrees with lead_state" \
+		"$(spent "$TOKEN")|$(q $DB "SELECT sum(credits) FROM lead_enrich.lead_state")" "$n|$n"
+	check "two: one chatter note per lead ($n)" \
+		"$(q $DB "SELECT count(DISTINCT res_id) || '/' || count(*) FROM odoo.mail_message WHERE model = 'crm.lead'")" "$n/$n"
+	check "two: no batch sent twice (no worker sent one again), none left" \
+		"$(tail -n +"$logstart" "$LE_RUNDIR/postgres.log" | grep -c "sending again .* batches of database \"$DB\"")|$(q $DB "SELECT count(*) FROM lead_enrich.batch")" "0|0"
+	le_psql -d postgres -qc "ALTER SYSTEM RESET lead_enrich.workers_per_database" -c "SELECT pg_reload_conf()" >/dev/null
+	if wait_for 10 $DB "$WORKERS" 1; then
+		ok "two: back to one worker when the setting is reset (the second leaves on reload)"
+	else
+		not_ok "two: back to one worker when the setting is reset"
+	fi
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+else
+	not_ok "two: database set up"
 fi
 
 finish
