@@ -486,7 +486,11 @@ enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
 		r->email = copy_str(r->email);
 		r->domain = copy_str(r->domain);
 		r->filled = copy_str(r->filled);
-		r->company = copy_str(r->company);
+		if (r->company != NULL)
+		{
+			r->company = palloc(VARSIZE(b->rows[i].company));
+			memcpy(r->company, b->rows[i].company, VARSIZE(b->rows[i].company));
+		}
 		r->error = copy_str(r->error);
 		r->note = copy_str(r->note);
 		/* skip points to a constant string */
@@ -786,6 +790,7 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 	CompanyBuf		 cb = {0};
 	ChatterBuf		 notes;
 	JsonbContainer **companies;
+	Jsonb		   **company_jb;
 	int64			*not_found;
 	int				 nnot_found = 0;
 	int				 total = 0;
@@ -802,6 +807,7 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 		return;
 	chatter_init(&notes, lt);
 	companies = palloc0(sizeof(JsonbContainer *) * Max(total, 1));
+	company_jb = palloc0(sizeof(Jsonb *) * Max(total, 1));
 	not_found = palloc(sizeof(int64) * Max(total, 1));
 	cb.rows = palloc(sizeof(LeadRow *) * Max(total, 1));
 	for (int k = 0; k < UPDATE_NARGS; k++)
@@ -853,7 +859,9 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 			val = jb_get(result, key, &buf);
 			if (val != NULL && val->type == jbvBinary && JsonContainerIsObject(val->val.binary.data))
 			{
-				companies[pos] = val->val.binary.data;
+				/* a jsonb of its own (a copy of the container): no text, no parse */
+				company_jb[pos] = JsonbValueToJsonb(val);
+				companies[pos] = &company_jb[pos]->root;
 				if (!stale)
 					company_add(&cb, row, companies[pos]);
 			}
@@ -894,7 +902,7 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 
 			if (companies[pos] == NULL)
 				continue;
-			row->company = jsonb_container_to_cstring(companies[pos]);
+			row->company = company_jb[pos];
 			row->credits = first_charge(charged, &ncharged, jb_get_text(companies[pos], "clearbit_id"),
 										row->domain, row->id, &with);
 			if (row->status == LEAD_STALE)
@@ -990,7 +998,8 @@ row_to_jsonb(LeadRow *row)
 	appendStringInfo(&s, ", \"credits\": %d, \"filled\": ", row->credits);
 	append_filled_json(&s, row->filled ? row->filled : "{}");
 	if (row->company)
-		appendStringInfo(&s, ", \"company\": %s", row->company);
+		appendStringInfo(&s, ", \"company\": %s",
+						 JsonbToCString(NULL, &row->company->root, VARSIZE(row->company)));
 	appendStringInfoChar(&s, '}');
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
 }

@@ -21,7 +21,7 @@ typedef struct LeadRow
 	const char *skip;	 /* why skipped */
 	int			owner;	 /* index into EnrichBatch.domains, -1 */
 	char	   *filled;	 /* text[] literal of filled columns */
-	char	   *company; /* JSON text */
+	Jsonb	   *company; /* the company the provider answered, as it came */
 	int			credits;
 	char	   *error;
 	char	   *note;	  /* no error: what enrich_leads' detail says (why no credit) */

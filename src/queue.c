@@ -42,6 +42,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -673,17 +674,18 @@ queue_next_due(void)
  */
 
 static const Oid state_types[STATE_NCOLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID,
-											 TEXTOID, TEXTOID, INT4OID, TEXTOID};
+											 JSONBOID, TEXTOID, INT4OID, TEXTOID};
 
 /*
- * queue_outcome_add: one outcome; filled is a text[] literal, company JSON text.
+ * queue_outcome_add: one outcome; filled is a text[] literal, company the
+ * jsonb the provider answered (kept as it is: no text, no parse).
  */
 void
 queue_outcome_add(OutcomeBuf *sb, int64 lead_id, LeadStatus status, const char *email,
-				  const char *domain, const char *company_json, const char *filled,
+				  const char *domain, Jsonb *company, const char *filled,
 				  int credits, const char *error)
 {
-	const char *texts[STATE_NCOLS] = {NULL, lead_status_name(status), email, domain, company_json,
+	const char *texts[STATE_NCOLS] = {NULL, lead_status_name(status), email, domain, NULL,
 									  filled, NULL, error};
 	int			k;
 
@@ -703,6 +705,8 @@ queue_outcome_add(OutcomeBuf *sb, int64 lead_id, LeadStatus status, const char *
 		sb->nulls[k][sb->n] = false;
 		if (k == 0)
 			sb->values[k][sb->n] = Int64GetDatum(lead_id);
+		else if (k == 4 && company != NULL)
+			sb->values[k][sb->n] = JsonbPGetDatum(company);
 		else if (k == 6)
 			sb->values[k][sb->n] = Int32GetDatum(credits);
 		else if (texts[k] != NULL)
@@ -738,13 +742,13 @@ queue_outcomes_write(OutcomeBuf *sb, const char *source)
 	if (plan == NULL)
 	{
 		Oid types[STATE_NCOLS + 1] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-									  TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTOID};
+									  JSONBARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTOID};
 
 		plan = le_keep_plan(
 			"INSERT INTO lead_enrich.lead_state AS s "
 			"(lead_id, status, email, domain, company, filled, credits, attempts, error, source, "
 			" next_attempt_at, updated_at) "
-			"SELECT u.id, u.st, u.em, u.dom, u.comp::jsonb, coalesce(u.fil::text[], '{}'), u.cr, "
+			"SELECT u.id, u.st, u.em, u.dom, u.comp, coalesce(u.fil::text[], '{}'), u.cr, "
 			"       CASE WHEN u.st IN ('enriched', 'not_found', 'error', 'insufficient_credit') THEN 1 ELSE 0 END, "
 			"       u.err, $9, NULL, now() "
 			"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS u(id, st, em, dom, comp, fil, cr, err) "
@@ -784,7 +788,10 @@ le_record_state(int64 lead_id, LeadStatus status, const char *email,
 				int credits, const char *error, const char *source)
 {
 	OutcomeBuf sb = {0};
+	Jsonb	  *company = NULL;
 
-	queue_outcome_add(&sb, lead_id, status, email, domain, company_json, filled, credits, error);
+	if (company_json != NULL)
+		company = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(company_json)));
+	queue_outcome_add(&sb, lead_id, status, email, domain, company, filled, credits, error);
 	queue_outcomes_write(&sb, source);
 }

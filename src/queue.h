@@ -63,7 +63,7 @@ extern int		   queue_claimable(int64 *skip, int nskip, int limit, int64 **ids);
 extern TimestampTz queue_next_due(void);
 extern void		   queue_outcome_add(OutcomeBuf *sb, int64 lead_id, LeadStatus status,
 									 const char *email, const char *domain,
-									 const char *company_json, const char *filled,
+									 Jsonb *company, const char *filled,
 									 int credits, const char *error);
 extern void		   queue_outcomes_write(OutcomeBuf *sb, const char *source);
 extern void		   le_record_state(int64 lead_id, LeadStatus status,
