@@ -21,7 +21,9 @@
 #      takes them into the queue without its memory growing with their
 #      number
 #  10. two workers on one database: both at work at once, every lead
-#      enriched once, no batch sent twice, charged once per company
+#      enriched once, no batch sent twice, charged once per company; one
+#      of them terminated in the middle of a run: the other sends its
+#      batches again
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
@@ -518,6 +520,28 @@ elif new_db $DB; then
 		"$(q $DB "SELECT count(DISTINCT res_id) || '/' || count(*) FROM odoo.mail_message WHERE model = 'crm.lead'")" "$n/$n"
 	check "two: no batch sent twice (no worker sent one again), none left" \
 		"$(tail -n +"$logstart" "$LE_RUNDIR/postgres.log" | grep -c "sending again .* batches of database \"$DB\"")|$(q $DB "SELECT count(*) FROM lead_enrich.batch")" "0|0"
+	# a worker that leaves with batches in flight: the other sends them
+	# again (answered from the replay store), nothing charged or written twice
+	logstart=$(wc -l <"$LE_RUNDIR/postgres.log")
+	insert_leads $DB 0 100000 >/dev/null
+	victim=
+	for _ in $(seq 200); do
+		victim=$(q $DB "SELECT pid FROM pg_stat_activity WHERE backend_type = 'lead_enrich worker'
+						AND datname = current_database() AND query LIKE 'calling the provider%' LIMIT 1")
+		[ -n "$victim" ] && break
+		sleep 0.02
+	done
+	q $DB "SELECT pg_terminate_backend(${victim:-0})" >/dev/null
+	if wait_for 120 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" $((2 * n)); then
+		ok "two: a worker terminated in the middle of a run (pid ${victim:-none}), every lead is enriched"
+	else
+		not_ok "two: a worker terminated in the middle of a run, every lead is enriched" "$(q $DB "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
+	fi
+	check "two: the other worker sent the leaving one's batches again" \
+		"$(tail -n +"$logstart" "$LE_RUNDIR/postgres.log" | grep -c "sending again .* batches of database \"$DB\"" | sed 's/^[1-9][0-9]*$/some/')" some
+	check "two: still charged once per company per request ($((2 * n))), the ledger agrees with lead_state, one note per lead" \
+		"$(spent "$TOKEN")|$(q $DB "SELECT sum(credits) FROM lead_enrich.lead_state")|$(q $DB "SELECT count(DISTINCT res_id) || '/' || count(*) FROM odoo.mail_message WHERE model = 'crm.lead'")" \
+		"$((2 * n))|$((2 * n))|$((2 * n))/$((2 * n))"
 	le_psql -d postgres -qc "ALTER SYSTEM RESET lead_enrich.workers_per_database" -c "SELECT pg_reload_conf()" >/dev/null
 	if wait_for 10 $DB "$WORKERS" 1; then
 		ok "two: back to one worker when the setting is reset (the second leaves on reload)"
