@@ -7,11 +7,12 @@
  * connected to no database, as the logical replication launcher is.  It
  * reads pg_database and starts lead_enrich.workers_per_database dynamic
  * workers per database (those in lead_enrich.databases, or all), as
- * autoprewarm and pg_cron do; a worker
- * that finds no extension says so and leaves, and its database is probed
- * again after lead_enrich.interval or as soon as a backend asks (attach,
- * set_mode, wake, worker_start).  A worker that exits for any other
- * reason is started again ten seconds later.
+ * autoprewarm and pg_cron do; a worker that finds no extension says so and
+ * leaves, and its database is probed again after lead_enrich.interval or
+ * as soon as a backend asks (attach, set_mode, wake, worker_start).  A
+ * worker that exits for any other reason is started again ten seconds
+ * later; one whose number is no longer below the setting leaves at the
+ * next reload and is not started again.
  *
  *-------------------------------------------------------------------------
  */
