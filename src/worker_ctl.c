@@ -252,15 +252,18 @@ lead_enrich_worker_stop(PG_FUNCTION_ARGS)
 
 /*
  * workers_sum: the database's workers as one (the caller holds the lock):
- * the first running worker's pid, each running worker's activity, the
- * sums of their passes and requests, the earliest start and pause, the
- * latest pass and error.  Returns how many run.
+ * the first running worker's pid, the sums of their passes and requests,
+ * the earliest start and pause, the latest pass and error.  Returns what
+ * they do: a single running worker's activity as it is, several workers'
+ * each numbered ("1: idle; 2: calling the provider: 8 requests"), NULL
+ * when none runs.
  */
-static int
+static char *
 workers_sum(LeDbSlot *slot, LeWorkerSlot *sum)
 {
 	StringInfoData act;
 	int			   nrun = 0;
+	const char	  *only = NULL;
 
 	memset(sum, 0, sizeof(LeWorkerSlot));
 	initStringInfo(&act);
@@ -271,7 +274,10 @@ workers_sum(LeDbSlot *slot, LeWorkerSlot *sum)
 		if (w->pid != 0)
 		{
 			if (nrun++ == 0)
+			{
 				sum->pid = w->pid;
+				only = w->activity;
+			}
 			appendStringInfo(&act, "%s%d: %s", act.len > 0 ? "; " : "", k + 1, w->activity);
 		}
 		if (w->started_at != 0 && (sum->started_at == 0 || w->started_at < sum->started_at))
@@ -290,17 +296,9 @@ workers_sum(LeDbSlot *slot, LeWorkerSlot *sum)
 			strlcpy(sum->pause_reason, w->pause_reason, LE_TEXT_LEN);
 		}
 	}
-	/* one worker: its activity as it is; several: each, numbered */
-	if (nrun == 1)
-	{
-		for (int k = 0; k < LE_MAX_WORKERS; k++)
-			if (slot->workers[k].pid == sum->pid)
-				strlcpy(sum->activity, slot->workers[k].activity, sizeof(sum->activity));
-	}
-	else
-		strlcpy(sum->activity, act.data, sizeof(sum->activity));
-	pfree(act.data);
-	return nrun;
+	if (nrun == 0)
+		return NULL;
+	return nrun == 1 ? pstrdup(only) : act.data;
 }
 
 /*
@@ -314,6 +312,7 @@ lead_enrich_worker_info(PG_FUNCTION_ARGS)
 	Datum		 values[12];
 	bool		 nulls[12];
 	LeWorkerSlot copy;
+	char		*activity = NULL;
 	bool		 found = false;
 	bool		 stopped = false;
 	bool		 no_extension = false;
@@ -333,7 +332,7 @@ lead_enrich_worker_info(PG_FUNCTION_ARGS)
 		if (slot != NULL)
 		{
 			found = true;
-			(void) workers_sum(slot, &copy);
+			activity = workers_sum(slot, &copy);
 			stopped = slot->stopped;
 			no_extension = slot->no_extension;
 		}
@@ -348,9 +347,9 @@ lead_enrich_worker_info(PG_FUNCTION_ARGS)
 			values[1] = Int32GetDatum(copy.pid);
 			nulls[1] = false;
 		}
-		values[2] = CStringGetTextDatum(copy.pid != 0 ? copy.activity : stopped	   ? "stopped"
-																	: no_extension ? "no extension"
-																				   : "not running");
+		values[2] = CStringGetTextDatum(activity != NULL ? activity : stopped	 ? "stopped"
+																  : no_extension ? "no extension"
+																				 : "not running");
 		nulls[2] = false;
 #define TS(i, v) \
 	do \

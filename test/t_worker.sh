@@ -514,6 +514,10 @@ elif new_db $DB; then
 	# "1: claiming pending leads; 2: calling the provider: 8 requests"
 	check "two: both workers at work at the same moment (the status view's activity, sampled every 50 ms)" \
 		"$(grep -v idle "$samples" | grep -c '^1: .*; 2: ' | sed 's/^[1-9][0-9]*$/some/')" some
+	# each worker's activity whole ("2: calling the provider: 8 reque" was cut to 63 bytes)
+	acts='idle|paused|starting|claiming pending leads|calling the provider: [0-9]+ requests|writing enrichment results|looking for retries|recording a failed send|checking the balance|probing the provider'
+	check "two: the status view shows each worker's activity whole" \
+		"$(grep -c '^1: ' "$samples" | sed 's/^[1-9][0-9]*$/some/')|$(grep '^1: ' "$samples" | grep -cvE "^1: ($acts); 2: ($acts)\$")" "some|0"
 	check "two: charged once per company ($n), and the ledger agrees with lead_state" \
 		"$(spent "$TOKEN")|$(q $DB "SELECT sum(credits) FROM lead_enrich.lead_state")" "$n|$n"
 	check "two: one chatter note per lead ($n)" \
