@@ -75,12 +75,23 @@ median() { python3 -c "import statistics, sys; print(round(statistics.median(map
 # cpu_ticks: total and idle (idle + iowait) jiffies of all cores, from /proc/stat
 cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
 # idle_pct "T0 I0" "T1 I1": idle share of the machine between two cpu_ticks
-# proc_ticks PID: the CPU time (user + system, in clock ticks) a process used
-proc_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+idle_pct() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split()); t1, i1 = map(int, sys.argv[2].split()); print(round(100.0 * (i1 - i0) / max(t1 - t0, 1), 1))" "$1" "$2"; }
+# proc_ticks PID...: the CPU time (user + system, in clock ticks) the processes used, summed
+proc_ticks() { sum_proc stat '{print $14 + $15}' "$@"; }
 # rss_kb PID...: their private memory (RssAnon; VmRSS also counts the
 # shared buffers touched), summed
-rss_kb() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/RssAnon/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
-idle_pct() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split()); t1, i1 = map(int, sys.argv[2].split()); print(round(100.0 * (i1 - i0) / max(t1 - t0, 1), 1))" "$1" "$2"; }
+rss_kb() { sum_proc status '/RssAnon/ {print $2}' "$@"; }
+# sum_proc FILE AWK PID...: the sum over the processes of what AWK prints
+# of /proc/PID/FILE (0 for a process gone)
+sum_proc() {
+	local f=$1 prog=$2 t=0 p v
+	shift 2
+	for p in "$@"; do
+		v=$(awk "$prog" "/proc/$p/$f" 2>/dev/null)
+		t=$((t + ${v:-0}))
+	done
+	echo $t
+}
 
 le_deps wrk libcurl4-openssl-dev
 le_build

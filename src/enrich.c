@@ -26,7 +26,7 @@
  *
  * The worker holds no row lock while its request is in flight.  What keeps
  * a manual enrichment from sending the same lead at the same time is a
- * per-lead advisory lock (le_lock_lead): the worker takes it, without
+ * per-lead advisory lock (le_lock_lead, enrich.h): the worker takes it, without
  * waiting, for every lead it claims and keeps it until the answer is
  * written; a manual enrichment takes it, waiting, until it holds the
  * rows' locks, and then finds the lead done.
@@ -73,39 +73,41 @@ int8_array(int64 *ids, int n)
 }
 
 /*
- * set_lead_locktag: the advisory lock of one lead.  Advisory locks taken
- * from SQL use 1 or 2 in the last field; 0x4c45 ("LE") keeps ours apart.
+ * set_key_locktag: the advisory lock of one of our keys (a lead, a batch).
+ * Advisory locks taken from SQL use 1 or 2 in the last field; ours use
+ * LE_LOCK_LEAD (0x4c45, "LE") and LE_LOCK_BATCH (0x4c42, "LB"), which no
+ * SQL function can name.
  */
 static void
-set_lead_locktag(LOCKTAG *tag, int64 lead_id)
+set_key_locktag(LOCKTAG *tag, int64 key, uint16 space)
 {
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) lead_id >> 32),
-						 (uint32) lead_id, 0x4c45);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) key >> 32),
+						 (uint32) key, space);
 }
 
 /*
- * le_lock_lead: take a lead's advisory lock, for the transaction or the
- * session (the worker, across the transactions of a claim).  Returns false
- * when !wait and someone else holds it.
+ * le_lock_key: take the advisory lock of a key of the given space, for the
+ * transaction or the session (the worker, across the transactions of a
+ * claim).  Returns false when !wait and someone else holds it.
  */
 bool
-le_lock_lead(int64 lead_id, bool session, bool wait)
+le_lock_key(int64 key, uint16 space, bool session, bool wait)
 {
 	LOCKTAG tag;
 
-	set_lead_locktag(&tag, lead_id);
+	set_key_locktag(&tag, key, space);
 	return LockAcquire(&tag, ExclusiveLock, session, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 /*
- * le_unlock_lead: release a session-level lead lock.
+ * le_unlock_key: release a session-level key lock.
  */
 void
-le_unlock_lead(int64 lead_id)
+le_unlock_key(int64 key, uint16 space)
 {
 	LOCKTAG tag;
 
-	set_lead_locktag(&tag, lead_id);
+	set_key_locktag(&tag, key, space);
 	LockRelease(&tag, ExclusiveLock, true);
 }
 
@@ -785,16 +787,15 @@ enrich_apply(EnrichBatch *b, const char *source)
 void
 enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 {
-	LeadTable		*lt = NULL;
-	OutcomeBuf		 sb = {0};
-	CompanyBuf		 cb = {0};
-	ChatterBuf		 notes;
-	JsonbContainer **companies;
-	Jsonb		   **company_jb;
-	int64			*not_found;
-	int				 nnot_found = 0;
-	int				 total = 0;
-	int				 pos;
+	LeadTable *lt = NULL;
+	OutcomeBuf sb = {0};
+	CompanyBuf cb = {0};
+	ChatterBuf notes;
+	Jsonb	 **companies; /* per lead of the round, what was found */
+	int64	  *not_found;
+	int		   nnot_found = 0;
+	int		   total = 0;
+	int		   pos;
 
 	for (int k = 0; k < nb; k++)
 	{
@@ -806,8 +807,7 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 	if (lt == NULL)
 		return;
 	chatter_init(&notes, lt);
-	companies = palloc0(sizeof(JsonbContainer *) * Max(total, 1));
-	company_jb = palloc0(sizeof(Jsonb *) * Max(total, 1));
+	companies = palloc0(sizeof(Jsonb *) * Max(total, 1));
 	not_found = palloc(sizeof(int64) * Max(total, 1));
 	cb.rows = palloc(sizeof(LeadRow *) * Max(total, 1));
 	for (int k = 0; k < UPDATE_NARGS; k++)
@@ -860,10 +860,9 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 			if (val != NULL && val->type == jbvBinary && JsonContainerIsObject(val->val.binary.data))
 			{
 				/* a jsonb of its own (a copy of the container): no text, no parse */
-				company_jb[pos] = JsonbValueToJsonb(val);
-				companies[pos] = &company_jb[pos]->root;
+				companies[pos] = JsonbValueToJsonb(val);
 				if (!stale)
-					company_add(&cb, row, companies[pos]);
+					company_add(&cb, row, &companies[pos]->root);
 			}
 			else if (stale)
 				continue;
@@ -902,8 +901,8 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 
 			if (companies[pos] == NULL)
 				continue;
-			row->company = company_jb[pos];
-			row->credits = first_charge(charged, &ncharged, jb_get_text(companies[pos], "clearbit_id"),
+			row->company = companies[pos];
+			row->credits = first_charge(charged, &ncharged, jb_get_text(&companies[pos]->root, "clearbit_id"),
 										row->domain, row->id, &with);
 			if (row->status == LEAD_STALE)
 			{
@@ -938,7 +937,7 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 				continue;
 			}
 			row->status = LEAD_ENRICHED;
-			chatter_enriched(&notes, row->id, companies[pos]);
+			chatter_enriched(&notes, row->id, &companies[pos]->root);
 			if (row->credits == 0)
 				row->note = psprintf("no credit: the same company as lead %lld, charged once in this request",
 									 (long long) with);

@@ -80,7 +80,24 @@ extern void			 enrich_recheck(EnrichBatch **bs, int nb);
 extern void			 enrich_add_domain(EnrichBatch *b, int i);
 extern EnrichBatch **enrich_split(EnrichBatch *b, const int64 *ids, int nids, int size);
 extern EnrichBatch	*enrich_batch_copy(EnrichBatch *b, MemoryContext cxt);
-extern bool			 le_lock_lead(int64 lead_id, bool session, bool wait);
-extern void			 le_unlock_lead(int64 lead_id);
+extern bool			 le_lock_key(int64 key, uint16 space, bool session, bool wait);
+extern void			 le_unlock_key(int64 key, uint16 space);
+
+/* The key spaces of our advisory locks (see set_key_locktag). */
+#define LE_LOCK_LEAD  0x4c45 /* a lead: the worker's claim, a manual call */
+#define LE_LOCK_BATCH 0x4c42 /* a batch: the worker that owns it (queue.c) */
+
+/* a lead's advisory lock */
+static inline bool
+le_lock_lead(int64 lead_id, bool session, bool wait)
+{
+	return le_lock_key(lead_id, LE_LOCK_LEAD, session, wait);
+}
+
+static inline void
+le_unlock_lead(int64 lead_id)
+{
+	le_unlock_key(lead_id, LE_LOCK_LEAD);
+}
 
 #endif /* LEAD_ENRICH_ENRICH_H */

@@ -37,8 +37,6 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "miscadmin.h"
-#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -258,27 +256,13 @@ queue_batch_record(EnrichBatch **bs, int nb)
 }
 
 /*
- * set_batch_locktag: the advisory lock of one batch; 0x4c42 ("LB") keeps it
- * apart from the leads' (0x4c45) and from those taken from SQL (1, 2).
- */
-static void
-set_batch_locktag(LOCKTAG *tag, int64 batch_id)
-{
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) batch_id >> 32),
-						 (uint32) batch_id, 0x4c42);
-}
-
-/*
  * queue_batch_lock: make a batch this worker's, for the session, without
  * waiting; false when another worker has it.
  */
 bool
 queue_batch_lock(int64 batch_id)
 {
-	LOCKTAG tag;
-
-	set_batch_locktag(&tag, batch_id);
-	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+	return le_lock_key(batch_id, LE_LOCK_BATCH, true, false);
 }
 
 /*
@@ -287,10 +271,7 @@ queue_batch_lock(int64 batch_id)
 void
 queue_batch_unlock(int64 batch_id)
 {
-	LOCKTAG tag;
-
-	set_batch_locktag(&tag, batch_id);
-	LockRelease(&tag, ExclusiveLock, true);
+	le_unlock_key(batch_id, LE_LOCK_BATCH);
 }
 
 /*
@@ -314,14 +295,15 @@ queue_batch_unsettled(LeadTable *lt, int max, int64 *inflight, int ninflight,
 	static SPIPlanPtr id_plan = NULL;
 	static SPIPlanPtr plan = NULL;
 	Oid				  types[2] = {INT4OID, INT8ARRAYOID};
-	Datum			  args[2] = {Int32GetDatum(max * LE_MAX_WORKERS * 3 + max),
-								 int8_array(inflight, ninflight)};
-	Oid				  type = INT8ARRAYOID;
-	Datum			  arg;
-	int64			 *mine;
-	int				  nmine = 0;
-	SPITupleTable	 *tt;
-	int				  nb;
+	/* enough ids to pass the other workers' batches: three rounds of max each */
+	Datum		   args[2] = {Int32GetDatum(max * LE_MAX_WORKERS * 3 + max),
+							  int8_array(inflight, ninflight)};
+	Oid			   type = INT8ARRAYOID;
+	Datum		   arg;
+	int64		  *mine;
+	int			   nmine = 0;
+	SPITupleTable *tt;
+	int			   nb;
 
 	(void) run_plan(&id_plan,
 					"SELECT b.id FROM lead_enrich.batch b WHERE b.id <> ALL ($2) ORDER BY b.id LIMIT $1",

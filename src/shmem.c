@@ -168,38 +168,50 @@ le_request_worker(Oid dboid)
 }
 
 /*
- * le_wake_worker: set the wake bits and the latches of the database's
- * workers; when none runs, ask the launcher for them.  Returns whether a
- * worker was running.
+ * wake_workers: set the wake bits of the database's workers but skip (NULL:
+ * all), and the latches of those running.  Returns how many run; *stopped
+ * whether worker_stop() was called.
  */
-bool
-le_wake_worker(Oid dboid, uint32 bits)
+static int
+wake_workers(Oid dboid, uint32 bits, const LeWorkerSlot *skip, bool *stopped)
 {
 	LeDbSlot *slot;
 	Latch	 *latches[LE_MAX_WORKERS];
 	int		  nlatches = 0;
-	bool	  stopped = false;
 
-	if (le_shared == NULL)
-		return false;
+	*stopped = false;
 	LWLockAcquire(le_shared->lock, LW_SHARED);
 	slot = le_slot_find(dboid, false);
-	if (slot != NULL)
+	for (int k = 0; slot != NULL && k < LE_MAX_WORKERS; k++)
 	{
-		for (int k = 0; k < LE_MAX_WORKERS; k++)
-		{
-			LeWorkerSlot *w = &slot->workers[k];
+		LeWorkerSlot *w = &slot->workers[k];
 
-			pg_atomic_fetch_or_u32(&w->wake, bits);
-			if (w->pid != 0 && w->latch != NULL)
-				latches[nlatches++] = w->latch;
-		}
-		stopped = slot->stopped;
+		if (w == skip)
+			continue;
+		pg_atomic_fetch_or_u32(&w->wake, bits);
+		if (w->pid != 0 && w->latch != NULL)
+			latches[nlatches++] = w->latch;
 	}
+	if (slot != NULL)
+		*stopped = slot->stopped;
 	LWLockRelease(le_shared->lock);
 	for (int k = 0; k < nlatches; k++)
 		SetLatch(latches[k]);
-	if (nlatches > 0)
+	return nlatches;
+}
+
+/*
+ * le_wake_worker: wake the database's workers; when none runs, ask the
+ * launcher for them.  Returns whether a worker was running.
+ */
+bool
+le_wake_worker(Oid dboid, uint32 bits)
+{
+	bool stopped;
+
+	if (le_shared == NULL)
+		return false;
+	if (wake_workers(dboid, bits, NULL, &stopped) > 0)
 		return true;
 	if (!stopped)
 		le_request_worker(dboid);
@@ -207,31 +219,15 @@ le_wake_worker(Oid dboid, uint32 bits)
 }
 
 /*
- * le_wake_others: wake the database's other running workers (for leads a
- * worker's claim has just made visible to them).
+ * le_wake_others: wake the database's other workers (for leads a worker's
+ * claim has just made visible to them).
  */
 void
 le_wake_others(Oid dboid, const LeWorkerSlot *self)
 {
-	LeDbSlot *slot;
-	Latch	 *latches[LE_MAX_WORKERS];
-	int		  nlatches = 0;
+	bool stopped;
 
-	LWLockAcquire(le_shared->lock, LW_SHARED);
-	slot = le_slot_find(dboid, false);
-	for (int k = 0; slot != NULL && k < LE_MAX_WORKERS; k++)
-	{
-		LeWorkerSlot *w = &slot->workers[k];
-
-		if (w != self && w->pid != 0 && w->latch != NULL)
-		{
-			pg_atomic_fetch_or_u32(&w->wake, LE_WAKE_COMMIT);
-			latches[nlatches++] = w->latch;
-		}
-	}
-	LWLockRelease(le_shared->lock);
-	for (int k = 0; k < nlatches; k++)
-		SetLatch(latches[k]);
+	(void) wake_workers(dboid, LE_WAKE_COMMIT, self, &stopped);
 }
 
 /*
