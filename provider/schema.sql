@@ -40,16 +40,31 @@ CREATE INDEX IF NOT EXISTS ledger_token_idx ON provider.ledger (token);
 
 -- Stored answers of charging calls, keyed by account, service and JSON-RPC
 -- id, so that a retried request gets the same answer without a new charge.
+-- The answer is kept as the text sent, the response's member "result": ...
+-- (see provider.rpc()): it is written at every charging call and read only
+-- when a call is retried, so it is never parsed into jsonb and printed back.
 CREATE TABLE IF NOT EXISTS provider.reply
 (
 	token		text NOT NULL,
 	service		text NOT NULL,
 	rpc_id		text NOT NULL,
-	response	jsonb NOT NULL,
+	response	text NOT NULL,
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (token, service, rpc_id)
 );
 CREATE INDEX IF NOT EXISTS reply_created_idx ON provider.reply (created_at);
+-- A provider.reply of an older version keeps its answers as jsonb objects
+-- {"result": ...} (only results are stored): the same answers as text.
+DO $$
+BEGIN
+	IF (SELECT atttypid FROM pg_attribute
+		WHERE attrelid = 'provider.reply'::regclass
+		AND attname = 'response') = 'jsonb'::regtype THEN
+		ALTER TABLE provider.reply ALTER COLUMN response TYPE text
+			USING '"result": ' || (response->'result')::text;
+	END IF;
+END
+$$;
 -- Replies are written once and rarely read: compress them cheaply if lz4 is
 -- available in this build.
 DO $$
@@ -131,10 +146,15 @@ CREATE TABLE provider.org
 	employees	integer,
 	mine_rank	integer NOT NULL,
 	source		text,
-	company		jsonb NOT NULL
+	company		jsonb NOT NULL,
+	-- company as JSON text, what enrichment sends: printed once here, not
+	-- at every request (a tenth of an enrichment request's CPU)
+	company_text text NOT NULL
 );
 
--- Every domain and alias of an organisation, for look-ups.  Domains and
+-- Every domain and alias of an organisation a look-up may match: never a
+-- public suffix or a name without a dot (finish_load() leaves them out, so
+-- that a look-up needs no suffix test).  Domains and
 -- suffixes are compared byte for byte ("C"): a request's look-ups are a few
 -- hundred index probes, and a linguistic collation's comparisons were a
 -- tenth of its CPU (perf: bttextcmp, varstr_cmp).  Equality is the same.
@@ -313,42 +333,12 @@ DECLARE
 	n integer;
 BEGIN
 	INSERT INTO provider.org (id, clearbit_id, domain, name, country_code,
-		state_code, industry_reveal_id, employees, mine_rank, source, company)
+		state_code, industry_reveal_id, employees, mine_rank, source, company,
+		company_text)
 	SELECT row_number() OVER (ORDER BY s.clearbit_id),
 		s.clearbit_id, s.domain, s.name, s.country_code, s.state_code,
 		s.industry_reveal_id, s.employees, provider.h(s.clearbit_id), s.source,
-		jsonb_build_object(
-			'name', s.name,
-			'legal_name', s.legal_name,
-			'domain', s.domain,
-			'clearbit_id', s.clearbit_id,
-			'logo', s.logo,
-			'description', s.description,
-			'company_type', s.company_type,
-			'founded_year', s.founded_year,
-			'sector', s.sector,
-			'sector_primary', s.sector,
-			'industry_group', s.industry_group,
-			'industry', s.industry,
-			'sub_industry', s.sub_industry,
-			'employees', s.employees,
-			'estimated_annual_revenue', s.estimated_annual_revenue,
-			'phone', s.phone_numbers[1],
-			'phone_numbers', coalesce(to_jsonb(s.phone_numbers), '[]'::jsonb),
-			'email', coalesce(to_jsonb(s.email), '[]'::jsonb),
-			'timezone', s.timezone,
-			'tech', coalesce(to_jsonb(s.tech), '[]'::jsonb),
-			'twitter', s.twitter,
-			'facebook', s.facebook,
-			'linkedin', s.linkedin,
-			'crunchbase', s.crunchbase,
-			'location', s.location,
-			'city', s.city,
-			'postal_code', s.postal_code,
-			'state_code', s.state_code,
-			'state_name', s.state_name,
-			'country_code', s.country_code,
-			'country_name', s.country_name)
+		c.company, c.company::text
 	FROM (
 		SELECT nullif(btrim(clearbit_id), '') AS clearbit_id,
 			rtrim(lower(btrim(domain)), '.') AS domain,
@@ -379,6 +369,38 @@ BEGIN
 			nullif(source, '') AS source
 		FROM provider.org_stage
 	) s
+	CROSS JOIN LATERAL (SELECT jsonb_build_object(
+			'name', s.name,
+			'legal_name', s.legal_name,
+			'domain', s.domain,
+			'clearbit_id', s.clearbit_id,
+			'logo', s.logo,
+			'description', s.description,
+			'company_type', s.company_type,
+			'founded_year', s.founded_year,
+			'sector', s.sector,
+			'sector_primary', s.sector,
+			'industry_group', s.industry_group,
+			'industry', s.industry,
+			'sub_industry', s.sub_industry,
+			'employees', s.employees,
+			'estimated_annual_revenue', s.estimated_annual_revenue,
+			'phone', s.phone_numbers[1],
+			'phone_numbers', coalesce(to_jsonb(s.phone_numbers), '[]'::jsonb),
+			'email', coalesce(to_jsonb(s.email), '[]'::jsonb),
+			'timezone', s.timezone,
+			'tech', coalesce(to_jsonb(s.tech), '[]'::jsonb),
+			'twitter', s.twitter,
+			'facebook', s.facebook,
+			'linkedin', s.linkedin,
+			'crunchbase', s.crunchbase,
+			'location', s.location,
+			'city', s.city,
+			'postal_code', s.postal_code,
+			'state_code', s.state_code,
+			'state_name', s.state_name,
+			'country_code', s.country_code,
+			'country_name', s.country_name) AS company) c
 	WHERE s.clearbit_id IS NOT NULL AND s.domain <> '';
 	GET DIAGNOSTICS n = ROW_COUNT;
 
@@ -404,6 +426,10 @@ BEGIN
 		WHERE l <> '' AND l NOT LIKE '//%'
 	) y
 	ORDER BY suffix, exception DESC;
+
+	-- A public suffix or a name without a dot is never matched: the names
+	-- a look-up may match are the others.
+	DELETE FROM provider.org_domain od WHERE provider.is_public_suffix(od.domain);
 
 	TRUNCATE provider.org_stage, provider.psl_stage;
 
@@ -435,7 +461,7 @@ $$
 $$;
 
 -- Is this name a public suffix (never matched as an organisation)?
--- rpc_enrich() writes the same test out in its look-up: keep them equal.
+-- finish_load() removes such names from provider.org_domain.
 CREATE OR REPLACE FUNCTION provider.is_public_suffix(d text) RETURNS boolean
 LANGUAGE sql STABLE AS
 $$
@@ -450,9 +476,10 @@ $$
 $$;
 
 -- The organisation for a domain: exact domain or alias, else the longest
--- parent domain (labels stripped from the left) that is known and is not a
--- public suffix.  NULL when nothing matches or the domain is over the
--- limits of provider.domain_ok().
+-- parent domain (labels stripped from the left) that is known (provider.
+-- org_domain holds no public suffix).  NULL when nothing matches or the
+-- domain is over the limits of provider.domain_ok().  rpc_enrich() writes
+-- the same look-up out for a whole request: keep them equal.
 CREATE OR REPLACE FUNCTION provider.find_org(d text) RETURNS integer
 LANGUAGE sql STABLE AS
 $$
@@ -463,7 +490,6 @@ $$
 	CROSS JOIN LATERAL generate_series(1, cardinality(s.l) - 1) AS i
 	JOIN provider.org_domain od
 		ON od.domain = array_to_string(s.l[i:cardinality(s.l)], '.')
-	WHERE NOT provider.is_public_suffix(od.domain)
 	ORDER BY i
 	LIMIT 1
 $$;
@@ -550,12 +576,26 @@ $$
 	FROM provider.account a ORDER BY a.created_at, a.token
 $$;
 
+-- Answers are texts from here on: an endpoint returns its answer as the
+-- member of the JSON-RPC response that carries it, "result": ... or
+-- "error": ..., which provider.rpc() writes into the envelope after "id"
+-- (no copy or character count of the answer but that one concatenation).
+-- An enrichment answer is 40 kB of company records
+-- for 50 domains; built as jsonb it was taken apart and put together again
+-- at each step (aggregate, envelope, concatenation, output), half of a
+-- request's CPU.  Functions of an older version returned jsonb: dropped.
+DROP FUNCTION IF EXISTS provider.stored_reply(text, text, text);
+DROP FUNCTION IF EXISTS provider.open_call(text, numeric, text, text);
+DROP FUNCTION IF EXISTS provider.charge(text, text, text, numeric, jsonb, jsonb, text);
+DROP FUNCTION IF EXISTS provider.rpc_enrich(jsonb, text, numeric, text, integer);
+DROP FUNCTION IF EXISTS provider.rpc_mine(jsonb, text, numeric, text);
+
 -- A stored answer for (token, service, id), if any and younger than 7 days.
 -- PL/pgSQL, not SQL: a SQL function that cannot be inlined is parsed and
 -- planned again at every call, a PL/pgSQL one keeps its plan for the
 -- session (the provider's connections live as long as its threads).
 CREATE OR REPLACE FUNCTION provider.stored_reply(p_token text, p_service text, p_id text)
-RETURNS jsonb LANGUAGE plpgsql STABLE AS
+RETURNS text LANGUAGE plpgsql STABLE AS
 $$
 BEGIN
 	RETURN (SELECT r.response FROM provider.reply r
@@ -571,7 +611,7 @@ $$;
 -- token gets no account: it writes nothing, and charge() refuses any cost.
 CREATE OR REPLACE FUNCTION provider.open_call(p_token text, p_trial numeric,
 	p_service text, p_id text)
-RETURNS jsonb LANGUAGE plpgsql AS
+RETURNS text LANGUAGE plpgsql AS
 $$
 BEGIN
 	IF coalesce(p_trial, 0) > 0 THEN
@@ -584,50 +624,51 @@ BEGIN
 END
 $$;
 
--- Charge cost credits for a computed answer and store the answer, in the
--- caller's transaction.  Locks the account row so that concurrent requests
--- never overdraw it.  Returns what to send: a stored reply if a concurrent
--- request with the same id won the race, the InsufficientCreditError when
--- the balance does not cover the cost (nothing charged), else p_answer.
--- A token without an account has nothing to charge: a free answer is sent
--- but not stored, any cost is refused; nothing is written either way.
+-- Charge cost credits for a computed result (p_result, JSON text) and store
+-- the answer, in the caller's transaction.  Locks the account row so that
+-- concurrent requests never overdraw it.  Returns what to send: a stored
+-- answer if a concurrent request with the same id won the race, the
+-- InsufficientCreditError when the balance does not cover the cost (nothing
+-- charged, answered false), else "result": p_result.  A token without an
+-- account has nothing to charge: a free answer is sent but not stored, any
+-- cost is refused; nothing is written either way.
 CREATE OR REPLACE FUNCTION provider.charge(p_token text, p_service text,
-	p_id text, p_cost numeric, p_answer jsonb, p_detail jsonb, p_base_url text)
-RETURNS jsonb LANGUAGE plpgsql AS
+	p_id text, p_cost numeric, p_result text, p_detail jsonb, p_base_url text,
+	OUT answer text, OUT answered boolean)
+LANGUAGE plpgsql AS
 $$
 DECLARE
 	b numeric;
-	r jsonb;
 BEGIN
+	answered := true;
 	SELECT balance INTO b FROM provider.account WHERE token = p_token FOR UPDATE;
-	IF NOT FOUND THEN
-		IF p_cost > 0 THEN
-			RETURN jsonb_build_object('error', provider.credit_error(p_cost, p_base_url));
+	-- b is NULL for a token without an account (balance is NOT NULL)
+	IF b IS NOT NULL AND p_id IS NOT NULL THEN
+		answer := provider.stored_reply(p_token, p_service, p_id);
+		IF answer IS NOT NULL THEN
+			RETURN;
 		END IF;
-		RETURN p_answer;
+	END IF;
+	IF p_cost > coalesce(b, 0) THEN
+		-- A refusal charged nothing and is not stored: the same request
+		-- sent again after credits are added is evaluated again.
+		answer := '"error": ' || provider.credit_error(p_cost, p_base_url)::text;
+		answered := false;
+		RETURN;
+	END IF;
+	answer := '"result": ' || p_result;
+	IF b IS NULL THEN
+		RETURN;
+	END IF;
+	IF p_cost > 0 THEN
+		UPDATE provider.account SET balance = balance - p_cost, updated_at = now()
+		WHERE token = p_token;
+		INSERT INTO provider.ledger (token, delta, reason, rpc_id, detail)
+		VALUES (p_token, -p_cost, p_service, p_id, p_detail);
 	END IF;
 	IF p_id IS NOT NULL THEN
-		r := provider.stored_reply(p_token, p_service, p_id);
-		IF r IS NOT NULL THEN
-			RETURN r;
-		END IF;
-	END IF;
-	IF p_cost > b THEN
-		r := jsonb_build_object('error', provider.credit_error(p_cost, p_base_url));
-	ELSE
-		IF p_cost > 0 THEN
-			UPDATE provider.account SET balance = balance - p_cost, updated_at = now()
-			WHERE token = p_token;
-			INSERT INTO provider.ledger (token, delta, reason, rpc_id, detail)
-			VALUES (p_token, -p_cost, p_service, p_id, p_detail);
-		END IF;
-		r := p_answer;
-	END IF;
-	-- Store answers only: a refusal charged nothing, so the same request
-	-- sent again after credits are added must be evaluated again.
-	IF p_id IS NOT NULL AND NOT r ? 'error' THEN
 		INSERT INTO provider.reply (token, service, rpc_id, response)
-		VALUES (p_token, p_service, p_id, r)
+		VALUES (p_token, p_service, p_id, answer)
 		ON CONFLICT (token, service, rpc_id)
 		DO UPDATE SET response = EXCLUDED.response, created_at = now();
 		-- Forget old replies now and then (about one call in 200).
@@ -635,7 +676,6 @@ BEGIN
 			DELETE FROM provider.reply WHERE created_at < now() - interval '7 days';
 		END IF;
 	END IF;
-	RETURN r;
 END
 $$;
 
@@ -649,9 +689,11 @@ $$;
 CREATE OR REPLACE FUNCTION provider.rpc_enrich(params jsonb, rpc_id text,
 	trial numeric, base_url text DEFAULT 'http://127.0.0.1:7070',
 	max_domains integer DEFAULT 1000)
-RETURNS jsonb LANGUAGE plpgsql
--- a few dozen index probes: never hash the whole domain table
-SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS
+RETURNS text LANGUAGE plpgsql
+-- a few dozen index probes: never hash the whole domain table, nor cache
+-- probes of names that are all different
+SET enable_hashjoin = off SET enable_mergejoin = off SET enable_memoize = off
+SET jit = off AS
 $$
 DECLARE
 	tok text := params->>'account_token';
@@ -660,8 +702,8 @@ DECLARE
 	n integer;
 	nlong integer;
 	longkey text;
-	r jsonb;
-	res jsonb;
+	r text;
+	res text;
 	cost integer;
 	found_domains text[];
 BEGIN
@@ -695,54 +737,32 @@ BEGIN
 		RETURN r;
 	END IF;
 
-	-- All candidate names of all domains in one set-based look-up: the
-	-- domain itself, then its parents (labels stripped from the left); the
-	-- longest known one that is not a public suffix wins.  A value over the
-	-- limits is split into nothing (a NULL array), whatever the plan.
-	WITH q AS (
-		SELECT e.key, n.d, provider.domain_ok(n.d) AS ok
-		FROM jsonb_each(doms) e
-		CROSS JOIN LATERAL provider.norm_domain(e.value #>> '{}') AS n(d)
-	),
-	cand AS (
-		SELECT q.key, i, array_to_string(l[i:cardinality(l)], '.') AS name
-		FROM q
-		CROSS JOIN LATERAL string_to_array(CASE WHEN q.ok THEN q.d END, '.') AS l
-		CROSS JOIN LATERAL generate_series(1, cardinality(l) - 1) AS i
-	),
-	-- The public-suffix test is provider.is_public_suffix() written out, as
-	-- two look-ups on the suffix list's primary key (the name's own rule,
-	-- the wildcard rule of its parent).  Called per candidate, that SQL
-	-- function was parsed, planned and started again at every request, a
-	-- quarter of the request's CPU (perf: fmgr_sql, base_yyparse); written
-	-- here it is part of this statement's plan, which PL/pgSQL keeps for the
-	-- session.  (As EXISTS sub-selects, it would be planned as hashed
-	-- subplans that read the whole suffix list at every request.)
-	hit AS (
-		SELECT DISTINCT ON (c.key) c.key, od.org_id
-		FROM cand c
-		JOIN provider.org_domain od ON od.domain = c.name
-		CROSS JOIN LATERAL (
-			SELECT (SELECT p.exception FROM provider.public_suffix p
-					WHERE p.suffix = c.name) AS exc,
-				   (SELECT p.wildcard FROM provider.public_suffix p
-					WHERE p.suffix = substr(c.name, strpos(c.name, '.') + 1)) AS wild) s
-		WHERE NOT (s.exc IS FALSE
-				   OR (s.exc IS NOT TRUE AND s.wild IS TRUE)
-				   OR strpos(c.name, '.') = 0)
-		ORDER BY c.key, c.i
-	)
-	SELECT coalesce(jsonb_object_agg(q.key, coalesce(o.company, 'false'::jsonb)), '{}'::jsonb),
+	-- All domains in one statement: for each, the longest of its names
+	-- (the domain itself, then its parents, labels stripped from the left)
+	-- that provider.org_domain knows, as in provider.find_org(); that table
+	-- holds no public suffix, so no suffix test is needed here.  A value
+	-- over the limits is split into nothing (a NULL array), whatever the
+	-- plan.  The result object is written as text from the companies'
+	-- stored JSON texts: the keys are jsonb_each()'s, so distinct, each
+	-- escaped by to_json().
+	SELECT '{' || coalesce(string_agg(to_json(q.key)::text || ': '
+									  || coalesce(o.company_text, 'false'), ', '), '') || '}',
 		count(DISTINCT o.id),
-		array_agg(DISTINCT q.d) FILTER (WHERE o.id IS NOT NULL)
+		array_agg(DISTINCT nd.d) FILTER (WHERE o.id IS NOT NULL)
 	INTO res, cost, found_domains
-	FROM q
-	LEFT JOIN hit ON hit.key = q.key
+	FROM jsonb_each(doms) q
+	CROSS JOIN LATERAL provider.norm_domain(q.value #>> '{}') AS nd(d)
+	CROSS JOIN LATERAL string_to_array(CASE WHEN provider.domain_ok(nd.d) THEN nd.d END, '.') AS l
+	LEFT JOIN LATERAL (
+		SELECT od.org_id
+		FROM generate_series(1, cardinality(l) - 1) AS i
+		JOIN provider.org_domain od ON od.domain = array_to_string(l[i:cardinality(l)], '.')
+		ORDER BY i
+		LIMIT 1) hit ON true
 	LEFT JOIN provider.org o ON o.id = hit.org_id;
 
-	RETURN provider.charge(tok, 'enrich', rpc_id, cost,
-		jsonb_build_object('result', res),
-		jsonb_build_object('requested', n, 'found', found_domains), base_url);
+	RETURN (provider.charge(tok, 'enrich', rpc_id, cost, res,
+		jsonb_build_object('requested', n, 'found', found_domains), base_url)).answer;
 END
 $$;
 
@@ -836,7 +856,7 @@ $$;
 -- never the same company twice to one account for one dbuuid.
 CREATE OR REPLACE FUNCTION provider.rpc_mine(params jsonb, rpc_id text,
 	trial numeric, base_url text DEFAULT 'http://127.0.0.1:7070')
-RETURNS jsonb LANGUAGE plpgsql
+RETURNS text LANGUAGE plpgsql
 -- plan the mining query for the filters actually given, every time
 SET plan_cache_mode = force_custom_plan SET jit = off AS
 $$
@@ -861,7 +881,8 @@ DECLARE
 	el jsonb;
 	st jsonb;
 	x text;
-	r jsonb;
+	r text;
+	ok boolean;
 	res jsonb;
 	ncomp integer;
 	ncont integer;
@@ -1037,10 +1058,11 @@ BEGIN
 	INTO res, ncomp, ncont, ids
 	FROM withp;
 
-	r := provider.charge(tok, 'mine', rpc_id, ncomp + ncont,
-		jsonb_build_object('result', jsonb_build_object('data', res, 'credit_error', false)),
-		jsonb_build_object('companies', ncomp, 'contacts', ncont, 'dbuuid', db), base_url);
-	IF r ? 'result' AND ncomp > 0 THEN
+	SELECT c.answer, c.answered INTO r, ok
+	FROM provider.charge(tok, 'mine', rpc_id, ncomp + ncont,
+		jsonb_build_object('data', res, 'credit_error', false)::text,
+		jsonb_build_object('companies', ncomp, 'contacts', ncont, 'dbuuid', db), base_url) c;
+	IF ok AND ncomp > 0 THEN
 		INSERT INTO provider.mined (token, dbuuid, clearbit_id)
 		SELECT tok, db, unnest(ids)
 		ON CONFLICT DO NOTHING;
@@ -1064,7 +1086,7 @@ DECLARE
 	params jsonb;
 	tok text;
 	rid text;
-	answer jsonb;
+	answer text;
 BEGIN
 	BEGIN
 		req := body::jsonb;
@@ -1109,8 +1131,8 @@ BEGIN
 		IF endpoint = 'balance' THEN
 			-- Read-only: an unknown token's balance is what its first
 			-- charging call would grant it (0 unless --trial-credits).
-			answer := jsonb_build_object('result',
-				coalesce(provider.balance(tok), greatest(coalesce(trial, 0), 0)));
+			answer := '"result": ' ||
+				to_jsonb(coalesce(provider.balance(tok), greatest(coalesce(trial, 0), 0)))::text;
 		ELSIF endpoint = 'enrich' THEN
 			answer := provider.rpc_enrich(params, rid, trial, base_url, max_domains);
 		ELSIF endpoint = 'mine' THEN
@@ -1119,7 +1141,7 @@ BEGIN
 			RAISE EXCEPTION 'unknown endpoint %', endpoint;
 		END IF;
 		status := 200;
-		response := (jsonb_build_object('jsonrpc', '2.0', 'id', id) || answer)::text;
+		response := '{"jsonrpc": "2.0", "id": ' || id::text || ', ' || answer || '}';
 	EXCEPTION
 		WHEN SQLSTATE 'LP600' THEN
 			status := 400;

@@ -246,6 +246,72 @@ def t_init_rekeys_old_mined():
     sql("DELETE FROM provider.mined WHERE dbuuid = 'olddb'")
 
 
+def run_init(data=None):
+    r = subprocess.run([ARGS.bin, "init", "--db", ARGS.db] +
+                       (["--data", data or ARGS.data] if (data or ARGS.data) else []),
+                       capture_output=True, text=True)
+    check(r.returncode == 0, "init failed: %s" % r.stderr)
+
+
+def t_init_converts_old_replies():
+    """init turns the stored answers of an older version (jsonb objects
+    {"result": ...}) into this version's texts: a call sent again after the
+    upgrade gets the same answer and is not charged again."""
+    tok = new_token()
+    d = sample_domains(2)
+    rid = new_id()
+    st1, r1 = enrich(tok, {"1": d[0], "2": d[1]}, rid=rid)
+    b1 = balance(tok)
+    check(st1 == 200 and b1 == 998, "first call: %r %r" % (st1, b1))
+    sql("ALTER TABLE provider.reply ALTER COLUMN response TYPE jsonb "
+        "USING ('{' || response || '}')::jsonb")
+    check(sql1("SELECT response ? 'result' FROM provider.reply WHERE token = %s" % q(tok)) == "t",
+          "an older version's stored answer")
+    run_init()
+    check(sql1("SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE "
+               "attrelid = 'provider.reply'::regclass AND attname = 'response'") == "text",
+          "provider.reply.response is not text after init")
+    st2, r2 = enrich(tok, {"1": d[0], "2": d[1]}, rid=rid)
+    check(st2 == 200 and r2 == r1, "answer sent again differs: %r" % (r2,))
+    check(balance(tok) == b1, "charged again after the upgrade: %r" % balance(tok))
+
+
+def t_init_leaves_out_public_suffixes():
+    """A directory naming a public suffix as a domain or alias (github.io,
+    co.uk) or a name without a dot: such names are never matched, neither
+    alone nor as the parent of a subdomain; the organisation's own domain
+    still is."""
+    import csv
+    import gzip
+    import tempfile
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import fixture
+    path = os.path.join(tempfile.mkdtemp(), "psl.csv.gz")
+    with gzip.open(path, "wt", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fixture.COLUMNS)
+        for i, (dom, aliases) in enumerate([("pages-host.net", "{github.io,co.uk,intranet}"),
+                                            ("plain-company.be", "")]):
+            row = dict.fromkeys(fixture.COLUMNS, "")
+            row.update(clearbit_id="psl-%d" % i, domain=dom, aliases=aliases, name=dom,
+                       country_code="BE", country_name="Belgium")
+            w.writerow([row[c] for c in fixture.COLUMNS])
+    try:
+        run_init(path)
+        names = [r[0] for r in sql("SELECT domain FROM provider.org_domain ORDER BY 1")]
+        check(names == ["pages-host.net", "plain-company.be"], "names a look-up may match: %r" % names)
+        st, r = enrich(new_token(), {"1": "github.io", "2": "someone.github.io", "3": "x.co.uk",
+                                     "4": "intranet", "5": "mail.pages-host.net",
+                                     "6": "plain-company.be"})
+        res = r.get("result", {})
+        for k in "1234":
+            check(res.get(k) is False, "public suffix or dotless name matched: %s -> %r" % (k, res.get(k)))
+        check(isinstance(res.get("5"), dict) and res["5"]["domain"] == "pages-host.net", "own domain: %r" % res.get("5"))
+        check(isinstance(res.get("6"), dict), "plain domain: %r" % res.get("6"))
+    finally:
+        run_init()
+
+
 def t_health():
     st, _, body = SRV.request("GET", "/health")
     check(st == 200 and json.loads(body) == {"status": "ok"}, "health: %d %r" % (st, body))
@@ -1134,6 +1200,8 @@ TESTS = [
     ("init loaded the directory", t_init_loaded),
     ("init is idempotent and keeps accounts", t_init_idempotent_keeps_accounts),
     ("init re-keys an older provider.mined per account", t_init_rekeys_old_mined),
+    ("init converts an older version's stored answers", t_init_converts_old_replies),
+    ("init leaves public suffixes out of the names a look-up matches", t_init_leaves_out_public_suffixes),
     ("health", t_health),
     ("balance: trial credits on first use, ids echoed", t_balance_trial_and_ids),
     ("no free credits by default; an unknown token writes nothing", t_no_free_credits_by_default),
