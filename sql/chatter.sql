@@ -45,7 +45,9 @@ SELECT lead_id, status FROM lead_enrich.enrich_leads(ARRAY[7001, 7002, 7003, 700
 
 -- one note per enriched lead, as Odoo stores it
 SELECT m.res_id, m.model, m.message_type, st.name ->> 'en_US' AS subtype, p.name AS author, m.email_from,
-	   m.record_name, m.record_company_id, m.is_internal, m.message_id LIKE '<%@%>' AS message_id_ok,
+	   m.record_name, m.record_company_id, m.is_internal,
+	   -- unique, and ordered by time from the left (its B-tree index grows at the right)
+	   m.message_id LIKE '<' || to_char(m.date, 'YYYYMMDDHH24MISSUS') || '.%@%>' AS message_id_ok,
 	   m.date IS NOT NULL AS dated, m.create_uid, m.write_uid
 FROM mail_message m
 LEFT JOIN mail_message_subtype st ON st.id = m.subtype_id
