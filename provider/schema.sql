@@ -54,12 +54,15 @@ CREATE TABLE IF NOT EXISTS provider.reply
 );
 CREATE INDEX IF NOT EXISTS reply_created_idx ON provider.reply (created_at);
 -- A provider.reply of an older version keeps its answers as jsonb objects
--- {"result": ...} (only results are stored): the same answers as text.
+-- {"result": ...}: the same answers as text.  A refusal is never stored
+-- (it charged nothing: the same call is evaluated again); one left by an
+-- older version is dropped.
 DO $$
 BEGIN
 	IF (SELECT atttypid FROM pg_attribute
 		WHERE attrelid = 'provider.reply'::regclass
 		AND attname = 'response') = 'jsonb'::regtype THEN
+		DELETE FROM provider.reply WHERE NOT response ? 'result';
 		ALTER TABLE provider.reply ALTER COLUMN response TYPE text
 			USING '"result": ' || (response->'result')::text;
 	END IF;

@@ -267,7 +267,12 @@ def t_init_converts_old_replies():
         "USING ('{' || response || '}')::jsonb")
     check(sql1("SELECT response ? 'result' FROM provider.reply WHERE token = %s" % q(tok)) == "t",
           "an older version's stored answer")
+    # a refusal is never stored; one an older version left is dropped
+    sql("INSERT INTO provider.reply (token, service, rpc_id, response) VALUES (%s, 'enrich', "
+        "'\"old-refusal\"', '{\"error\": {\"code\": 200}}')" % q(tok))
     run_init()
+    check(sql1("SELECT count(*) FROM provider.reply WHERE token = %s AND rpc_id = '\"old-refusal\"'" % q(tok)) == "0",
+          "an older version's stored refusal kept")
     check(sql1("SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE "
                "attrelid = 'provider.reply'::regclass AND attname = 'response'") == "text",
           "provider.reply.response is not text after init")
