@@ -208,15 +208,20 @@ def t_init_loaded():
     check(int(sql1("SELECT count(*) FROM provider.role")) == 22, "role table")
 
 
+def run_init(data=None):
+    """Run "init" with the suite's directory (or data) and check it succeeded."""
+    data = data or ARGS.data
+    r = subprocess.run([ARGS.bin, "init", "--db", ARGS.db] + (["--data", data] if data else []),
+                       capture_output=True, text=True)
+    check(r.returncode == 0, "init failed: %s" % r.stderr)
+
+
 def t_init_idempotent_keeps_accounts():
     tok = new_token()
     r = admin("credits", "add", tok, "5")
     check(r.returncode == 0, "credits add failed: %s" % r.stderr)
     t0 = time.time()
-    r = subprocess.run([ARGS.bin, "init", "--db", ARGS.db] +
-                       (["--data", ARGS.data] if ARGS.data else []),
-                       capture_output=True, text=True)
-    check(r.returncode == 0, "second init failed: %s" % r.stderr)
+    run_init()
     check(time.time() - t0 < 30, "init took %.1f s" % (time.time() - t0))
     check(balance(tok) == 5, "account lost by init")
 
@@ -230,10 +235,7 @@ def t_init_rekeys_old_mined():
         "mined_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (dbuuid, clearbit_id)); "
         "INSERT INTO provider.mined (dbuuid, clearbit_id, token) VALUES "
         "('olddb', 'c1', %s), ('olddb', 'c2', NULL)" % q(tok))
-    r = subprocess.run([ARGS.bin, "init", "--db", ARGS.db] +
-                       (["--data", ARGS.data] if ARGS.data else []),
-                       capture_output=True, text=True)
-    check(r.returncode == 0, "init failed: %s" % r.stderr)
+    run_init()
     key = sql1("SELECT string_agg(a.attname, ',' ORDER BY k.i) FROM pg_constraint c "
                "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(n, i) "
                "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n "
@@ -244,13 +246,6 @@ def t_init_rekeys_old_mined():
     check(sql1("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'provider.mined'::regclass "
                "AND attname = 'token'") == "t", "token NOT NULL")
     sql("DELETE FROM provider.mined WHERE dbuuid = 'olddb'")
-
-
-def run_init(data=None):
-    r = subprocess.run([ARGS.bin, "init", "--db", ARGS.db] +
-                       (["--data", data or ARGS.data] if (data or ARGS.data) else []),
-                       capture_output=True, text=True)
-    check(r.returncode == 0, "init failed: %s" % r.stderr)
 
 
 def t_init_converts_old_replies():
