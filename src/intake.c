@@ -505,12 +505,12 @@ scan_since(LeadTable *lt, int64 *since)
 /*
  * collect: see le_intake_collect and the file comment; returns the number
  * of leads queued.  With update_snapshot, the caller's active snapshot
- * (one of its own, as the worker's) is made to see them.
+ * (one of its own, as the worker's) is made to see them.  lt: the attached
+ * table as read in this transaction, or NULL.
  */
 static uint64
-collect(bool update_snapshot)
+collect(LeadTable *lt, bool update_snapshot)
 {
-	LeadTable	 *lt;
 	Snapshot	  snap;
 	IntakeDb	 *db;
 	IntakeEntry	 *mine;
@@ -529,7 +529,8 @@ collect(bool update_snapshot)
 
 	if (intake == NULL)
 		return 0;
-	lt = lead_table_load(true);
+	if (lt == NULL)
+		lt = lead_table_load(true);
 	if (lt == NULL || lt->missing != NULL)
 		return 0;
 	if (!callbacks_registered)
@@ -661,9 +662,9 @@ collect(bool update_snapshot)
  * le_intake_collect: see intake.h.
  */
 uint64
-le_intake_collect(void)
+le_intake_collect(LeadTable *lt)
 {
-	return collect(true);
+	return collect(lt, true);
 }
 
 /*
@@ -684,7 +685,7 @@ lead_enrich_intake_collect(PG_FUNCTION_ARGS)
 				 errhint("Add lead_enrich to shared_preload_libraries and restart the server.")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	n = collect(false);
+	n = collect(NULL, false);
 	SPI_finish();
 	PG_RETURN_INT64((int64) n);
 }

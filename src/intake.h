@@ -11,6 +11,8 @@
 
 #include "postgres.h"
 
+#include "lead_table.h"
+
 /* Leads the shared list holds (for all databases) before it overflows. */
 #define LE_INTAKE_ENTRIES 65536
 
@@ -23,8 +25,9 @@ extern bool le_intake_add(Oid relid, const int64 *ids, int n);
  * 'pending' rows of lead_enrich.lead_state (and, once after shared memory
  * was set up, scans the attached table for those a crash, a restart or a
  * failover took from shared memory).  The rows it wrote are visible to the
- * caller's active snapshot when it returns.
+ * caller's active snapshot when it returns.  lt is the attached table the
+ * caller read in this transaction (read again when NULL).
  */
-extern uint64 le_intake_collect(void);
+extern uint64 le_intake_collect(LeadTable *lt);
 
 #endif /* LEAD_ENRICH_INTAKE_H */

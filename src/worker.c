@@ -548,7 +548,7 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	}
 
 	/* new leads the trigger left in shared memory become durable rows */
-	collected = le_intake_collect();
+	collected = le_intake_collect(lt);
 	/* Citus mode: the queue the shards' triggers fill (citus.c) */
 	le_citus_collect();
 
