@@ -16,8 +16,8 @@
 #      meanwhile, and the outage used up no lead's attempts
 #   b. re-chunking: a first round of 8 x 50 leads is committed by the
 #      provider but never answered; one lead is deleted, one won, one marked
-#      done, two get a new e-mail (webmail, invalid); the retry charges no
-#      company twice, and the two end as their new address says
+#      done, three get a new e-mail (webmail, invalid, empty); the retry
+#      charges no company twice, and the three end as their new address says
 #   c. crash: SIGKILL of the worker, then an immediate restart of the
 #      cluster, both with requests in flight: no lead lost, none charged twice
 #   d. per-lead isolation: a CHECK constraint rejects one lead of a batch of
@@ -290,28 +290,29 @@ elif new_db $DB auto; then
 	q $DB "DELETE FROM odoo.crm_lead WHERE id = (SELECT min(id) FROM odoo.crm_lead)" >/dev/null
 	won=$(q $DB "UPDATE odoo.crm_lead SET probability = 100 WHERE id = (SELECT min(id) + 100 FROM odoo.crm_lead) RETURNING id")
 	done_id=$(q $DB "UPDATE odoo.crm_lead SET iap_enrich_done = true WHERE id = (SELECT min(id) + 200 FROM odoo.crm_lead) RETURNING id")
-	# and two leads' e-mails changed: to a webmail address, to an invalid one
+	# and three leads' e-mails changed: to a webmail address, to an invalid one, emptied
 	webmail_id=$(q $DB "UPDATE odoo.crm_lead SET email_from = 'someone@gmail.com' WHERE id = (SELECT min(id) + 300 FROM odoo.crm_lead) RETURNING id")
 	invalid_id=$(q $DB "UPDATE odoo.crm_lead SET email_from = 'no address here' WHERE id = (SELECT min(id) + 350 FROM odoo.crm_lead) RETURNING id")
+	empty_id=$(q $DB "UPDATE odoo.crm_lead SET email_from = '' WHERE id = (SELECT min(id) + 390 FROM odoo.crm_lead) RETURNING id")
 	fault pass
 	q $DB "SELECT lead_enrich.wake()" >/dev/null
 	if wait_for 60 $DB "SELECT count(*) FROM odoo.crm_lead l JOIN lead_enrich.lead_state s ON s.lead_id = l.id
 						 WHERE s.status = 'enriched' AND l.partner_name IS NOT NULL
-						 AND l.id NOT IN ($won, $done_id, $webmail_id, $invalid_id)" 395; then
-		ok "re-chunking: the 395 remaining leads enriched"
+						 AND l.id NOT IN ($won, $done_id, $webmail_id, $invalid_id, $empty_id)" 394; then
+		ok "re-chunking: the 394 remaining leads enriched"
 	else
-		not_ok "re-chunking: the 395 remaining leads enriched" "$(status_line $DB)"
+		not_ok "re-chunking: the 394 remaining leads enriched" "$(status_line $DB)"
 	fi
 	# the company paid for with the old address is kept (its credit), not
 	# written; the new address is classified as any new one is
-	wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE lead_id IN ($webmail_id, $invalid_id)
-					 AND status IN ('generic_domain', 'invalid_email')" 2 >/dev/null
+	wait_for 30 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE lead_id IN ($webmail_id, $invalid_id, $empty_id)
+					 AND status IN ('generic_domain', 'invalid_email', 'no_email')" 3 >/dev/null
 	check "re-chunking: the leads whose e-mail changed end as their new address says, the credit paid kept, no company written" \
-		"$(q $DB "SELECT string_agg(s.status || ':' || s.email || ':' || s.credits || ':' || (l.partner_name IS NULL), ' ' ORDER BY s.lead_id)
+		"$(q $DB "SELECT string_agg(s.status || ':' || coalesce(s.email, '-') || ':' || s.credits || ':' || (l.partner_name IS NULL), ' ' ORDER BY s.lead_id)
 				  FROM lead_enrich.lead_state s JOIN odoo.crm_lead l ON l.id = s.lead_id
-				  WHERE s.lead_id IN ($webmail_id, $invalid_id)")" \
-		"generic_domain:someone@gmail.com:1:true invalid_email:no address here:1:true"
-	check "re-chunking: their chatter says so (a not-found note, an invalid-address note)" \
+				  WHERE s.lead_id IN ($webmail_id, $invalid_id, $empty_id)")" \
+		"generic_domain:someone@gmail.com:1:true invalid_email:no address here:1:true no_email::1:true"
+	check "re-chunking: their chatter says so (a not-found note, an invalid-address note; none without an address)" \
 		"$(q $DB "SELECT count(*) FROM odoo.mail_message WHERE model = 'crm.lead' AND res_id IN ($webmail_id, $invalid_id)")" 2
 	check "re-chunking: the won lead and the lead marked done left as they were" \
 		"$(q $DB "SELECT count(*) FROM odoo.crm_lead WHERE id IN ($won, $done_id) AND partner_name IS NULL AND reveal_id IS NULL")" 2
