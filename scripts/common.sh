@@ -93,6 +93,12 @@ le_deps() {
 	export PATH="$LE_PGBIN:$PATH"
 	LE_PG_CONFIG=$LE_PGBIN/pg_config
 	[ -x "$LE_PG_CONFIG" ] || LE_PG_CONFIG=$(command -v pg_config)
+	le_run_user_ensure
+}
+
+# le_run_user_ensure: as root, create the cluster's user when the machine
+# does not have it yet (a fresh machine); before anything is chowned to it.
+le_run_user_ensure() {
 	if [ "$(id -u)" = 0 ] && ! id "$LE_RUN_USER" >/dev/null 2>&1; then
 		useradd --system --create-home --home-dir "/var/lib/$LE_RUN_USER" --shell /bin/bash "$LE_RUN_USER"
 	fi

@@ -31,7 +31,10 @@ if [ -z "${LE_TEST_ONE_VERSION:-}" ]; then
 	# the quick start's run dir; the suite's clusters live below it
 	le_base=$LE_RUNDIR
 	mkdir -p "$le_base"
-	[ "$(id -u)" = 0 ] && chown "$LE_RUN_USER" "$le_base"
+	if [ "$(id -u)" = 0 ]; then
+		le_run_user_ensure
+		chown "$LE_RUN_USER" "$le_base"
+	fi
 	chmod 755 "$le_base"
 	total_passed=0
 	total_failed=0

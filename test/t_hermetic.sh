@@ -12,6 +12,8 @@
 #   3. a poisoned cluster (ALTER SYSTEM SET lead_enrich.account_token, a
 #      database left behind) is made new by le_cluster_fresh, what
 #      scripts/test.sh runs first: no setting, no database survives
+#   4. as root, scripts/test.sh creates the cluster's user before it
+#      chowns anything to it (a fresh machine has no such user)
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/../scripts/common.sh"
@@ -74,6 +76,22 @@ else
 	check "the poisoned scratch cluster had the token and the database" "$(echo "$out" | sed -n 's/^before: //p')" "poison 1"
 	check "made new: no token, no database, no ALTER SYSTEM setting left" "$(echo "$out" | sed -n 's/^after: //p')" "'' 0 0"
 	check "the scratch cluster is gone" "$([ -e "$LE_RUNDIR/hermetic" ] && echo present || echo gone)" gone
+fi
+
+# 4. the test command on a fresh machine: as root, the cluster's user does
+# not exist yet when scripts/test.sh prepares its run dir (it chowned the
+# run dir to a user nobody had created, and stopped).  Run its outer part
+# with a user no machine has and no version to test.
+if [ "$(id -u)" = 0 ]; then
+	fresh_user=lefresh$$
+	fresh_dir=$(mktemp -d)
+	out=$(env -u LE_TEST_ONE_VERSION -u LE_QUICKSTART_RUNDIR LE_RUN_USER=$fresh_user \
+		LE_RUNDIR="$fresh_dir/run" LE_PGVERSIONS=" " bash "$LE_REPO/scripts/test.sh" 2>&1)
+	rc=$?
+	check "the test command starts where the cluster's user does not exist yet" \
+		"$rc $(stat -c %U "$fresh_dir/run" 2>&1) $(echo "$out" | tail -1)" "0 $fresh_user 0 passed, 0 failed"
+	id "$fresh_user" >/dev/null 2>&1 && userdel -r "$fresh_user" >/dev/null 2>&1
+	rm -rf "$fresh_dir"
 fi
 
 echo "$passed passed, $failed failed"
