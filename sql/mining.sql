@@ -180,9 +180,13 @@ WHERE r.name = 'LMR003';
 SELECT count(*) AS notes, count(DISTINCT m.res_id) AS leads,
 	   bool_and(m.body LIKE '<div class="o_lead_enrich_card"><p><em>Opportunity created by Odoo Lead Generation</em></p>%') AS card,
 	   bool_and(m.body LIKE '%<p><b>Contacts</b></p><table>%<small>%') AS contacts,
-	   bool_and(m.subtype_id = d.res_id AND m.message_type = 'notification') AS note
+	   bool_and(m.subtype_id = d.res_id AND m.message_type = 'notification') AS note,
+	   -- what the note copies from its lead: its name and company
+	   bool_and(m.record_name = l.name AND l.name IS NOT NULL
+				AND m.record_company_id IS NOT DISTINCT FROM l.company_id) AS copies_lead
 FROM lead_enrich.mining_request r, unnest(r.lead_ids) i
 JOIN odoo.mail_message m ON m.model = 'crm.lead' AND m.res_id = i
+JOIN odoo.crm_lead l ON l.id = i
 JOIN odoo.ir_model_data d ON d.module = 'mail' AND d.name = 'mt_note'
 WHERE r.name = 'LMR003';
 

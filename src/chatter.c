@@ -434,7 +434,7 @@ render_contacts(StringInfo buf, JsonbContainer *people)
  * add: one note into the buffer.
  */
 static void
-add(ChatterBuf *cb, int64 lead_id, char *body, bool once)
+add(ChatterBuf *cb, NoteLead lead, char *body, bool once)
 {
 	if (cb->n == cb->size)
 	{
@@ -442,17 +442,23 @@ add(ChatterBuf *cb, int64 lead_id, char *body, bool once)
 		if (cb->lead_ids == NULL)
 		{
 			cb->lead_ids = palloc(sizeof(int64) * cb->size);
+			cb->names = palloc(sizeof(char *) * cb->size);
+			cb->companies = palloc(sizeof(char *) * cb->size);
 			cb->bodies = palloc(sizeof(char *) * cb->size);
 			cb->once = palloc(sizeof(bool) * cb->size);
 		}
 		else
 		{
 			cb->lead_ids = repalloc(cb->lead_ids, sizeof(int64) * cb->size);
+			cb->names = repalloc(cb->names, sizeof(char *) * cb->size);
+			cb->companies = repalloc(cb->companies, sizeof(char *) * cb->size);
 			cb->bodies = repalloc(cb->bodies, sizeof(char *) * cb->size);
 			cb->once = repalloc(cb->once, sizeof(bool) * cb->size);
 		}
 	}
-	cb->lead_ids[cb->n] = lead_id;
+	cb->lead_ids[cb->n] = lead.id;
+	cb->names[cb->n] = lead.name;
+	cb->companies[cb->n] = lead.company;
 	cb->bodies[cb->n] = body;
 	cb->once[cb->n] = once;
 	cb->n++;
@@ -474,7 +480,7 @@ chatter_init(ChatterBuf *cb, LeadTable *lt)
  * chatter_enriched: the company card of an enriched lead.
  */
 void
-chatter_enriched(ChatterBuf *cb, int64 lead_id, JsonbContainer *company)
+chatter_enriched(ChatterBuf *cb, NoteLead lead, JsonbContainer *company)
 {
 	StringInfoData s;
 
@@ -482,18 +488,18 @@ chatter_enriched(ChatterBuf *cb, int64 lead_id, JsonbContainer *company)
 		return;
 	initStringInfo(&s);
 	render_card(&s, company, FLAVOR_ENRICHED);
-	add(cb, lead_id, s.data, false);
+	add(cb, lead, s.data, false);
 }
 
 /*
  * chatter_not_found: nothing found, or a webmail domain; no credit used.
  */
 void
-chatter_not_found(ChatterBuf *cb, int64 lead_id)
+chatter_not_found(ChatterBuf *cb, NoteLead lead)
 {
 	if (!cb->on)
 		return;
-	add(cb, lead_id, "<p><b>" NOTE_HEADER "</b></p><p>" NOTE_NOT_FOUND "</p>", false);
+	add(cb, lead, "<p><b>" NOTE_HEADER "</b></p><p>" NOTE_NOT_FOUND "</p>", false);
 }
 
 /*
@@ -501,18 +507,18 @@ chatter_not_found(ChatterBuf *cb, int64 lead_id)
  * lead (Odoo 17 posts it again on every pass, which floods the chatter).
  */
 void
-chatter_invalid_email(ChatterBuf *cb, int64 lead_id)
+chatter_invalid_email(ChatterBuf *cb, NoteLead lead)
 {
 	if (!cb->on)
 		return;
-	add(cb, lead_id, "<p><b>" NOTE_HEADER "</b></p><p>" NOTE_INVALID "</p>", true);
+	add(cb, lead, "<p><b>" NOTE_HEADER "</b></p><p>" NOTE_INVALID "</p>", true);
 }
 
 /*
  * chatter_mined: a mined lead's company card and its contacts.
  */
 void
-chatter_mined(ChatterBuf *cb, int64 lead_id, JsonbContainer *company, JsonbContainer *people)
+chatter_mined(ChatterBuf *cb, NoteLead lead, JsonbContainer *company, JsonbContainer *people)
 {
 	StringInfoData s;
 
@@ -522,7 +528,7 @@ chatter_mined(ChatterBuf *cb, int64 lead_id, JsonbContainer *company, JsonbConta
 	render_card(&s, company, FLAVOR_MINED);
 	if (people != NULL && JsonContainerIsArray(people) && JsonContainerSize(people) > 0)
 		render_contacts(&s, people);
-	add(cb, lead_id, s.data, false);
+	add(cb, lead, s.data, false);
 }
 
 /*
@@ -533,6 +539,6 @@ void
 chatter_flush(LeadTable *lt, ChatterBuf *cb)
 {
 	if (cb->n > 0)
-		lt_post_notes(lt, cb->lead_ids, cb->bodies, cb->once, cb->n);
+		lt_post_notes(lt, cb->lead_ids, cb->names, cb->companies, cb->bodies, cb->once, cb->n);
 	cb->n = 0;
 }

@@ -21,19 +21,32 @@
  */
 typedef struct ChatterBuf
 {
-	bool   on; /* the table has a chatter (chatter_init) */
-	int	   n;
-	int	   size;
-	int64 *lead_ids;
-	char **bodies;
-	bool  *once;
+	bool		 on; /* the table has a chatter (chatter_init) */
+	int			 n;
+	int			 size;
+	int64		*lead_ids;
+	const char **names;		/* what each note copies from its lead, as */
+	const char **companies; /* text (lt_post_notes), or NULL */
+	const char **bodies;
+	bool		*once;
 } ChatterBuf;
 
+/*
+ * The lead a note is posted on: its id, and its name and company as the
+ * statement that locked it read them (text, NULL for none).
+ */
+typedef struct NoteLead
+{
+	int64		id;
+	const char *name;
+	const char *company;
+} NoteLead;
+
 extern void chatter_init(ChatterBuf *cb, LeadTable *lt);
-extern void chatter_enriched(ChatterBuf *cb, int64 lead_id, JsonbContainer *company);
-extern void chatter_not_found(ChatterBuf *cb, int64 lead_id);
-extern void chatter_invalid_email(ChatterBuf *cb, int64 lead_id);
-extern void chatter_mined(ChatterBuf *cb, int64 lead_id, JsonbContainer *company,
+extern void chatter_enriched(ChatterBuf *cb, NoteLead lead, JsonbContainer *company);
+extern void chatter_not_found(ChatterBuf *cb, NoteLead lead);
+extern void chatter_invalid_email(ChatterBuf *cb, NoteLead lead);
+extern void chatter_mined(ChatterBuf *cb, NoteLead lead, JsonbContainer *company,
 						  JsonbContainer *people);
 extern void chatter_flush(LeadTable *lt, ChatterBuf *cb);
 

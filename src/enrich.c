@@ -246,6 +246,8 @@ enrich_prepare(LeadTable *lt, int64 *ids, int nids, PrepareMode mode)
 
 		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		row->email_raw = SPI_getvalue(tup, desc, 2);
+		row->rec_name = SPI_getvalue(tup, desc, 7);
+		row->rec_company = SPI_getvalue(tup, desc, 8);
 		row->credits = 0;
 		row->owner = -1;
 		if (DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
@@ -419,10 +421,11 @@ cmp_row_id(const void *a, const void *b)
 void
 enrich_recheck(EnrichBatch **bs, int nb)
 {
-	int64		*ids;
-	int			 n = 0;
-	int			 total = 0;
-	EnrichBatch *fresh;
+	int64		 *ids;
+	int			  n = 0;
+	int			  total = 0;
+	EnrichBatch	 *fresh;
+	MemoryContext cxt;
 
 	for (int k = 0; k < nb; k++)
 		total += bs[k]->n;
@@ -458,9 +461,25 @@ enrich_recheck(EnrichBatch **bs, int nb)
 				row->status = LEAD_STALE;
 				row->skip = f == NULL ? "missing" : f->skip ? f->skip
 															: lead_status_name(LEAD_PENDING);
+				continue;
 			}
+			/* its note copies the lead as it is now, locked */
+			cxt = GetMemoryChunkContext(bs[k]->rows);
+			row->rec_name = f->rec_name ? MemoryContextStrdup(cxt, f->rec_name) : NULL;
+			row->rec_company = f->rec_company ? MemoryContextStrdup(cxt, f->rec_company) : NULL;
 		}
 	}
+}
+
+/*
+ * note_lead: the lead a chatter note is posted on, as its row was read.
+ */
+static NoteLead
+note_lead(const LeadRow *row)
+{
+	NoteLead lead = {row->id, row->rec_name, row->rec_company};
+
+	return lead;
 }
 
 /*
@@ -506,6 +525,8 @@ enrich_batch_copy(EnrichBatch *b, MemoryContext cxt)
 		*r = b->rows[i];
 		r->email_raw = copy_str(r->email_raw);
 		r->email = copy_str(r->email);
+		r->rec_name = copy_str(r->rec_name);
+		r->rec_company = copy_str(r->rec_company);
 		r->domain = copy_str(r->domain);
 		r->filled = copy_str(r->filled);
 		if (r->company != NULL)
@@ -740,10 +761,10 @@ enrich_apply_local(EnrichBatch *b, const char *source)
 		if (row->status == LEAD_GENERIC_DOMAIN)
 		{
 			done[ndone++] = row->id;
-			chatter_not_found(&notes, row->id);
+			chatter_not_found(&notes, note_lead(row));
 		}
 		if (row->status == LEAD_INVALID_EMAIL)
-			chatter_invalid_email(&notes, row->id);
+			chatter_invalid_email(&notes, note_lead(row));
 		if (row->status == LEAD_GENERIC_DOMAIN ||
 			row->status == LEAD_INVALID_EMAIL ||
 			row->status == LEAD_NO_EMAIL)
@@ -890,7 +911,7 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 					 (val->type == jbvBool && !val->val.boolean))
 			{
 				not_found[nnot_found++] = row->id;
-				chatter_not_found(&notes, row->id);
+				chatter_not_found(&notes, note_lead(row));
 				row->status = LEAD_NOT_FOUND;
 				queue_outcome_add(&sb, row->id, LEAD_NOT_FOUND, row->email, row->domain, NULL, NULL, 0, NULL);
 			}
@@ -957,7 +978,7 @@ enrich_apply_many(EnrichBatch **bs, int nb, const char *source)
 				continue;
 			}
 			row->status = LEAD_ENRICHED;
-			chatter_enriched(&notes, row->id, &companies[pos]->root);
+			chatter_enriched(&notes, note_lead(row), &companies[pos]->root);
 			if (row->credits == 0)
 				row->note = psprintf("no credit: the same company as lead %lld, charged once in this request",
 									 (long long) with);

@@ -15,7 +15,9 @@ typedef struct LeadRow
 {
 	int64		id;
 	char	   *email_raw;
-	char	   *email; /* normalised, NULL if invalid */
+	char	   *email;		 /* normalised, NULL if invalid */
+	char	   *rec_name;	 /* what its chatter note copies from it: its */
+	char	   *rec_company; /* name and company, as text (lt_select) */
 	const char *domain;
 	LeadStatus	status;
 	const char *skip;	 /* why skipped */

@@ -222,15 +222,14 @@ typedef struct PlanCache
 	SPIPlanPtr select_skip_plan;
 	SPIPlanPtr update_plan;
 	SPIPlanPtr done_plan;
-	SPIPlanPtr notes_plan;		/* Odoo's chatter, or NULL */
-	SPIPlanPtr notes_read_plan; /* Citus: what the notes take from the leads */
+	SPIPlanPtr notes_plan; /* Odoo's chatter, or NULL */
 } PlanCache;
 
 static PlanCache plans = {0};
 
 typedef struct OdooIds OdooIds;
 static char			  *build_notes_sql(LeadTable *lt, OdooIds *ids);
-static const char	  *notes_lead_column(const char *col);
+static char			  *notes_lead_columns(LeadTable *lt);
 
 
 /*
@@ -625,8 +624,6 @@ lt_prepare(LeadTable *lt)
 			SPI_freeplan(plans.done_plan);
 		if (plans.notes_plan)
 			SPI_freeplan(plans.notes_plan);
-		if (plans.notes_read_plan)
-			SPI_freeplan(plans.notes_read_plan);
 		pfree(plans.key);
 		memset(&plans, 0, sizeof(plans));
 	}
@@ -652,9 +649,11 @@ lt_prepare(LeadTable *lt)
 		appendStringInfoString(&s, "false, ");
 	/* archived (Odoo's active = false): not enriched automatically */
 	if (lt_col(lt, "active") != NULL)
-		appendStringInfo(&s, "NOT coalesce(l.%s, true) ", lt_col(lt, "active"));
+		appendStringInfo(&s, "NOT coalesce(l.%s, true), ", lt_col(lt, "active"));
 	else
-		appendStringInfoString(&s, "false ");
+		appendStringInfoString(&s, "false, ");
+	/* what a chatter note copies from its lead: its name and company */
+	appendStringInfo(&s, "%s ", notes_lead_columns(lt));
 	/* Citus, distributed by tenant: the tenants prune to one shard */
 	appendStringInfo(&s, "FROM %s l WHERE l.%s = ANY ($1)", lt->qualname, id);
 	if (lt->tenant)
@@ -705,23 +704,7 @@ lt_prepare(LeadTable *lt)
 			argtypes[2] = BOOLARRAYOID;
 			argtypes[3] = TEXTARRAYOID;
 			argtypes[4] = TEXTARRAYOID;
-			plans.notes_plan = le_keep_plan(notes, lt->citus ? 5 : 3, argtypes);
-		}
-		if (notes != NULL && lt->citus)
-		{
-			/* a router SELECT per shard, as lt_select's, without the lock */
-			resetStringInfo(&s);
-			appendStringInfo(&s, "SELECT l.%s::bigint, %s, %s FROM %s l WHERE l.%s = ANY ($1)",
-							 id, notes_lead_column(lt_col(lt, "name")),
-							 notes_lead_column(odoo_column(lt, NULL, "company_id") ? "company_id" : NULL),
-							 lt->qualname, id);
-			argtypes[0] = INT8ARRAYOID;
-			if (lt->tenant)
-			{
-				appendStringInfo(&s, " AND l.%s = ANY ($2)", quote_identifier(lt->tenant));
-				argtypes[1] = get_array_type(lt->tenant_type);
-			}
-			plans.notes_read_plan = le_keep_plan(s.data, lt->tenant ? 2 : 1, argtypes);
+			plans.notes_plan = le_keep_plan(notes, 5, argtypes);
 		}
 	}
 
@@ -786,7 +769,9 @@ run_per_shard(LeadTable *lt, SPIPlanPtr plan, Datum *args, int nargs, int expect
 /*
  * lt_select: the leads of ids (an int8[] datum), locked FOR UPDATE, with
  * what enrichment needs to know of them: id, e-mail, done, reveal id set,
- * won, archived.  Skipping rows locked elsewhere or waiting for them.
+ * won, archived, then the name and company a chatter note copies (as text,
+ * NULL when the table has no such column).  Skipping rows locked
+ * elsewhere or waiting for them.
  * Returns SPI's result code; the rows are in SPI_tuptable.
  */
 int
@@ -939,13 +924,20 @@ lead_column_type(LeadTable *lt, const char *col)
 }
 
 /*
- * notes_lead_column: a column the notes copy from the lead, as text in
- * the notes' read statement (Citus), or NULL::text when the table has none.
+ * notes_lead_columns: what a chatter note copies from its lead, its name
+ * and its company, as two text columns of the statements that read the
+ * lead for enrichment (lt_select) or insert it (lt_mine_insert), NULL::text
+ * where the table has no such column.  The notes' INSERT takes them as
+ * parameters, cast back to the lead's column types (build_notes_sql).
  */
-static const char *
-notes_lead_column(const char *col)
+static char *
+notes_lead_columns(LeadTable *lt)
 {
-	return col != NULL ? psprintf("l.%s::text", col) : "NULL::text";
+	const char *name = lt_col(lt, "name");
+
+	return psprintf("%s, %s",
+					name != NULL ? psprintf("l.%s::text", name) : "NULL::text",
+					odoo_column(lt, NULL, "company_id") ? "l.company_id::text" : "NULL::text");
 }
 
 /*
@@ -967,17 +959,17 @@ notes_lead_column(const char *col)
  * notification, subtype mail.mt_note, OdooBot (base.partner_root) as
  * author and base.user_root as the writing user, dates in UTC.  Only the
  * columns the table has are written (they change between Odoo versions).
- * Parameters: $1 lead ids, $2 bodies, $3 once flags; a note marked once is
- * left out when the lead has the same note already.  NULL when the schema
- * has no mail_message fit for it.
+ * Parameters: $1 lead ids, $2 bodies, $3 once flags, $4 the leads' names
+ * and $5 their companies (as text, cast back here to the lead's column
+ * types); a note marked once is left out when the lead has the same note
+ * already.  NULL when the schema has no mail_message fit for it.
  *
- * What the note copies from its lead (its id, name and company) comes from
- * a join with the lead table, which also leaves out the notes of leads
- * deleted meanwhile.  On a Citus distributed table, Citus refuses that join
- * (mail_message is local to the coordinator): lt_post_notes reads those
- * columns first, one router SELECT per shard, and passes them as $4 (the
- * names, as text) and $5 (the companies, as text), cast back here to the
- * lead's column types, so that the rows are the same as on one server.
+ * What a note copies from its lead is what the statement that locked the
+ * lead in the same transaction read (lt_select, or the INSERT of a mined
+ * lead), not a join with the lead table: the join was a sixth of the
+ * INSERT's cost, and on a Citus distributed table Citus refuses it
+ * (mail_message is local to the coordinator), so the rows are the same on
+ * one server and on Citus.
  */
 static char *
 build_notes_sql(LeadTable *lt, OdooIds *ids)
@@ -985,25 +977,21 @@ build_notes_sql(LeadTable *lt, OdooIds *ids)
 	StringInfoData			 s;
 	StringInfoData			 cols;
 	StringInfoData			 vals;
-	const char				*id = lt_col(lt, "id");
 	const char				*name = lt_col(lt, "name");
 	bool					 company = odoo_column(lt, NULL, "company_id");
 	static const char *const required[] = {"body", "model", "res_id", "message_type"};
-	const char				*lead_id;
 
 	for (int i = 0; i < (int) lengthof(required); i++)
 		if (!odoo_column(lt, "mail_message", required[i]))
 			return NULL;
 
-	lead_id = lt->citus ? "n.lead_id" : psprintf("l.%s", id);
 	initStringInfo(&cols);
 	initStringInfo(&vals);
 	appendStringInfoString(&cols, "body, model, res_id, message_type");
-	appendStringInfo(&vals, "n.body, 'crm.lead', %s, 'notification'", lead_id);
+	appendStringInfoString(&vals, "n.body, 'crm.lead', n.lead_id, 'notification'");
 	if (name != NULL)
 		note_column(lt, &cols, &vals, "record_name",
-					lt->citus ? psprintf("n.rec_name::%s", lead_column_type(lt, jb_get_text(&lt->columns->root, "name")))
-							  : psprintf("l.%s", name));
+					psprintf("n.rec_name::%s", lead_column_type(lt, jb_get_text(&lt->columns->root, "name"))));
 	note_column(lt, &cols, &vals, "subtype_id", ids->mt_note);
 	note_column(lt, &cols, &vals, "is_internal", "false");
 	note_column(lt, &cols, &vals, "author_id", ids->partner_root);
@@ -1012,8 +1000,7 @@ build_notes_sql(LeadTable *lt, OdooIds *ids)
 	note_column(lt, &cols, &vals, "message_id", NOTE_MESSAGE_ID);
 	if (company)
 		note_column(lt, &cols, &vals, "record_company_id",
-					lt->citus ? psprintf("n.rec_company::%s", lead_column_type(lt, "company_id"))
-							  : "l.company_id");
+					psprintf("n.rec_company::%s", lead_column_type(lt, "company_id")));
 	note_column(lt, &cols, &vals, "email_add_signature", "true");
 	note_column(lt, &cols, &vals, "reply_to_force_new", "false");
 	note_column(lt, &cols, &vals, "create_uid", ids->user_root);
@@ -1022,20 +1009,12 @@ build_notes_sql(LeadTable *lt, OdooIds *ids)
 	note_column(lt, &cols, &vals, "write_date", "now() AT TIME ZONE 'UTC'");
 
 	initStringInfo(&s);
-	appendStringInfo(&s, "INSERT INTO %s.mail_message (%s) SELECT %s ", lt->nspname, cols.data, vals.data);
-	if (lt->citus)
-		appendStringInfoString(&s,
-							   "FROM unnest($1::int8[], $2::text[], $3::bool[], $4::text[], $5::text[]) "
-							   "AS n(lead_id, body, once, rec_name, rec_company) ");
-	else
-		appendStringInfo(&s,
-						 "FROM unnest($1::int8[], $2::text[], $3::bool[]) AS n(lead_id, body, once) "
-						 "JOIN %s l ON l.%s = n.lead_id ",
-						 lt->qualname, id);
-	appendStringInfo(&s,
-					 "WHERE NOT (n.once AND EXISTS (SELECT 1 FROM %s.mail_message m "
-					 "WHERE m.model = 'crm.lead' AND m.res_id = %s AND m.body = n.body))",
-					 lt->nspname, lead_id);
+	appendStringInfo(&s, "INSERT INTO %s.mail_message (%s) SELECT %s "
+						 "FROM unnest($1::int8[], $2::text[], $3::bool[], $4::text[], $5::text[]) "
+						 "AS n(lead_id, body, once, rec_name, rec_company) "
+						 "WHERE NOT (n.once AND EXISTS (SELECT 1 FROM %s.mail_message m "
+						 "WHERE m.model = 'crm.lead' AND m.res_id = n.lead_id AND m.body = n.body))",
+					 lt->nspname, cols.data, vals.data, lt->nspname);
 	return s.data;
 }
 
@@ -1052,86 +1031,9 @@ lt_has_chatter(LeadTable *lt)
 /* lt_post_notes' statement and arguments, for le_run_isolated */
 typedef struct NotesArgs
 {
-	LeadTable *lt;
-	int64	  *lead_ids;
-	int		   n;
-	Datum	   args[5];
-	int		   ret;
+	Datum args[5];
+	int	  ret;
 } NotesArgs;
-
-/*
- * notes_from_leads: in Citus mode, what the notes copy from their leads
- * (build_notes_sql): reads each lead's name and company, one router SELECT
- * per shard (run_per_shard), and sets a->args[3] and [4] to them, a text[]
- * each in the order of the notes.  The notes of leads not found (deleted
- * meanwhile) are left out of every argument, as the join leaves them out
- * on one server.
- */
-static void
-notes_from_leads(NotesArgs *a)
-{
-	int			   ret;
-	Datum		  *ids = palloc(sizeof(Datum) * a->n);
-	Datum		  *names = palloc(sizeof(Datum) * a->n);
-	Datum		  *companies = palloc(sizeof(Datum) * a->n);
-	bool		  *nnull = palloc(sizeof(bool) * a->n);
-	bool		  *cnull = palloc(sizeof(bool) * a->n);
-	int			  *keep = palloc(sizeof(int) * a->n);
-	int			   nkeep = 0;
-	Datum		   arg = a->args[0];
-	SPITupleTable *tt;
-	uint64		   nrows;
-	int			   dims[1];
-	int			   lbs[1] = {1};
-	Datum		  *bodies;
-	bool		  *bnull;
-	Datum		  *once;
-	bool		  *onull;
-	int			   nb;
-
-	ret = run_per_shard(a->lt, plans.notes_read_plan, &arg, 1, SPI_OK_SELECT);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read the leads of %d notes: %s", a->n, SPI_result_code_string(ret));
-	tt = SPI_tuptable;
-	nrows = SPI_processed;
-	for (int i = 0; i < a->n; i++)
-	{
-		for (uint64 r = 0; r < nrows; r++)
-		{
-			HeapTuple tup = tt->vals[r];
-			bool	  isnull;
-
-			if (DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull)) != a->lead_ids[i])
-				continue;
-			ids[nkeep] = Int64GetDatum(a->lead_ids[i]);
-			names[nkeep] = SPI_getbinval(tup, tt->tupdesc, 2, &nnull[nkeep]);
-			companies[nkeep] = SPI_getbinval(tup, tt->tupdesc, 3, &cnull[nkeep]);
-			if (!nnull[nkeep])
-				names[nkeep] = PointerGetDatum(DatumGetTextPCopy(names[nkeep]));
-			if (!cnull[nkeep])
-				companies[nkeep] = PointerGetDatum(DatumGetTextPCopy(companies[nkeep]));
-			keep[nkeep++] = i;
-			break;
-		}
-	}
-	if (tt != NULL)
-		SPI_freetuptable(tt);
-
-	/* the bodies and flags of the notes kept */
-	deconstruct_array(DatumGetArrayTypeP(a->args[1]), TEXTOID, -1, false, TYPALIGN_INT, &bodies, &bnull, &nb);
-	deconstruct_array(DatumGetArrayTypeP(a->args[2]), BOOLOID, 1, true, TYPALIGN_CHAR, &once, &onull, &nb);
-	for (int k = 0; k < nkeep; k++)
-	{
-		bodies[k] = bodies[keep[k]];
-		once[k] = once[keep[k]];
-	}
-	dims[0] = nkeep;
-	a->args[0] = PointerGetDatum(construct_array(ids, nkeep, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	a->args[1] = PointerGetDatum(construct_array(bodies, nkeep, TEXTOID, -1, false, TYPALIGN_INT));
-	a->args[2] = PointerGetDatum(construct_array(once, nkeep, BOOLOID, 1, true, TYPALIGN_CHAR));
-	a->args[3] = PointerGetDatum(construct_md_array(names, nnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-	a->args[4] = PointerGetDatum(construct_md_array(companies, cnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-}
 
 /* the notes' INSERT, for le_run_isolated */
 static void
@@ -1139,9 +1041,26 @@ post_notes_cb(void *arg)
 {
 	NotesArgs *a = (NotesArgs *) arg;
 
-	if (a->lt->citus)
-		notes_from_leads(a);
 	a->ret = SPI_execute_plan(plans.notes_plan, a->args, NULL, false, 0);
+}
+
+/*
+ * text_array_nulls: v[0 .. n-1] as a text[], NULL elements kept.
+ */
+static Datum
+text_array_nulls(const char **v, int n)
+{
+	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
+	bool  *isnull = palloc(sizeof(bool) * Max(n, 1));
+	int	   dims[1] = {n};
+	int	   lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		isnull[i] = v[i] == NULL;
+		d[i] = isnull[i] ? (Datum) 0 : CStringGetTextDatum(v[i]);
+	}
+	return PointerGetDatum(construct_md_array(d, isnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
@@ -1149,14 +1068,16 @@ post_notes_cb(void *arg)
  * their leads, with the CRM table's rights (the table's owner in the
  * worker, the caller otherwise), in a subtransaction: a note that cannot
  * be written (the caller may not insert into mail_message) is said in a
- * WARNING and holds back no enrichment.  Nothing when the table has no
- * chatter.
+ * WARNING and holds back no enrichment.  names and companies are what
+ * each note copies from its lead, as the statement that locked the lead
+ * in this transaction read them (notes_lead_columns; NULL elements for
+ * none).  Nothing when the table has no chatter.
  */
 void
-lt_post_notes(LeadTable *lt, int64 *lead_ids, char **bodies, bool *once, int n)
+lt_post_notes(LeadTable *lt, int64 *lead_ids, const char **names, const char **companies,
+			  const char **bodies, bool *once, int n)
 {
 	NotesArgs  a;
-	Datum	  *b;
 	Datum	  *o;
 	ErrorData *ed;
 	LeGuard	   g;
@@ -1164,19 +1085,14 @@ lt_post_notes(LeadTable *lt, int64 *lead_ids, char **bodies, bool *once, int n)
 
 	if (plans.notes_plan == NULL || n == 0)
 		return;
-	a.lt = lt;
-	a.lead_ids = lead_ids;
-	a.n = n;
-	b = palloc(sizeof(Datum) * n);
 	o = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
-	{
-		b[i] = CStringGetTextDatum(bodies[i]);
 		o[i] = BoolGetDatum(once[i]);
-	}
 	a.args[0] = int8_array(lead_ids, n);
-	a.args[1] = PointerGetDatum(construct_array(b, n, TEXTOID, -1, false, TYPALIGN_INT));
+	a.args[1] = text_array_nulls(bodies, n);
 	a.args[2] = PointerGetDatum(construct_array(o, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	a.args[3] = text_array_nulls(names, n);
+	a.args[4] = text_array_nulls(companies, n);
 	le_guard_crm(&g, lt);
 	ok = le_run_isolated(post_notes_cb, &a, &ed);
 	le_guard_end(&g);
@@ -1426,8 +1342,8 @@ build_mine_insert_sql(LeadTable *lt, const char *odoo_cols)
 	 * table, and runs this one on the coordinator (docs/citus.md).
 	 */
 	initStringInfo(&s);
-	appendStringInfo(&s, "INSERT INTO %s (%s) SELECT %s RETURNING %s::bigint",
-					 lt->qualname, b.cols.data, b.vals.data, lt_col(lt, "id"));
+	appendStringInfo(&s, "INSERT INTO %s AS l (%s) SELECT %s RETURNING l.%s::bigint, %s",
+					 lt->qualname, b.cols.data, b.vals.data, lt_col(lt, "id"), notes_lead_columns(lt));
 	return s.data;
 }
 
@@ -1536,10 +1452,11 @@ lt_mine_duplicates(LeadTable *lt, Jsonb *data, int n)
 
 /*
  * lt_mine_insert: insert one mined lead (parameters as MINE_P_*); returns
- * its id.  After lt_mine_prepare.
+ * its id, and what its chatter note copies from it (its name and company,
+ * as text, NULL for none) in *name and *company.  After lt_mine_prepare.
  */
 int64
-lt_mine_insert(LeadTable *lt, Datum *values, const char *nulls)
+lt_mine_insert(LeadTable *lt, Datum *values, const char *nulls, char **name, char **company)
 {
 	bool	isnull;
 	int		ret;
@@ -1550,6 +1467,8 @@ lt_mine_insert(LeadTable *lt, Datum *values, const char *nulls)
 	le_guard_end(&g);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not insert a lead into %s", lt->qualname);
+	*name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	*company = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 

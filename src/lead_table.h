@@ -48,7 +48,8 @@ extern int		   lt_update(LeadTable *lt, Datum *args);
 extern void		   lt_mark_done(LeadTable *lt, int64 *ids, int n);
 extern int		   lt_existing(LeadTable *lt, int64 *ids, int n);
 extern bool		   lt_has_chatter(LeadTable *lt);
-extern void		   lt_post_notes(LeadTable *lt, int64 *lead_ids, char **bodies, bool *once, int n);
+extern void		   lt_post_notes(LeadTable *lt, int64 *lead_ids, const char **names,
+								 const char **companies, const char **bodies, bool *once, int n);
 
 /* ========================================================================
  * Lead mining (lead_table.c's last section, used by mining.c)
@@ -84,7 +85,8 @@ enum
 extern bool	 lt_has_odoo_table(LeadTable *lt, const char *name);
 extern void	 lt_mine_prepare(LeadTable *lt);
 extern bool *lt_mine_duplicates(LeadTable *lt, Jsonb *data, int n);
-extern int64 lt_mine_insert(LeadTable *lt, Datum *values, const char *nulls);
+extern int64 lt_mine_insert(LeadTable *lt, Datum *values, const char *nulls, char **name,
+							char **company);
 extern void	 lt_mine_tag(LeadTable *lt, Datum lead_ids, const char *tag_ids);
 extern int32 lt_mine_odoo_request(LeadTable *lt, const char *name, Jsonb *prep);
 extern void	 lt_mine_odoo_finish(LeadTable *lt, int32 request, const char *state,

@@ -1443,6 +1443,9 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		Datum			values[MINE_P_COUNT];
 		char			nulls[MINE_P_COUNT];
 		int64			lead_id;
+		NoteLead		lead;
+		char		   *rec_name;
+		char		   *rec_company;
 		Datum			out[6];
 		bool			outnull[6] = {false, false, false, false, false, false};
 		bool			again = false;
@@ -1530,13 +1533,16 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		opt_int8(values, nulls, MINE_P_REQUEST, req->link_id);
 		opt_int8(values, nulls, MINE_P_STAGE, req->stage_id);
 
-		lead_id = lt_mine_insert(lt, values, nulls);
+		lead_id = lt_mine_insert(lt, values, nulls, &rec_name, &rec_company);
 		id_datums[nleads] = Int64GetDatum(lead_id);
 		nleads++;
 
 		le_record_state(lead_id, LEAD_MINED, email, dom, company_with_people(cd, people),
 						NULL, 1 + npeople, NULL, "mining");
-		chatter_mined(&notes, lead_id, cd, people ? people->val.binary.data : NULL);
+		lead.id = lead_id;
+		lead.name = rec_name;
+		lead.company = rec_company;
+		chatter_mined(&notes, lead, cd, people ? people->val.binary.data : NULL);
 
 		out[0] = Int32GetDatum(req->id);
 		out[1] = CStringGetTextDatum(req->name);
