@@ -1330,6 +1330,7 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 	int				nskipped = 0;
 	StringInfoData	skipped;
 	ChatterBuf		notes;
+	OutcomeBuf		outcomes = {0};
 	char		  **seen_cid;
 	char		  **seen_dom;
 	int				i;
@@ -1537,8 +1538,10 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		id_datums[nleads] = Int64GetDatum(lead_id);
 		nleads++;
 
-		le_record_state(lead_id, LEAD_MINED, email, dom, company_with_people(cd, people),
-						NULL, 1 + npeople, NULL, "mining");
+		queue_outcome_add(&outcomes, lead_id, LEAD_MINED, email, dom,
+						  DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+															 CStringGetDatum(company_with_people(cd, people)))),
+						  NULL, 1 + npeople, NULL);
 		lead.id = lead_id;
 		lead.name = rec_name;
 		lead.company = rec_company;
@@ -1556,6 +1559,8 @@ lead_enrich_generate_leads(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
 	}
 
+	/* the leads' outcomes in one statement, then their notes in one */
+	queue_outcomes_write(&outcomes, "mining");
 	chatter_flush(lt, &notes);
 
 	/* default tags, in Odoo's crm_tag_rel */

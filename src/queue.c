@@ -760,20 +760,3 @@ queue_outcomes_write(OutcomeBuf *sb, const char *source)
 		elog(ERROR, "could not record lead outcomes: %s", SPI_result_code_string(ret));
 	sb->n = 0;
 }
-
-/*
- * le_record_state: upsert one lead's outcome.
- */
-void
-le_record_state(int64 lead_id, LeadStatus status, const char *email,
-				const char *domain, const char *company_json, const char *filled,
-				int credits, const char *error, const char *source)
-{
-	OutcomeBuf sb = {0};
-	Jsonb	  *company = NULL;
-
-	if (company_json != NULL)
-		company = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(company_json)));
-	queue_outcome_add(&sb, lead_id, status, email, domain, company, filled, credits, error);
-	queue_outcomes_write(&sb, source);
-}

@@ -66,10 +66,6 @@ extern void		   queue_outcome_add(OutcomeBuf *sb, int64 lead_id, LeadStatus stat
 									 Jsonb *company, const char *filled,
 									 int credits, const char *error);
 extern void		   queue_outcomes_write(OutcomeBuf *sb, const char *source);
-extern void		   le_record_state(int64 lead_id, LeadStatus status,
-								   const char *email, const char *domain,
-								   const char *company_json, const char *filled,
-								   int credits, const char *error, const char *source);
 extern void		   queue_lead_flags(int64 *ids, int nids, int64 **final_ids, int *nfinal,
 									int64 **queued_ids, int *nqueued);
 
