@@ -12,7 +12,8 @@
 #   --table T     which table(s) to measure (default both)
 #
 # Uses the cluster of scripts/common.sh (LE_RUNDIR, LE_PGPORT, LE_PGBIN);
-# starts it when it is not running, and leaves it as it found it otherwise.
+# starts it when it is not running and then stops it at the end, and leaves
+# it running when it was.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/common.sh"
 
@@ -31,6 +32,13 @@ done
 
 le_deps >/dev/null
 le_build
+# A cluster started here is stopped at the end: left running, it held the
+# quick start's port, and ./scripts/demo.sh of another clone could not start.
+started_here=0
+if ! { [ -f "$LE_RUNDIR/pgdata/PG_VERSION" ] &&
+	as_run_user "$LE_PGBIN/pg_ctl" -D "$LE_RUNDIR/pgdata" status >/dev/null 2>&1; }; then
+	started_here=1
+fi
 le_cluster_start
 
 DB=le_bench_insert
@@ -41,7 +49,14 @@ le_psql -d postgres -qc "SET client_min_messages = warning" -c "DROP DATABASE IF
 le_psql -d "$DB" -f "$LE_REPO/test/fixtures/odoo17_crm.sql" >/dev/null
 PSQL -c "CREATE EXTENSION lead_enrich" \
 	-c "CREATE TABLE public.leads (id bigserial PRIMARY KEY, email text, name text, done boolean NOT NULL DEFAULT false)" >/dev/null
-trap 'le_psql -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+# at the end: the database goes, and the cluster too if it was started here
+cleanup() {
+	le_psql -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+	if [ "$started_here" = 1 ]; then
+		as_run_user "$LE_PGBIN/pg_ctl" -D "$LE_RUNDIR/pgdata" -m fast stop >/dev/null 2>&1 || true
+	fi
+}
+trap cleanup EXIT
 
 work=$(mktemp -d)
 chmod 755 "$work"
