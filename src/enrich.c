@@ -60,6 +60,25 @@ PG_FUNCTION_INFO_V1(lead_enrich_enrich_lead);
 PG_FUNCTION_INFO_V1(lead_enrich_enrich_leads);
 
 /*
+ * text_array: a text[] datum of v[0 .. n-1], NULL elements kept.
+ */
+Datum
+text_array(const char **v, int n)
+{
+	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
+	bool  *isnull = palloc(sizeof(bool) * Max(n, 1));
+	int	   dims[1] = {n};
+	int	   lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		isnull[i] = v[i] == NULL;
+		d[i] = isnull[i] ? (Datum) 0 : CStringGetTextDatum(v[i]);
+	}
+	return PointerGetDatum(construct_md_array(d, isnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
  * int8_array: an int8[] datum of ids.
  */
 Datum

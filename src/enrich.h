@@ -76,6 +76,7 @@ extern void			enrich_apply_many(EnrichBatch **bs, int nb, const char *source);
 extern int			sort_unique_ids(int64 *ids, int n);
 
 extern Datum int8_array(int64 *ids, int n);
+extern Datum text_array(const char **v, int n);
 
 /* for the background worker (worker.c) */
 extern void			 enrich_recheck(EnrichBatch **bs, int nb);

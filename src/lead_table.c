@@ -1045,25 +1045,6 @@ post_notes_cb(void *arg)
 }
 
 /*
- * text_array_nulls: v[0 .. n-1] as a text[], NULL elements kept.
- */
-static Datum
-text_array_nulls(const char **v, int n)
-{
-	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
-	bool  *isnull = palloc(sizeof(bool) * Max(n, 1));
-	int	   dims[1] = {n};
-	int	   lbs[1] = {1};
-
-	for (int i = 0; i < n; i++)
-	{
-		isnull[i] = v[i] == NULL;
-		d[i] = isnull[i] ? (Datum) 0 : CStringGetTextDatum(v[i]);
-	}
-	return PointerGetDatum(construct_md_array(d, isnull, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/*
  * lt_post_notes: post n notes (chatter.c renders them) in the chatter of
  * their leads, with the CRM table's rights (the table's owner in the
  * worker, the caller otherwise), in a subtransaction: a note that cannot
@@ -1089,10 +1070,10 @@ lt_post_notes(LeadTable *lt, int64 *lead_ids, const char **names, const char **c
 	for (int i = 0; i < n; i++)
 		o[i] = BoolGetDatum(once[i]);
 	a.args[0] = int8_array(lead_ids, n);
-	a.args[1] = text_array_nulls(bodies, n);
+	a.args[1] = text_array(bodies, n);
 	a.args[2] = PointerGetDatum(construct_array(o, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	a.args[3] = text_array_nulls(names, n);
-	a.args[4] = text_array_nulls(companies, n);
+	a.args[3] = text_array(names, n);
+	a.args[4] = text_array(companies, n);
 	le_guard_crm(&g, lt);
 	ok = le_run_isolated(post_notes_cb, &a, &ed);
 	le_guard_end(&g);

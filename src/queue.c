@@ -132,19 +132,6 @@ queue_requeue_clause(void)
 }
 
 /*
- * text_array: a text[] datum.
- */
-static Datum
-text_array(const char **v, int n)
-{
-	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/*
  * run_plan: execute a kept plan as the extension's owner, preparing it on
  * first use under the same guard.  The caller's memory context is current
  * again afterwards (SPI leaves its procedure context current), so what the
