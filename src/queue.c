@@ -544,7 +544,10 @@ queue_forget(int64 *ids, int n)
  * backlog is being worked off is sent in the next round instead of
  * waiting behind every older lead (a backlog of 100,000 leads kept a fresh
  * lead waiting half a minute), and the backlog still gets every other
- * batch of each round, so no lead waits for ever.
+ * batch of each round, so no lead waits for ever.  A smaller round
+ * (lead_enrich.max_connections = 1, or batches still in flight) takes the
+ * newest and the oldest leads in turns, for the same reasons: taking the
+ * oldest only, it kept a fresh lead behind the whole backlog.
  *
  * Both ends are read in index order from lead_state_pending_idx, a few
  * hundred entries a round.  The index holds only the leads no batch holds:
@@ -566,10 +569,20 @@ queue_claimable(int64 *skip, int nskip, int limit, int64 **ids)
 	Datum			  values[3];
 	int				  n;
 	int				  nest;
+	int				  nnewest;
 
+	if (limit >= 2 * le_batch_size)
+		nnewest = le_batch_size;
+	else
+	{
+		static bool newest_turn = false;
+
+		newest_turn = !newest_turn;
+		nnewest = newest_turn ? limit : 0;
+	}
 	values[0] = int8_array(skip, nskip);
 	values[1] = Int32GetDatum(limit);
-	values[2] = Int32GetDatum(limit >= 2 * le_batch_size ? le_batch_size : 0);
+	values[2] = Int32GetDatum(nnewest);
 	/* the settings hold while the plan is made (first run, invalidation) */
 	nest = NewGUCNestLevel();
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,

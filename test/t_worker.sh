@@ -11,7 +11,8 @@
 #   3. the worker killed with SIGKILL (crash recovery) comes back and finishes
 #   4. credits run out: pause, leads untouched; credits added: resume
 #   5. a manual enrich_leads racing the worker: one charge per company
-#   6. a lead inserted while a backlog is worked off does not wait behind it
+#   6. a lead inserted while a backlog is worked off does not wait behind it,
+#      also when a round holds one batch
 #   7. a round's answers are written together; when that fails, batch by
 #      batch: the one batch the table refuses holds back no other
 #   8. a round's leads are claimed together; when that fails, batch by
@@ -313,11 +314,18 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-# 6. a fresh lead does not wait behind a backlog
+# 6. a fresh lead does not wait behind a backlog: with rounds of several
+#    batches (the default), and with rounds of one batch
+#    (lead_enrich.max_connections = 1), where the newest and the oldest
+#    leads take turns
 # ---------------------------------------------------------------------------
-DB=le_tw_fresh
-if ! want $DB; then :
-elif new_db $DB; then
+# fresh_lead DB LABEL: the scenario in database DB, its checks named LABEL
+fresh_lead() {
+	local DB=$1 label=$2 id left
+	if ! new_db $DB; then
+		not_ok "$label: database set up"
+		return
+	fi
 	# a backlog of 8,000 leads of unknown domains (each is sent: the
 	# provider answers false), then, once the worker is working it off,
 	# one lead of a directory company
@@ -339,20 +347,27 @@ elif new_db $DB; then
 					 WHERE l.name LIKE 'Backlog %'
 					 AND s.updated_at > (SELECT updated_at FROM lead_enrich.lead_state WHERE lead_id = $id)")
 		if [ "$left" -gt 0 ]; then
-			ok "fresh lead: enriched while $left of the 8000 older leads still waited"
+			ok "$label: enriched while $left of the 8000 older leads still waited"
 		else
-			not_ok "fresh lead: enriched before the backlog was worked off" "it waited behind all 8000 older leads"
+			not_ok "$label: enriched before the backlog was worked off" "it waited behind all 8000 older leads"
 		fi
 	else
-		not_ok "fresh lead: enriched" "$(q $DB "SELECT outcomes, last_error FROM lead_enrich.status")"
+		not_ok "$label: enriched" "$(q $DB "SELECT outcomes, last_error FROM lead_enrich.status")"
 	fi
 	if wait_for 60 $DB "SELECT count(*) FROM odoo.crm_lead WHERE iap_enrich_done" 8001; then
-		ok "fresh lead: the backlog is worked off too (8000 leads done)"
+		ok "$label: the backlog is worked off too (8000 leads done)"
 	else
-		not_ok "fresh lead: the backlog is worked off too"
+		not_ok "$label: the backlog is worked off too"
 	fi
-else
-	not_ok "fresh lead: database set up"
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+}
+if want le_tw_fresh; then
+	fresh_lead le_tw_fresh "fresh lead"
+fi
+if want le_tw_fresh1; then
+	le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.max_connections = 1" -c "SELECT pg_reload_conf()" >/dev/null
+	fresh_lead le_tw_fresh1 "fresh lead, rounds of one batch"
+	le_psql -d postgres -qc "ALTER SYSTEM RESET lead_enrich.max_connections" -c "SELECT pg_reload_conf()" >/dev/null
 fi
 
 # ---------------------------------------------------------------------------
