@@ -698,3 +698,9 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION lead_enrich.sync_triggers() FROM PUBLIC;
+
+/*
+ * The companies mined before, by domain: generate_leads looks them up per
+ * company of an answer instead of scanning every lead's outcome.
+ */
+CREATE INDEX lead_state_mined_domain_idx ON lead_enrich.lead_state (domain) WHERE status = 'mined';

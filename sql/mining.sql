@@ -380,6 +380,26 @@ DROP TABLE odoo.crm_iap_lead_mining_request_res_country_rel, odoo.crm_iap_lead_m
 	odoo.crm_iap_lead_industry_crm_iap_lead_mining_request_rel, odoo.crm_iap_lead_role,
 	odoo.crm_iap_lead_mining_request_crm_iap_lead_role_rel, odoo.crm_iap_lead_seniority;
 
+-- a CRM table larger than work_mem: the duplicate look-up hashes the answer's
+-- companies, not the table's leads, and writes no temporary file (it made
+-- each test a subplan rescanned per company and spilled to disk: minutes per
+-- call on a table of 1,000,000 leads)
+ALTER TABLE odoo.crm_lead DISABLE TRIGGER USER;
+INSERT INTO odoo.crm_lead (name, type, active, email_from, website)
+SELECT 'Old ' || n, 'lead', true, 'x' || n || '@old-' || n || '.example', 'https://www.old-' || n || '.example'
+FROM generate_series(1, 20000) n;
+ALTER TABLE odoo.crm_lead ENABLE TRIGGER USER;
+ANALYZE odoo.crm_lead;
+SET work_mem = '64kB';
+SET stats_fetch_consistency = none;
+SELECT pg_stat_force_next_flush();
+SELECT temp_files AS temp_before FROM pg_stat_database WHERE datname = current_database() \gset
+SELECT count(*) AS leads FROM lead_enrich.generate_leads('{"countries": ["DE"], "lead_number": 2}');
+SELECT pg_stat_force_next_flush();
+SELECT temp_files - :temp_before AS temp_files FROM pg_stat_database WHERE datname = current_database();
+RESET work_mem;
+RESET stats_fetch_consistency;
+
 -- back to Odoo's table as the other tests left it
 SET client_min_messages = warning;
 DROP TABLE public.prospects_mined;

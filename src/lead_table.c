@@ -1332,8 +1332,16 @@ build_mine_insert_sql(LeadTable *lt, const char *odoo_cols)
  * build_mine_dup_sql: which companies of an answer ($1, the "data" list)
  * are already in the table, by position: same reveal id, same website
  * domain, same e-mail domain, or mined before into a lead that still
- * exists.  Each test is one hashed subplan over the table, so this is a
- * few scans whatever the answer size.
+ * exists.
+ *
+ * Each test is a join of the table with the answer's companies, hashed on
+ * the companies: one scan of the table per test, in memory that depends on
+ * the answer's size, not the table's.  The table's values were the hashed
+ * side before (c.dom IN (SELECT ... FROM the table)): once they no longer
+ * fitted in work_mem the planner made each test a subplan rescanned for
+ * every company, spilled to disk (a CRM of 1,000,000 leads: minutes per
+ * call).  The scans stay linear in the table's size (the domains are
+ * computed per lead: no index can serve them).
  */
 static char *
 build_mine_dup_sql(LeadTable *lt)
@@ -1344,21 +1352,24 @@ build_mine_dup_sql(LeadTable *lt)
 
 	initStringInfo(&q);
 	appendStringInfoString(&q,
-						   "SELECT e.ord::int4 FROM jsonb_array_elements($1) WITH ORDINALITY AS e(v, ord) "
-						   "CROSS JOIN LATERAL (SELECT e.v #>> '{company_data,clearbit_id}' AS cid, "
-						   "lower(e.v #>> '{company_data,domain}') AS dom) c WHERE ");
+						   "WITH c AS MATERIALIZED (SELECT e.ord::int4 AS ord, "
+						   "e.v #>> '{company_data,clearbit_id}' AS cid, "
+						   "lower(e.v #>> '{company_data,domain}') AS dom "
+						   "FROM jsonb_array_elements($1) WITH ORDINALITY AS e(v, ord)) ");
 	if (reveal != NULL)
-		appendStringInfo(&q, "c.cid IN (SELECT l.%s::text FROM %s l) OR ", reveal, lt->qualname);
+		appendStringInfo(&q, "SELECT c.ord FROM c JOIN %s l ON l.%s::text = c.cid UNION ",
+						 lt->qualname, reveal);
 	if (website != NULL)
 		appendStringInfo(&q,
-						 "c.dom IN (SELECT lower(substring(l.%s::text from "
-						 "'^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:www\\.)?([^/:?#[:space:]]+)')) FROM %s l) OR ",
-						 website, lt->qualname);
+						 "SELECT c.ord FROM c JOIN %s l ON lower(substring(l.%s::text from "
+						 "'^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:www\\.)?([^/:?#[:space:]]+)')) = c.dom UNION ",
+						 lt->qualname, website);
 	appendStringInfo(&q,
-					 "c.dom IN (SELECT lower(substring(l.%s::text from '@([^@>[:space:]]+)')) FROM %s l) OR "
-					 "c.dom IN (SELECT s.domain FROM lead_enrich.lead_state s JOIN %s l ON l.%s = s.lead_id "
-					 "WHERE s.status = 'mined')",
-					 lt_col(lt, "email"), lt->qualname, lt->qualname, lt_col(lt, "id"));
+					 "SELECT c.ord FROM c JOIN %s l "
+					 "ON lower(substring(l.%s::text from '@([^@>[:space:]]+)')) = c.dom UNION "
+					 "SELECT c.ord FROM c JOIN lead_enrich.lead_state s ON s.domain = c.dom "
+					 "AND s.status = 'mined' JOIN %s l ON l.%s = s.lead_id",
+					 lt->qualname, lt_col(lt, "email"), lt->qualname, lt_col(lt, "id"));
 	return q.data;
 }
 

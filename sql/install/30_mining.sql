@@ -645,3 +645,11 @@ LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'lead_enrich_generate_leads';
 REVOKE ALL ON FUNCTION lead_enrich.generate_leads(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lead_enrich.generate_leads(jsonb) TO lead_enrich_user;
+
+/*
+ * The companies mined before, by domain: generate_leads skips a company
+ * mined into a lead that still exists (src/lead_table.c,
+ * build_mine_dup_sql) with a probe per company, not a scan of every lead's
+ * outcome.
+ */
+CREATE INDEX lead_state_mined_domain_idx ON lead_enrich.lead_state (domain) WHERE status = 'mined';
