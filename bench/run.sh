@@ -416,8 +416,9 @@ wait_enriched "$backlog_first" "$(PSQL -c "SELECT max(id) FROM odoo.crm_lead")" 
 
 # 5. worker memory: its private memory (RssAnon; VmRSS also counts the
 # shared buffers it touched) sampled every second over a run of
-# $memory_leads leads inserted in statements of $leads; the growth over the
-# second half of the run, per million leads, shows whether it plateaus.
+# $memory_leads leads inserted in statements of $leads; the plateau after
+# the first tenth of the run, and its slope per million leads, show whether
+# it grows.
 read -r -a worker_pids_a <<<"$(worker_pids)"
 if [ "$memory_leads" -gt 0 ]; then
 	samples=$LE_RUNDIR/worker_rss.tsv
@@ -448,19 +449,30 @@ if [ "$memory_leads" -gt 0 ]; then
 	sleep 2
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
-	# RssAnon at the start, at the middle and at the end of the run, by leads processed
-	read -r m0 mh m1 n0 nh n1 < <(python3 - "$samples" <<'PY'
+	# RssAnon at the start, after the first tenth of the run (the caches
+	# fill there: a step, not growth), at the middle and at the end, by leads
+	# processed; then the plateau (lowest and highest sample after that first
+	# tenth) and its slope (least squares over those samples)
+	read -r m0 m10 mh m1 n0 n10 n1 pmin pmax slope < <(python3 - "$samples" <<'PY'
 import sys
 rows = [tuple(map(int, l.split("\t"))) for l in open(sys.argv[1]) if l.count("\t") == 2]
-n0, r0 = rows[0][1], rows[0][2]
-n1, r1 = rows[-1][1], rows[-1][2]
-half = min(rows, key=lambda r: abs(r[1] - (n0 + n1) / 2))
-print(r0, half[2], r1, n0, half[1], n1)
+n0, n1 = rows[0][1], rows[-1][1]
+at = lambda n: min(rows, key=lambda r: abs(r[1] - n))
+r10, rh = at(n0 + (n1 - n0) / 10), at((n0 + n1) / 2)
+tail = [r for r in rows if r[1] >= r10[1]]
+xs = [r[1] for r in tail]
+ys = [r[2] for r in tail]
+mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+var = sum((x - mx) ** 2 for x in xs)
+slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+print(rows[0][2], r10[2], rh[2], rows[-1][2], n0, r10[1], n1, min(ys), max(ys),
+      round(slope * 1000000 / 1024, 3))
 PY
 	)
-	record "worker_private_rss_kb" "$m0 / $mh / $m1" "kB" "RssAnon of the ${#worker_pids_a[@]} workers together at the start / middle / end of a run of $((n1 - n0)) leads (samples: $samples)"
-	record "worker_rss_growth_per_1M_leads_mb" "$(calc "($m1 - $mh) / 1024 * 1000000 / max($n1 - $nh, 1)")" "MB" \
-		"over the second half of that run ($((n1 - nh)) leads); first half: $(calc "($mh - $m0) / 1024 * 1000000 / max($nh - $n0, 1)") MB per million; target < 10"
+	record "worker_private_rss_kb" "$m0 / $m10 / $mh / $m1" "kB" "RssAnon of the ${#worker_pids_a[@]} workers together at the start / after a tenth / middle / end of a run of $((n1 - n0)) leads (samples: $samples)"
+	record "worker_rss_plateau_kb" "$pmin - $pmax" "kB" "lowest and highest sample over the last nine tenths ($((n1 - n10)) leads)"
+	record "worker_rss_growth_per_1M_leads_mb" "$slope" "MB" \
+		"least-squares slope of those samples, per million leads; target < 10"
 else
 	processed=$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE source = 'worker'")
 	rss_end=$(rss_kb "${worker_pids_a[@]}")
