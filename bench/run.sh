@@ -519,7 +519,7 @@ if [ "$mining_crm" -gt 0 ]; then
 	no_idx=()
 	idx=()
 	for _ in 1 2 3; do
-		le_psql -d bench_mining -qc "DROP INDEX IF EXISTS odoo.crm_lead_email_domain_idx, odoo.crm_lead_website_domain_idx, odoo.crm_lead_reveal_id_idx" \
+		le_psql -d bench_mining -qc "SET client_min_messages = warning" -c "DROP INDEX IF EXISTS odoo.crm_lead_email_domain_idx, odoo.crm_lead_website_domain_idx, odoo.crm_lead_reveal_id_idx" \
 			-c "ANALYZE odoo.crm_lead" >/dev/null
 		mine_reset
 		no_idx+=("$(mine '{"lead_number": 200, "countries": ["US"]}')")
