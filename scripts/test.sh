@@ -36,6 +36,18 @@ if [ -z "${LE_TEST_ONE_VERSION:-}" ]; then
 		chown "$LE_RUN_USER" "$le_base"
 	fi
 	chmod 755 "$le_base"
+	# one run of the suite at a time in a clone: a second run would delete
+	# the first one's cluster (le_cluster_fresh) and fail it halfway
+	le_lock=$le_base/test.pid
+	le_other=$(cat "$le_lock" 2>/dev/null || true)
+	if [ -n "$le_other" ] && [ "$le_other" != $$ ] &&
+		tr '\0' ' ' <"/proc/$le_other/cmdline" 2>/dev/null | grep -q 'scripts/test\.sh'; then
+		echo "not ok - another run of scripts/test.sh (pid $le_other) is using $le_base: wait for it to end"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+	echo $$ >"$le_lock"
+	trap 'rm -f "$le_lock"' EXIT
 	total_passed=0
 	total_failed=0
 	total_skipped=0

@@ -14,6 +14,8 @@
 #      scripts/test.sh runs first: no setting, no database survives
 #   4. as root, scripts/test.sh creates the cluster's user before it
 #      chowns anything to it (a fresh machine has no such user)
+#   5. a second run of scripts/test.sh in the same clone is refused, and
+#      the first one's cluster left up
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/../scripts/common.sh"
@@ -92,6 +94,20 @@ if [ "$(id -u)" = 0 ]; then
 		"$rc $(stat -c %U "$fresh_dir/run" 2>&1) $(echo "$out" | tail -1)" "0 $fresh_user 0 passed, 0 failed"
 	id "$fresh_user" >/dev/null 2>&1 && userdel -r "$fresh_user" >/dev/null 2>&1
 	rm -rf "$fresh_dir"
+fi
+
+# 5. one run of the suite at a time in a clone: a second run, started while
+# this one runs, deleted this one's cluster and failed it halfway.  This
+# script runs inside such a run (LE_QUICKSTART_RUNDIR is its run dir): the
+# outer part of scripts/test.sh in the same run dir, with no version to
+# test, must refuse, and leave this run's cluster up.
+if [ -n "${LE_QUICKSTART_RUNDIR:-}" ]; then
+	out=$(env -u LE_TEST_ONE_VERSION -u LE_QUICKSTART_RUNDIR LE_RUNDIR="$LE_QUICKSTART_RUNDIR" \
+		LE_PGVERSIONS=" " bash "$LE_REPO/scripts/test.sh" 2>&1)
+	rc=$?
+	check "a second run of the test command in the same clone is refused" \
+		"$rc $(echo "$out" | grep -c '^not ok - another run of scripts/test.sh') $(echo "$out" | tail -1)" "1 1 0 passed, 1 failed"
+	check "... and this run's cluster is still up" "$(le_psql -d postgres -tAc 'SELECT 1' 2>&1)" 1
 fi
 
 echo "$passed passed, $failed failed"
