@@ -41,7 +41,7 @@ if [ -z "${LE_TEST_ONE_VERSION:-}" ]; then
 	le_lock=$le_base/test.pid
 	le_other=$(cat "$le_lock" 2>/dev/null || true)
 	if [ -n "$le_other" ] && [ "$le_other" != $$ ] &&
-		tr '\0' ' ' <"/proc/$le_other/cmdline" 2>/dev/null | grep -q 'scripts/test\.sh'; then
+		tr '\0' ' ' <"/proc/$le_other/cmdline" 2>/dev/null | grep -q 'test\.sh'; then
 		echo "not ok - another run of scripts/test.sh (pid $le_other) is using $le_base: wait for it to end"
 		echo "0 passed, 1 failed"
 		exit 1
