@@ -159,7 +159,10 @@ run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
 /*
  * queue_batch_record: give the claimed batches bs[0 .. nb-1] (NULL ones
  * left out) their ids and request ids, and record them with their members,
- * in the claim's transaction: two statements whatever their number.
+ * in the claim's transaction: two statements whatever their number.  The
+ * members are grouped by batch in one pass (an array per batch picked from
+ * all the members was a scan of the round's members per batch: quadratic
+ * in the round's size).
  */
 void
 queue_batch_record(EnrichBatch **bs, int nb)
@@ -232,11 +235,11 @@ queue_batch_record(EnrichBatch **bs, int nb)
 	args[4] = int8_array(owners, n);
 	if (run_plan(&plan,
 				 "WITH m AS (SELECT * FROM unnest($3, $4, $5) WITH ORDINALITY AS m(lead_id, domain, batch_id, o)), "
+				 "g AS (SELECT m.batch_id, array_agg(m.lead_id ORDER BY m.o) AS ids, "
+				 "             array_agg(m.domain ORDER BY m.o) AS doms FROM m GROUP BY m.batch_id), "
 				 "b AS (INSERT INTO lead_enrich.batch (id, request_id, lead_ids, domains) "
-				 "      SELECT r.id, r.request_id, "
-				 "             ARRAY(SELECT m.lead_id FROM m WHERE m.batch_id = r.id ORDER BY m.o), "
-				 "             ARRAY(SELECT m.domain FROM m WHERE m.batch_id = r.id ORDER BY m.o) "
-				 "      FROM unnest($1, $2) AS r(id, request_id)) "
+				 "      SELECT r.id, r.request_id, coalesce(g.ids, '{}'), coalesce(g.doms, '{}') "
+				 "      FROM unnest($1, $2) AS r(id, request_id) LEFT JOIN g ON g.batch_id = r.id) "
 				 "UPDATE lead_enrich.lead_state s SET batch_id = m.batch_id FROM m WHERE s.lead_id = m.lead_id",
 				 5, types, args, false) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record %d batches", nrec);
