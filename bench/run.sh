@@ -335,11 +335,15 @@ t1=$(now)
 local_rate=$(calc "$leads / ($t1 - $t0)")
 record "limit_local_updates_leads_per_s" "$local_rate" "leads/s" "same updates + outcome rows from a local table, one statement"
 
-# 2b. limit: the provider alone, 50-domain batches under wrk
-prov=$(DURATION=10s "$LE_REPO/bench/provider.sh" --db "$(le_conninfo lead_provider)" "http://127.0.0.1:$LE_PROVIDER_PORT" 2>&1 | grep '^enrich')
-prov_rps=$(grep -oE '[0-9.]+ req/s' <<<"$prov" | awk '{print $1}')
-prov_rate=$(calc "$prov_rps * 50")
-record "limit_provider_domains_per_s" "$prov_rate" "domains/s" "wrk -c16 -d10s, 50-domain batches ($prov_rps req/s); target >= 50000"
+# 2b. limit: the provider alone, 50-domain batches under wrk, three times
+# (one 10-second run moved by a third from one run to the next)
+prov_rates=()
+for _ in 1 2 3; do
+	prov=$(DURATION=10s "$LE_REPO/bench/provider.sh" --db "$(le_conninfo lead_provider)" "http://127.0.0.1:$LE_PROVIDER_PORT" 2>&1 | grep '^enrich')
+	prov_rates+=("$(calc "$(grep -oE '[0-9.]+ req/s' <<<"$prov" | awk '{print $1}') * 50")")
+done
+prov_rate=$(median "${prov_rates[@]}")
+record "limit_provider_domains_per_s" "$prov_rate" "domains/s" "wrk -c16 -d10s, 50-domain batches, median of ${prov_rates[*]}; target >= 50000"
 record "ratio_auto_to_local_limit" "$(calc "$auto_rate / $local_rate")" "" "target >= 0.5"
 record "ratio_auto_to_provider_limit" "$(calc "$auto_rate / $prov_rate")" "" ""
 record "ratio_bulk_to_local_limit" "$(calc "$bulk_rate / $local_rate")" "" ""
