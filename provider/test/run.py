@@ -470,6 +470,19 @@ def t_replay():
     b = balance(tok)
     st, m2 = mine(tok, "replaydb", data, rid=rid)
     check(m1 == m2 and balance(tok) == b, "mining replay")
+    # an answer older than seven days is not sent again: evaluated and charged
+    # again, and the answer stored anew
+    rid = new_id()
+    enrich(tok, {"1": d[0]}, rid=rid)
+    b = balance(tok)
+    sql("UPDATE provider.reply SET created_at = now() - interval '8 days' WHERE token = %s AND rpc_id = %s"
+        % (q(tok), q(json.dumps(rid))))
+    st, r4 = enrich(tok, {"1": d[0]}, rid=rid)
+    check("result" in r4 and balance(tok) == b - 1, "stale reply: %r, charged %r" % (r4.get("error"), b - balance(tok)))
+    check(sql1("SELECT count(*) FROM provider.reply WHERE token = %s AND rpc_id = %s AND created_at > now() - interval '1 hour'"
+               % (q(tok), q(json.dumps(rid)))) == "1", "stale reply not stored anew")
+    st, r5 = enrich(tok, {"1": d[0]}, rid=rid)
+    check(r5 == r4 and balance(tok) == b - 1, "replay of the renewed answer charged %r" % (b - balance(tok)))
 
 
 def t_insufficient_credit():
@@ -491,6 +504,8 @@ def t_insufficient_credit():
     check(det["message"] == "You don't have enough credits on your account to use this service.", "message")
     check(e["data"]["message"].startswith('{"credit": 2'), "Odoo json.dumps formatting: %r" % e["data"]["message"])
     check(balance(tok) == 1, "charged despite error")
+    check(sql1("SELECT count(*) FROM provider.reply WHERE token = %s" % q(tok)) == "0", "a refusal was stored")
+    check(ledger_sum(tok) == 1, "ledger after a refusal %r" % ledger_sum(tok))
     # mining too
     st, resp = mine(tok, "icdb", {"lead_number": 5, "search_type": "companies"})
     check("error" in resp and resp["error"]["data"]["name"].endswith("InsufficientCreditError"), "mining error")
