@@ -388,12 +388,17 @@ record "ratio_insert_tps_trigger_only" "$(calc "$tps_trig / $tps_plain")" "" "me
 PSQL -c "DELETE FROM odoo.crm_lead WHERE id > $keep"
 PSQL -c "SELECT lead_enrich.worker_start()" >/dev/null
 sleep 2
-# let the worker catch up on what pgbench inserted
+# let the worker catch up on what pgbench inserted: nothing left in shared
+# memory (intake_pending), nothing pending, no batch in flight
+caught_up=f
 for _ in $(seq 1200); do
-	[ "$(PSQL -c "SELECT NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state WHERE status = 'pending' AND batch_id IS NULL)
-				  AND NOT EXISTS (SELECT 1 FROM lead_enrich.batch)")" = t ] && break
+	caught_up=$(PSQL -c "SELECT lead_enrich.intake_pending() = 0
+				  AND NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state WHERE status = 'pending' AND batch_id IS NULL)
+				  AND NOT EXISTS (SELECT 1 FROM lead_enrich.batch)")
+	[ "$caught_up" = t ] && break
 	sleep 0.1
 done
+[ "$caught_up" = t ] || echo "the workers had not caught up with pgbench's leads after 120 s: the idle-queue latency below is not idle" >&2
 
 # 4. latency at about 10 inserts per second, one lead per transaction:
 # lat_run TAG prints "p50 p99 n" (ms, INSERT commit to enriched).
