@@ -150,6 +150,13 @@ le_cluster_prepare() {
 	[ "$(id -u)" = 0 ] && chown "$LE_RUN_USER" "$LE_RUNDIR"
 	chmod 755 "$LE_RUNDIR"
 	local pgdata=$LE_RUNDIR/pgdata
+	if [ -f "$pgdata/PG_VERSION" ] && [ "$(cat "$pgdata/PG_VERSION")" != "$LE_PGVERSION" ]; then
+		# another major version's cluster (a run with another
+		# LE_PGVERSION): its pg_ctl would call it corrupt
+		echo "$pgdata holds a PostgreSQL $(cat "$pgdata/PG_VERSION") cluster, not $LE_PGVERSION." >&2
+		echo "Stop it (scripts/stop.sh) and remove it, or give this run another LE_RUNDIR." >&2
+		return 1
+	fi
 	if [ ! -f "$pgdata/PG_VERSION" ]; then
 		le_log "creating a cluster in $pgdata"
 		as_run_user "$LE_PGBIN/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null

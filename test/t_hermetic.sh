@@ -16,6 +16,9 @@
 #      chowns anything to it (a fresh machine has no such user)
 #   5. a second run of scripts/test.sh in the same clone is refused, and
 #      the first one's cluster left up
+#   6. a run dir holding another major version's cluster (a run with
+#      another LE_PGVERSION, the bench's) is refused with what to do, and
+#      left as it was
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/../scripts/common.sh"
@@ -109,6 +112,22 @@ if [ -n "${LE_QUICKSTART_RUNDIR:-}" ]; then
 		"$rc $(echo "$out" | grep -c '^not ok - another run of scripts/test.sh') $(echo "$out" | tail -1)" "1 1 0 passed, 1 failed"
 	check "... and this run's cluster is still up" "$(le_psql -d postgres -tAc 'SELECT 1' 2>&1)" 1
 fi
+
+# 6. another major version's cluster in the run dir: its data directory
+# went to this version's pg_ctl, which called it corrupt and stopped the
+# bench.  A data directory that says it is PostgreSQL 9 must be refused
+# before anything is written into it.
+other_dir=$(mktemp -d)
+mkdir -p "$other_dir/pgdata"
+echo 9 >"$other_dir/pgdata/PG_VERSION"
+echo "# theirs" >"$other_dir/pgdata/postgresql.conf"
+out=$( (LE_RUNDIR=$other_dir le_cluster_prepare) 2>&1)
+rc=$?
+check "a run dir with another major version's cluster is refused, with what to do" \
+	"$rc $(echo "$out" | grep -c "holds a PostgreSQL 9 cluster, not $LE_PGVERSION") $(echo "$out" | grep -c 'another LE_RUNDIR')" "1 1 1"
+check "... and nothing written into it" \
+	"$(cat "$other_dir/pgdata/postgresql.conf") $([ -e "$other_dir/cluster.conf" ] && echo conf || echo no-conf)" "# theirs no-conf"
+rm -rf "$other_dir"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
