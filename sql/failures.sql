@@ -70,6 +70,17 @@ SELECT use_fault('badvalue');
 SELECT lead_id, status, credits, detail FROM lead_enrich.enrich_leads(ARRAY[301, 302]);
 SELECT * FROM unchanged();
 SELECT lead_id, status, error FROM lead_enrich.lead_state WHERE lead_id IN (301, 302) ORDER BY lead_id;
+-- an error while the next batch is in flight (the statement's timeout, the
+-- first batch's answer slow to come): the whole call fails, nothing of it
+-- stays, and the session goes on
+SELECT use_fault('slow');
+SET lead_enrich.batch_size = 1;
+SET statement_timeout = '1s';
+SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY[301, 302]);
+RESET statement_timeout;
+RESET lead_enrich.batch_size;
+SELECT * FROM unchanged();
+SELECT lead_id, status, error FROM lead_enrich.lead_state WHERE lead_id IN (301, 302) ORDER BY lead_id;
 
 -- the provider is back: the same leads are enriched
 RESET lead_enrich.endpoint;
@@ -92,6 +103,18 @@ SET client_min_messages = error;   -- the WARNING's hint names the provider's po
 SELECT lead_id, status, credits, detail FROM lead_enrich.enrich_leads(ARRAY[303, 304]);
 RESET client_min_messages;
 SELECT id, iap_enrich_done, partner_name FROM crm_lead WHERE id IN (303, 304) ORDER BY id;
+-- credits running out in a bulk call of several batches: the batch after the
+-- refused one was already in flight (the next batch is sent before this one's
+-- answer is written) and the provider refuses it too; the batches after it
+-- are not sent
+INSERT INTO crm_lead (id, name, type, active, email_from, iap_enrich_done) VALUES
+	(305, 'Poor 3', 'lead', true, 'e@mit.edu', false);
+SET lead_enrich.batch_size = 1;
+SET client_min_messages = error;
+SELECT lead_id, status, credits, detail FROM lead_enrich.enrich_leads(ARRAY[303, 304, 305]);
+RESET client_min_messages;
+RESET lead_enrich.batch_size;
+SELECT id, iap_enrich_done, partner_name FROM crm_lead WHERE id IN (303, 304, 305) ORDER BY id;
 -- credits added: the same leads go through
 SELECT * FROM dblink(format('host=127.0.0.1 port=%s dbname=lead_provider user=postgres', current_setting('port')),
 					 format('SELECT provider.add_credits(%L, 5)', current_setting('lead_enrich.account_token')))
