@@ -145,9 +145,12 @@ PSQL -c "CREATE TABLE bench_domain (n serial, domain text)"
 le_psql -d bench -c "\copy bench_domain (domain) FROM '$LE_RUNDIR/domains.txt'"
 ndomains=$(PSQL -c "SELECT count(*) FROM bench_domain")
 PSQL -c "ALTER TABLE bench_domain ADD PRIMARY KEY (n)"
-# Lead sets: automatic run k uses r = 2(k-1), the peer's run k r = 2k-1,
-# the bulk run r = 2 reps, the local limit r = 2 reps + 1; lead ids never
-# repeat, so no batch is answered from the provider's replay store.
+# Lead sets: automatic run k uses r = 2(k-1), the peer's run k r = 2k-1
+# (and its runs beside the bulk runs too), the bulk runs r = 2 reps, the
+# local limit r = 2 reps + 1.  Lead ids never repeat, so no batch is
+# answered from the provider's replay store: the automatic runs take
+# 1 .. reps * leads, the bulk runs the next reps * leads, the local limit
+# the next leads, and bench_seq starts after it.
 nsets=$((2 * reps + 2))
 PSQL -c "
 CREATE TABLE bench_lead AS
@@ -224,6 +227,7 @@ sleep 1
 read -r -a worker_pids_a <<<"$(worker_pids)"
 rss_start=$(rss_kb "${worker_pids_a[@]}")
 auto_rates=() auto_idles=() auto_busy=() peer_rates=() peer_idles=() commit_rates=() commit_idles=() insert_secs=()
+bulk_rates=() bulk_peer_rates=()
 run_auto() {
 	local k=$1 first=$((($1 - 1) * leads + 1)) t0 t1 c0 c1 tc cc
 	# as the peer's table before its runs: autovacuum is off in this cluster,
@@ -252,8 +256,12 @@ run_auto() {
 	printf '  run %d automatic: %s leads/s, %s%% idle, workers busy %s%% of a core; from the INSERT'"'"'s commit (%s s after its start): %s leads/s, %s%% idle\n' \
 		"$k" "${auto_rates[-1]}" "${auto_idles[-1]}" "${auto_busy[-1]}" "${insert_secs[-1]}" "${commit_rates[-1]}" "${commit_idles[-1]}"
 }
+# run_peer K [SECOND]: the peer's run K on set r = 2K - 1; with SECOND,
+# its run beside bulk run K, on new ids, recorded apart
 run_peer() {
-	local k=$1 first=$((100000000 + $1 * leads)) t0 t1 c0 c1 n
+	local k=$1 off=0 first t0 t1 c0 c1 n rate idle
+	[ -n "${2:-}" ] && off=$reps
+	first=$((100000000 + (k + off) * leads))
 	PSQL -c "TRUNCATE leads; INSERT INTO leads (id, email_from)
 		SELECT $first + i, email FROM bench_lead WHERE r = $((2 * k - 1)) ORDER BY i" -c "VACUUM ANALYZE leads"
 	c0=$(cpu_ticks)
@@ -262,9 +270,15 @@ run_peer() {
 	t1=$(now)
 	c1=$(cpu_ticks)
 	[ "$n" = "$leads" ] || echo "the peer processed $n leads of $leads" >&2
-	peer_rates+=("$(calc "$leads / ($t1 - $t0)")")
-	peer_idles+=("$(idle_pct "$c0" "$c1")")
-	printf '  run %d peer:      %s leads/s, %s%% idle\n' "$k" "${peer_rates[-1]}" "${peer_idles[-1]}"
+	rate=$(calc "$leads / ($t1 - $t0)")
+	idle=$(idle_pct "$c0" "$c1")
+	if [ -n "${2:-}" ]; then
+		bulk_peer_rates+=("$rate")
+	else
+		peer_rates+=("$rate")
+		peer_idles+=("$idle")
+	fi
+	printf '  run %d peer%s: %s leads/s, %s%% idle\n' "$k" "${2:+ (beside bulk)}" "$rate" "$idle"
 }
 for k in $(seq "$reps"); do
 	if [ "$peer_ok" = 1 ] && [ $((k % 2)) = 1 ]; then run_peer "$k"; fi
@@ -293,23 +307,39 @@ if [ "$peer_ok" = 1 ]; then
 fi
 PSQL -c "SELECT status, count(*) FROM lead_enrich.lead_state WHERE lead_id <= $((reps * leads)) GROUP BY 1 ORDER BY 1" >"$LE_RUNDIR/auto_outcomes.txt"
 
-# 1b. bulk manual enrichment of the same kind of set
+# 1b. bulk manual enrichment of the same kind of set, one enrich_leads()
+# call per run, alternated with the peer again (its own runs, on new ids)
 PSQL -c "SELECT lead_enrich.set_mode('manual')" >/dev/null
-base=$((reps * leads + 1))
-PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
-	SELECT $base - 1 + i, 'bulk ' || i, 'lead', true, email, false FROM bench_lead WHERE r = $((2 * reps)) ORDER BY i"
-t0=$(now)
-PSQL -c "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT generate_series($base, $((base + leads - 1)))::bigint))" >/dev/null
-t1=$(now)
-bulk_rate=$(calc "$leads / ($t1 - $t0)")
-record "e2e_bulk_leads_per_s" "$bulk_rate" "leads/s" "one enrich_leads() call over $leads leads, batches of 50"
+run_bulk() {
+	local k=$1 base=$(((reps + $1 - 1) * leads + 1)) t0 t1
+	PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
+		SELECT $base - 1 + i, 'bulk ' || i, 'lead', true, email, false FROM bench_lead WHERE r = $((2 * reps)) ORDER BY i" \
+		-c "VACUUM ANALYZE odoo.crm_lead, odoo.mail_message, lead_enrich.lead_state" 2>/dev/null
+	t0=$(now)
+	PSQL -c "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT generate_series($base, $((base + leads - 1)))::bigint))" >/dev/null
+	t1=$(now)
+	bulk_rates+=("$(calc "$leads / ($t1 - $t0)")")
+	printf '  run %d bulk:      %s leads/s\n' "$k" "${bulk_rates[-1]}"
+}
+for k in $(seq "$reps"); do
+	if [ "$peer_ok" = 1 ] && [ $((k % 2)) = 0 ]; then run_peer "$k" second; fi
+	run_bulk "$k"
+	if [ "$peer_ok" = 1 ] && [ $((k % 2)) = 1 ]; then run_peer "$k" second; fi
+done
+bulk_rate=$(median "${bulk_rates[@]}")
+record "e2e_bulk_leads_per_s" "$bulk_rate" "leads/s" "one enrich_leads() call over $leads leads, batches of 50, median of ${bulk_rates[*]}"
+if [ "$peer_ok" = 1 ]; then
+	bulk_peer_rate=$(median "${bulk_peer_rates[@]}")
+	record "e2e_peer_beside_bulk_leads_per_s" "$bulk_peer_rate" "leads/s" "the peer's runs alternated with the bulk runs, median of ${bulk_peer_rates[*]}"
+	record "ratio_bulk_to_peer" "$(calc "$bulk_rate / $bulk_peer_rate")" "" "median over median"
+fi
 
 # 2a. limit: the same column updates from a local table, no network
 le_psql -d lead_provider -c "\copy (SELECT d.domain, o.company FROM provider.org_domain d JOIN provider.org o ON o.id = d.org_id) TO STDOUT" >"$LE_RUNDIR/companies.tsv"
 PSQL -c "DROP TABLE IF EXISTS local_company; CREATE TABLE local_company (domain text PRIMARY KEY, company jsonb)"
 le_psql -d bench -c "\copy local_company FROM '$LE_RUNDIR/companies.tsv'"
 PSQL -c "ANALYZE local_company"
-base=$(((reps + 1) * leads + 1))
+base=$((2 * reps * leads + 1))
 PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
 	SELECT $base - 1 + i, 'local ' || i, 'lead', true, email, false FROM bench_lead WHERE r = $((2 * reps + 1)) ORDER BY i"
 t0=$(now)
@@ -350,7 +380,7 @@ record "ratio_bulk_to_local_limit" "$(calc "$bulk_rate / $local_rate")" "" ""
 
 # 3. insert overhead: pgbench single-row INSERTs, attached + automatic vs not attached
 PSQL -c "CREATE TABLE odoo.crm_lead_plain (LIKE odoo.crm_lead INCLUDING ALL)"
-PSQL -c "CREATE SEQUENCE bench_seq START $(((reps + 2) * leads + 1))"
+PSQL -c "CREATE SEQUENCE bench_seq START $(((2 * reps + 1) * leads + 1))"
 cat >"$LE_RUNDIR/insert_auto.sql" <<EOF
 INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
 VALUES (nextval('bench_seq'), 'pgbench', 'lead', true, 'p' || :client_id || '-' || random() || '@unknown-pgbench.example.net', false);
