@@ -1085,15 +1085,29 @@ sort_unique_ids(int64 *ids, int n)
  * at once; batch_finish waits for the answer and writes it.  With
  * stop_credit nothing is sent: the leads that needed the provider are
  * reported as not sent for lack of credits.
+ *
+ * The batch is in the caller's memory context; what preparing it took
+ * besides is freed here.  After a statement SPI leaves the procedure's
+ * context current, and everything allocated afterwards stays there until
+ * SPI_finish: in enrich_leads, for the whole call (every batch's rows,
+ * answers and notes: about 14 kB a lead, 700 MB for 50,000).  So the
+ * statements run at an SPI level of their own, ended once the batch is
+ * copied out, as the worker's claim does.
  */
 static EnrichBatch *
 batch_send(LeadTable *lt, int64 *ids, int n, const char *token, bool stop_credit,
 		   int max_parallel)
 {
-	EnrichBatch *b = enrich_prepare(lt, ids, n, PREPARE_MANUAL);
-	RpcCall		*call;
+	MemoryContext cxt = CurrentMemoryContext;
+	EnrichBatch	 *b;
+	RpcCall		 *call;
 
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	b = enrich_prepare(lt, ids, n, PREPARE_MANUAL);
 	enrich_apply_local(b, "manual");
+	b = enrich_batch_copy(b, cxt);
+	SPI_finish();
 	if (stop_credit)
 	{
 		for (int i = 0; i < b->n; i++)
@@ -1201,11 +1215,14 @@ typedef struct BulkCall
 /*
  * bulk_finish: write the answer of one of enrich_leads' batches and return
  * its leads' rows; a refusal for lack of credits stops the batches not yet
- * sent.
+ * sent.  At an SPI level of its own, for the reason batch_send gives: the
+ * answer, its notes and the rows are freed once returned.
  */
 static void
 bulk_finish(BulkCall *bc, EnrichBatch *b)
 {
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	batch_finish(b);
 	if (b->call != NULL && b->call->status == RPC_INSUFFICIENT_CREDIT)
 	{
@@ -1237,6 +1254,7 @@ bulk_finish(BulkCall *bc, EnrichBatch *b)
 			isnull[4] = true;
 		tuplestore_putvalues(bc->rsinfo->setResult, bc->rsinfo->setDesc, values, isnull);
 	}
+	SPI_finish();
 }
 
 /*

@@ -25,6 +25,8 @@
 #      enriched once, no batch sent twice, charged once per company; one
 #      of them terminated in the middle of a run: the other sends its
 #      batches again
+#  11. one enrich_leads call over 20,000 leads: the calling session's
+#      memory does not grow with their number
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
@@ -570,6 +572,52 @@ elif new_db $DB; then
 	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
 else
 	not_ok "two: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# 11. the bulk call's memory: every batch's rows, answers and notes stayed
+# in SPI's procedure context until the call ended (about 14 kB a lead)
+# ---------------------------------------------------------------------------
+DB=le_tw_bulk
+if ! want $DB; then :
+elif new_db $DB; then
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	q $DB "SELECT lead_enrich.set_mode('manual')" >/dev/null
+	q $DB "SELECT lead_enrich.iap_balance()" >/dev/null
+	prov "SELECT provider.add_credits('$TOKEN', 30000)" >/dev/null
+	# 20,000 leads, the directory's companies over and over: 50 companies
+	# in each batch, every one found
+	q $DB "INSERT INTO odoo.crm_lead (name, type, active, probability, email_from)
+		   SELECT 'Bulk ' || i, 'lead', true, 10, 'bulk' || i || '@' || d.d
+		   FROM generate_series(1, 20000) i
+		   JOIN public.domains d ON d.n = 1 + i % (SELECT count(*) FROM public.domains)" >/dev/null
+	out=$LE_RUNDIR/t_worker_bulk_out
+	q $DB "SELECT status, count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT id FROM odoo.crm_lead)) GROUP BY 1" >"$out" &
+	bg=$!
+	pid=
+	for _ in $(seq 200); do
+		pid=$(q $DB "SELECT pid FROM pg_stat_activity WHERE query LIKE '%enrich_leads(ARRAY(SELECT id FROM odoo.crm_lead))%'
+					 AND pid <> pg_backend_pid()")
+		[ -n "$pid" ] && break
+		sleep 0.02
+	done
+	# the session's private memory every 20 ms while the call runs
+	samples=$LE_RUNDIR/t_worker_bulk_rss
+	: >"$samples"
+	while [ -n "$pid" ] && kill -0 "$bg" 2>/dev/null; do
+		awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null >>"$samples"
+		sleep 0.02
+	done
+	wait "$bg"
+	check "bulk: the 20,000 leads of one enrich_leads call are enriched" "$(cat "$out")" "enriched|20000"
+	low=$(sort -n "$samples" | head -1)
+	peak=$(sort -n "$samples" | tail -1)
+	# 280 MB and more before (14 kB a lead); at an SPI level per batch,
+	# the two batches on their way and the returned rows
+	check "bulk: the session's private memory grew by less than 50 MB over the call ($(wc -l <"$samples") samples, ${low:-?} to ${peak:-?} kB)" \
+		"$([ -n "$peak" ] && echo $(((peak - low) < 51200)))" 1
+else
+	not_ok "bulk: database set up"
 fi
 
 finish
