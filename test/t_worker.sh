@@ -115,6 +115,15 @@ refuse_done() {
 want() { [ -z "${T_WORKER_ONLY:-}" ] || [[ " $T_WORKER_ONLY " == *" ${1#le_tw_} "* ]]; }
 
 spent() { prov "SELECT provider.spent('$1')"; }
+
+# sample_rss PID FILE: the private memory (RssAnon, kB) of process PID
+# every 20 ms into FILE, in the background until PID ends or $sampler is
+# killed
+sample_rss() {
+	: >"$2"
+	(while kill -0 "$1" 2>/dev/null; do awk '/RssAnon/ {print $2}' "/proc/$1/status"; sleep 0.02; done) >>"$2" 2>/dev/null &
+	sampler=$!
+}
 enriched() { q "$1" "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'"; }
 
 le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.retry_delay = '1s'" -c "SELECT pg_reload_conf()" >/dev/null
@@ -469,8 +478,7 @@ elif new_db $DB; then
 	# (webmail: no provider call) from one INSERT: 65,536 through the
 	# shared list, the rest as the list's overflow range
 	samples=$LE_RUNDIR/t_worker_intake_rss
-	(while kill -0 "$pid" 2>/dev/null; do awk '/RssAnon/ {print $2}' "/proc/$pid/status"; sleep 0.02; done) >"$samples" 2>/dev/null &
-	sampler=$!
+	sample_rss "$pid" "$samples"
 	q $DB "INSERT INTO odoo.crm_lead (name, type, active, email_from)
 		   SELECT 'Webmail ' || i, 'lead', true, 'w' || i || '@gmail.com' FROM generate_series(1, 300000) i" >/dev/null
 	if wait_for 120 $DB "SELECT count(*) FROM lead_enrich.lead_state" 300005; then
@@ -604,11 +612,13 @@ elif new_db $DB; then
 	# the session's private memory every 20 ms while the call runs
 	samples=$LE_RUNDIR/t_worker_bulk_rss
 	: >"$samples"
-	while [ -n "$pid" ] && kill -0 "$bg" 2>/dev/null; do
-		awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null >>"$samples"
-		sleep 0.02
-	done
+	sampler=
+	[ -n "$pid" ] && sample_rss "$pid" "$samples"
 	wait "$bg"
+	if [ -n "$sampler" ]; then
+		kill "$sampler" 2>/dev/null
+		wait "$sampler" 2>/dev/null
+	fi
 	check "bulk: the 20,000 leads of one enrich_leads call are enriched" "$(cat "$out")" "enriched|20000"
 	low=$(sort -n "$samples" | head -1)
 	peak=$(sort -n "$samples" | tail -1)
