@@ -136,6 +136,11 @@ python3 "$LE_REPO/scripts/gen_res_country.py" odoo | le_psql -d bench >/dev/null
 PSQL -c "UPDATE odoo.ir_config_parameter SET value = gen_random_uuid()::text WHERE key = 'database.uuid'"
 PSQL -c "CREATE EXTENSION lead_enrich; CREATE EXTENSION pg_prewarm" >/dev/null
 PSQL -c "SELECT lead_enrich.attach('odoo.crm_lead')" >/dev/null
+# The provider as if it had answered nothing yet: its replay store and
+# ledger outlive a run of the bench (seven days of answers, about 700 MB a
+# run), so that each run would otherwise start from the tables of all the
+# runs before it.  Every run starts from the same state instead.
+le_psql -d lead_provider -c "TRUNCATE provider.reply, provider.ledger" >/dev/null
 le_psql -d lead_provider -tAc "SELECT provider.add_credits('bench-token', 1000000000)" >/dev/null
 
 # The directory's domains (shuffled), and the lead mix: 60% distinct
@@ -171,6 +176,12 @@ if [ "$peer_ok" = 1 ]; then
 		CREATE INDEX ON leads (id) WHERE iap_enrich_done IS NOT TRUE"
 	PSQL -f "$peer_sql" >/dev/null
 fi
+
+# settle: a checkpoint before each timed run, so that none starts with the
+# dirty pages of the one before or in the middle of a checkpoint (an
+# automatic run writes about 400 MB of WAL: with max_wal_size = 4GB, one run
+# in a few met a checkpoint, the others not).
+settle() { PSQL -c "CHECKPOINT"; }
 
 # wait_enriched FIRST LAST: until every lead of the range has an outcome
 # that is not pending.  One session polls every 20 ms with cheap look-ups
@@ -233,6 +244,7 @@ run_auto() {
 	# as the peer's table before its runs: autovacuum is off in this cluster,
 	# and the rounds before left dead rows in the queue and its indexes
 	PSQL -c "VACUUM ANALYZE odoo.crm_lead, odoo.mail_message, lead_enrich.lead_state, lead_enrich.batch" 2>/dev/null
+	settle
 	c0=$(cpu_ticks)
 	w0=$(proc_ticks "${worker_pids_a[@]}")
 	t0=$(now)
@@ -264,6 +276,7 @@ run_peer() {
 	first=$((100000000 + (k + off) * leads))
 	PSQL -c "TRUNCATE leads; INSERT INTO leads (id, email_from)
 		SELECT $first + i, email FROM bench_lead WHERE r = $((2 * k - 1)) ORDER BY i" -c "VACUUM ANALYZE leads"
+	settle
 	c0=$(cpu_ticks)
 	t0=$(now)
 	n=$(PSQL -c "SELECT diy_enrich('http://127.0.0.1:$LE_PROVIDER_PORT', 'bench-token')")
@@ -315,6 +328,7 @@ run_bulk() {
 	PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
 		SELECT $base - 1 + i, 'bulk ' || i, 'lead', true, email, false FROM bench_lead WHERE r = $((2 * reps)) ORDER BY i" \
 		-c "VACUUM ANALYZE odoo.crm_lead, odoo.mail_message, lead_enrich.lead_state" 2>/dev/null
+	settle
 	t0=$(now)
 	PSQL -c "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT generate_series($base, $((base + leads - 1)))::bigint))" >/dev/null
 	t1=$(now)
@@ -342,6 +356,7 @@ PSQL -c "ANALYZE local_company"
 base=$((2 * reps * leads + 1))
 PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
 	SELECT $base - 1 + i, 'local ' || i, 'lead', true, email, false FROM bench_lead WHERE r = $((2 * reps + 1)) ORDER BY i"
+settle
 t0=$(now)
 PSQL -c "
 WITH m AS (
@@ -369,6 +384,7 @@ record "limit_local_updates_leads_per_s" "$local_rate" "leads/s" "same updates +
 # (one 10-second run moved by a third from one run to the next)
 prov_rates=()
 for _ in 1 2 3; do
+	settle
 	prov=$(DURATION=10s "$LE_REPO/bench/provider.sh" --db "$(le_conninfo lead_provider)" "http://127.0.0.1:$LE_PROVIDER_PORT" 2>&1 | grep '^enrich')
 	prov_rates+=("$(calc "$(grep -oE '[0-9.]+ req/s' <<<"$prov" | awk '{print $1}') * 50")")
 done
@@ -388,6 +404,7 @@ EOF
 sed 's/odoo.crm_lead /odoo.crm_lead_plain /' "$LE_RUNDIR/insert_auto.sql" >"$LE_RUNDIR/insert_plain.sql"
 PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
 pgb() {
+	settle
 	"$LE_PGBIN/pgbench" -n -h "$LE_RUNDIR" -p "$LE_PGPORT" -U postgres -c 4 -j 2 -T "$pgbench_s" -f "$1" bench 2>/dev/null |
 		awk '/^tps/ {print $3; exit}'
 }
