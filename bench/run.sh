@@ -29,6 +29,9 @@
 #   --workers N          lead_enrich.workers_per_database (default 2: one per core)
 #   --mining-crm N       leads already in the CRM table of the second mining figures
 #                        (default 1000000; 0 skips)
+#   --no-fsync           the cluster as the tests' (fsync, full_page_writes and
+#                        synchronous_commit off), as the bench ran before
+#                        2026-12-03 21:30 UTC; by default they are on, as in production
 set -euo pipefail
 
 LE_RUNDIR=${LE_RUNDIR:-/tmp/lead_enrich-bench}
@@ -44,6 +47,7 @@ pgbench_s=15
 memory_leads=1000000
 workers=2
 mining_crm=1000000
+durable=1
 peer_src=$(ls -1 "$LE_REPO"/../shared/vendor/pgsql-http-*.tar.gz 2>/dev/null | tail -1 || true)
 peer_sql=$LE_REPO/../shared/peers/diy_http_enrich.sql
 while [ $# -gt 0 ]; do
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
 		--peer-sql) peer_sql=$2; shift 2 ;;
 		--workers) workers=$2; shift 2 ;;
 		--mining-crm) mining_crm=$2; shift 2 ;;
+		--no-fsync) durable=0; shift ;;
 		-h|--help) sed -n '2,32p' "$0"; exit 0 ;;
 		*) echo "unknown option $1" >&2; exit 2 ;;
 	esac
@@ -120,10 +125,16 @@ if [ -n "$peer_src" ] && [ -e "$peer_src" ] && [ -f "$peer_sql" ]; then
 else
 	echo "no peer source (--peer-src) or peer SQL (--peer-sql): the peer is left out of this run" >&2
 fi
+# The tests' clusters run without fsync, full-page writes or synchronous
+# commits (scripts/common.sh); the bench's measures what a production
+# cluster does, unless --no-fsync.  A commit then waits for its WAL to reach
+# the disk: the workers commit twice a round, the peer once a call.
+durability=("fsync = on" "full_page_writes = on" "synchronous_commit = on")
+[ "$durable" = 1 ] || durability=()
 le_cluster_start "lead_enrich.account_token = 'bench-token'" \
 	"lead_enrich.interval = '5min'" "lead_enrich.workers_per_database = $workers" \
 	"shared_buffers = '512MB'" "max_wal_size = '4GB'" \
-	"checkpoint_timeout = '30min'" "autovacuum = off"
+	"checkpoint_timeout = '30min'" "autovacuum = off" ${durability[@]+"${durability[@]}"}
 le_provider_start --trial-credits 0 --threads "${LE_BENCH_PROVIDER_THREADS:-4}"
 
 PSQL() { le_psql -d bench -X -q -t -A "$@"; }
@@ -403,10 +414,11 @@ VALUES (nextval('bench_seq'), 'pgbench', 'lead', true, 'p' || :client_id || '-' 
 EOF
 sed 's/odoo.crm_lead /odoo.crm_lead_plain /' "$LE_RUNDIR/insert_auto.sql" >"$LE_RUNDIR/insert_plain.sql"
 PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
-# (no settle here: the two sides insert into different tables, the attached
-# one far larger, whose pages a checkpoint just before would make cost
-# full-page writes the new one does not pay; bench/insert_overhead.sh
-# compares one table with itself)
+# (no settle here: the two sides insert into different tables, the
+# attached one far larger, and after a checkpoint the first change to each
+# of its index pages writes the page whole into the WAL, which the new
+# table's fresh pages do not; bench/insert_overhead.sh compares one table
+# with itself)
 pgb() {
 	"$LE_PGBIN/pgbench" -n -h "$LE_RUNDIR" -p "$LE_PGPORT" -U postgres -c 4 -j 2 -T "$pgbench_s" -f "$1" bench 2>/dev/null |
 		awk '/^tps/ {print $3; exit}'
@@ -623,5 +635,5 @@ PY
 echo
 echo "outcomes of the automatic run:"; sed 's/^/  /' "$LE_RUNDIR/auto_outcomes.txt"
 echo "written: $csv, $results/latest.json"
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); PostgreSQL $("$LE_PG_CONFIG" --version | awk '{print $2}')"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); PostgreSQL $("$LE_PG_CONFIG" --version | awk '{print $2}'); fsync $(PSQL -c "SHOW fsync"), full_page_writes $(PSQL -c "SHOW full_page_writes"), synchronous_commit $(PSQL -c "SHOW synchronous_commit")"
 le_stop_all
