@@ -21,10 +21,45 @@ CREATE SCHEMA IF NOT EXISTS provider;
 CREATE TABLE IF NOT EXISTS provider.account
 (
 	token		text PRIMARY KEY,
-	balance		numeric NOT NULL DEFAULT 0 CHECK (balance >= 0),
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	updated_at	timestamptz NOT NULL DEFAULT now()
 );
+
+-- An account's balance, in provider.nslots() rows that add up to it.  A
+-- charge updates one slot and holds it until its transaction commits (for
+-- a durable commit, until its WAL is on disk): with one balance row per
+-- account, each request of an account waited for the one before it to
+-- commit, and a busy account was served at one WAL flush per request.  No
+-- slot goes below zero, so neither does the account; a charge that no free
+-- slot covers takes them all (provider.take_credits).
+CREATE TABLE IF NOT EXISTS provider.account_slot
+(
+	token		text NOT NULL REFERENCES provider.account (token) ON DELETE CASCADE,
+	slot		integer NOT NULL CHECK (slot >= 0),
+	balance		numeric NOT NULL DEFAULT 0 CHECK (balance >= 0),
+	PRIMARY KEY (token, slot)
+);
+CREATE OR REPLACE FUNCTION provider.nslots() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 8 $$;
+-- An older version's accounts kept their balance in provider.account:
+-- spread into the slots.
+DO $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_attribute
+			   WHERE attrelid = 'provider.account'::regclass
+			   AND attname = 'balance' AND NOT attisdropped) THEN
+		INSERT INTO provider.account_slot (token, slot, balance)
+		SELECT a.token, g.slot,
+			CASE WHEN g.slot = 0
+				THEN a.balance - (provider.nslots() - 1) * trunc(a.balance / provider.nslots())
+				ELSE trunc(a.balance / provider.nslots()) END
+		FROM provider.account a
+		CROSS JOIN generate_series(0, provider.nslots() - 1) AS g(slot)
+		ON CONFLICT (token, slot) DO NOTHING;
+		ALTER TABLE provider.account DROP COLUMN balance;
+	END IF;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS provider.ledger
 (
@@ -501,6 +536,30 @@ $$;
 -- Accounts and the ledger
 -- ---------------------------------------------------------------------------
 
+-- provider.spread: set an account's slots, all locked by the caller, to
+-- add up to total, as evenly as whole credits allow.
+CREATE OR REPLACE FUNCTION provider.spread(p_token text, p_total numeric)
+RETURNS void LANGUAGE sql AS
+$$
+	UPDATE provider.account_slot s
+	SET balance = CASE WHEN s.slot = 0
+		THEN p_total - (provider.nslots() - 1) * trunc(p_total / provider.nslots())
+		ELSE trunc(p_total / provider.nslots()) END
+	WHERE s.token = p_token
+$$;
+
+-- The sum of an account's slots, each locked in the order of the slots
+-- (waiting for the requests that hold them): the account to itself, for
+-- an operator's change or a charge no free slot covers.  NULL when there
+-- is no such account.
+CREATE OR REPLACE FUNCTION provider.lock_slots(p_token text)
+RETURNS numeric LANGUAGE sql AS
+$$
+	SELECT sum(x.balance) FROM
+		(SELECT s.balance FROM provider.account_slot s WHERE s.token = p_token
+		 ORDER BY s.slot FOR UPDATE) x
+$$;
+
 -- The account's balance, creating the account with p_trial credits (and its
 -- "trial" ledger row) when there is none.  Called by add_credits() (the
 -- operator's command, p_trial 0) and by a charging call when the daemon
@@ -508,22 +567,22 @@ $$;
 CREATE OR REPLACE FUNCTION provider.ensure_account(p_token text, p_trial numeric)
 RETURNS numeric LANGUAGE plpgsql AS
 $$
-DECLARE
-	b numeric;
 BEGIN
-	SELECT balance INTO b FROM provider.account WHERE token = p_token;
-	IF FOUND THEN
-		RETURN b;
+	IF EXISTS (SELECT 1 FROM provider.account WHERE token = p_token) THEN
+		RETURN provider.balance(p_token);
 	END IF;
-	INSERT INTO provider.account (token, balance)
-	VALUES (p_token, greatest(coalesce(p_trial, 0), 0))
+	INSERT INTO provider.account (token) VALUES (p_token)
 	ON CONFLICT (token) DO NOTHING;
-	IF FOUND AND coalesce(p_trial, 0) > 0 THEN
-		INSERT INTO provider.ledger (token, delta, reason)
-		VALUES (p_token, p_trial, 'trial');
+	IF FOUND THEN
+		INSERT INTO provider.account_slot (token, slot)
+		SELECT p_token, g FROM generate_series(0, provider.nslots() - 1) g;
+		PERFORM provider.spread(p_token, greatest(coalesce(p_trial, 0), 0));
+		IF coalesce(p_trial, 0) > 0 THEN
+			INSERT INTO provider.ledger (token, delta, reason)
+			VALUES (p_token, p_trial, 'trial');
+		END IF;
 	END IF;
-	SELECT balance INTO b FROM provider.account WHERE token = p_token;
-	RETURN b;
+	RETURN provider.balance(p_token);
 END
 $$;
 
@@ -542,11 +601,11 @@ BEGIN
 			USING HINT = 'a token is 1 to 128 characters of [A-Za-z0-9_+.-]';
 	END IF;
 	PERFORM provider.ensure_account(t, 0);
-	SELECT a.balance INTO b FROM provider.account a WHERE a.token = t FOR UPDATE;
+	b := provider.lock_slots(t);
 	d := greatest(coalesce(credits, 0), -b);
 	IF d <> 0 THEN
-		UPDATE provider.account a SET balance = a.balance + d, updated_at = now()
-		WHERE a.token = t;
+		PERFORM provider.spread(t, b + d);
+		UPDATE provider.account a SET updated_at = now() WHERE a.token = t;
 		INSERT INTO provider.ledger (token, delta, reason, detail)
 		VALUES (t, d, 'admin', jsonb_build_object('requested', credits));
 	END IF;
@@ -554,10 +613,41 @@ BEGIN
 END
 $$;
 
+-- Take p_cost credits (> 0) from an account that exists, in the caller's
+-- transaction: from a slot no other request holds that covers the cost
+-- (tried from a place of this session's own, so that concurrent requests
+-- take different slots), else from all of them, waiting for the requests
+-- that hold them, and spread again.  False, nothing taken, when the whole
+-- balance does not cover the cost.
+CREATE OR REPLACE FUNCTION provider.take_credits(p_token text, p_cost numeric)
+RETURNS boolean LANGUAGE plpgsql AS
+$$
+DECLARE
+	k integer;
+	b numeric;
+BEGIN
+	SELECT s.slot INTO k FROM provider.account_slot s
+	WHERE s.token = p_token AND s.balance >= p_cost
+	ORDER BY (s.slot + pg_backend_pid()) % provider.nslots()
+	LIMIT 1 FOR UPDATE SKIP LOCKED;
+	IF FOUND THEN
+		UPDATE provider.account_slot s SET balance = s.balance - p_cost
+		WHERE s.token = p_token AND s.slot = k;
+		RETURN true;
+	END IF;
+	b := provider.lock_slots(p_token);
+	IF coalesce(b, 0) < p_cost THEN
+		RETURN false;
+	END IF;
+	PERFORM provider.spread(p_token, b - p_cost);
+	RETURN true;
+END
+$$;
+
 -- The balance of an account, NULL when there is none.
 CREATE OR REPLACE FUNCTION provider.balance(token text) RETURNS numeric
 LANGUAGE sql STABLE AS
-$$ SELECT a.balance FROM provider.account a WHERE a.token = balance.token $$;
+$$ SELECT sum(s.balance) FROM provider.account_slot s WHERE s.token = balance.token $$;
 
 -- Credits charged by enrichment and mining, as a positive number.
 CREATE OR REPLACE FUNCTION provider.spent(token text) RETURNS numeric
@@ -572,7 +662,7 @@ CREATE OR REPLACE FUNCTION provider.accounts()
 RETURNS TABLE (token text, balance numeric, spent numeric, created timestamptz)
 LANGUAGE sql STABLE AS
 $$
-	SELECT a.token, a.balance,
+	SELECT a.token, coalesce(provider.balance(a.token), 0),
 		coalesce((SELECT -sum(l.delta) FROM provider.ledger l
 				  WHERE l.token = a.token AND l.reason IN ('enrich', 'mine')), 0),
 		a.created_at
@@ -628,31 +718,33 @@ END
 $$;
 
 -- Charge cost credits for a computed result (p_result, JSON text) and store
--- the answer, in the caller's transaction.  Locks the account row so that
--- concurrent requests never overdraw it.  Returns what to send: a stored
--- answer if a concurrent request with the same id won the race, the
--- InsufficientCreditError when the balance does not cover the cost (nothing
--- charged, answered false), else "result": p_result.  A token without an
--- account has nothing to charge: a free answer is sent but not stored, any
--- cost is refused; nothing is written either way.
+-- the answer, in the caller's transaction.  Requests with the same id are
+-- taken one at a time (a transaction-level advisory lock on the id), so a
+-- concurrent request with an id being answered waits and gets the stored
+-- answer; credits come from provider.take_credits, which never overdraws
+-- the account and lets requests with different ids charge it at once.
+-- Returns what to send: a stored answer, the InsufficientCreditError when
+-- the balance does not cover the cost (nothing charged, answered false),
+-- else "result": p_result.  A token without an account has nothing to
+-- charge: a free answer is sent but not stored, any cost is refused;
+-- nothing is written either way.
 CREATE OR REPLACE FUNCTION provider.charge(p_token text, p_service text,
 	p_id text, p_cost numeric, p_result text, p_detail jsonb, p_base_url text,
 	OUT answer text, OUT answered boolean)
 LANGUAGE plpgsql AS
 $$
 DECLARE
-	b numeric;
+	known boolean := EXISTS (SELECT 1 FROM provider.account WHERE token = p_token);
 BEGIN
 	answered := true;
-	SELECT balance INTO b FROM provider.account WHERE token = p_token FOR UPDATE;
-	-- b is NULL for a token without an account (balance is NOT NULL)
-	IF b IS NOT NULL AND p_id IS NOT NULL THEN
+	IF known AND p_id IS NOT NULL THEN
+		PERFORM pg_advisory_xact_lock(hashtextextended(p_token || ' ' || p_service || ' ' || p_id, 0));
 		answer := provider.stored_reply(p_token, p_service, p_id);
 		IF answer IS NOT NULL THEN
 			RETURN;
 		END IF;
 	END IF;
-	IF p_cost > coalesce(b, 0) THEN
+	IF p_cost > 0 AND NOT (known AND provider.take_credits(p_token, p_cost)) THEN
 		-- A refusal charged nothing and is not stored: the same request
 		-- sent again after credits are added is evaluated again.
 		answer := '"error": ' || provider.credit_error(p_cost, p_base_url)::text;
@@ -660,12 +752,10 @@ BEGIN
 		RETURN;
 	END IF;
 	answer := '"result": ' || p_result;
-	IF b IS NULL THEN
+	IF NOT known THEN
 		RETURN;
 	END IF;
 	IF p_cost > 0 THEN
-		UPDATE provider.account SET balance = balance - p_cost, updated_at = now()
-		WHERE token = p_token;
 		INSERT INTO provider.ledger (token, delta, reason, rpc_id, detail)
 		VALUES (p_token, -p_cost, p_service, p_id, p_detail);
 	END IF;

@@ -276,6 +276,24 @@ def t_init_converts_old_replies():
     check(balance(tok) == b1, "charged again after the upgrade: %r" % balance(tok))
 
 
+def t_init_spreads_old_balances():
+    """init spreads the balance an older version kept in provider.account
+    into the account's balance slots: nothing gained or lost, and the
+    account charges as before."""
+    tok = new_token()
+    admin("credits", "add", tok, "0")
+    sql("ALTER TABLE provider.account ADD COLUMN balance numeric NOT NULL DEFAULT 0")
+    sql("DELETE FROM provider.account_slot WHERE token = %s" % q(tok))
+    sql("UPDATE provider.account SET balance = 37 WHERE token = %s" % q(tok))
+    run_init()
+    check(sql1("SELECT count(*) FROM pg_attribute WHERE attrelid = 'provider.account'::regclass "
+               "AND attname = 'balance' AND NOT attisdropped") == "0", "the old balance column is still there")
+    slots = sql("SELECT balance FROM provider.account_slot WHERE token = %s ORDER BY slot" % q(tok))
+    check(len(slots) == 8 and balance(tok) == 37, "slots %r, balance %r" % (slots, balance(tok)))
+    st, r = enrich(tok, {"1": sample_domains(1)[0]})
+    check(st == 200 and balance(tok) == 36, "a charge after the upgrade: %d %r" % (st, balance(tok)))
+
+
 def t_init_leaves_out_public_suffixes():
     """A directory naming a public suffix as a domain or alias (github.io,
     co.uk) or a name without a dot: such names are never matched, neither
@@ -1060,12 +1078,12 @@ def t_long_domain_in_batch():
 
 
 def lock_account(tok, seconds):
-    """A psql session holding tok's account row (FOR UPDATE) for a while;
+    """A psql session holding all of tok's balance slots (FOR UPDATE) for a while;
     returns once the lock is held."""
     p = subprocess.Popen(["psql", ARGS.db, "-X", "-q", "-v", "ON_ERROR_STOP=1",
                           "-c", "SET application_name = 'lp_test_locker'",
                           "-c", "BEGIN",
-                          "-c", "SELECT 1 FROM provider.account WHERE token = %s FOR UPDATE" % q(tok),
+                          "-c", "SELECT provider.lock_slots(%s)" % q(tok),
                           "-c", "SELECT pg_sleep(%d)" % seconds,
                           "-c", "COMMIT"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -1128,6 +1146,52 @@ def srv_rpc_timeout(srv, tok, domain, timeout):
                       "params": {"domains": {"1": domain}, "account_token": tok, "dbuuid": "x"}})
     st, _, data = srv.request("POST", ENRICH, raw, timeout=timeout)
     return st, json.loads(data)
+
+
+def t_one_account_charged_in_parallel():
+    """One account's charging requests are not charged one after the
+    other: a charge holds its credits until its transaction commits (for a
+    durable commit, until its WAL is on disk), and another request of the
+    same account meanwhile is charged at once from another of the
+    account's balance slots, without overdrawing it.  (With one balance row
+    per account, every request waited for the one before it to commit: a
+    single account was served at one WAL flush per request.)"""
+    srv = Server("--threads", "2", "--statement-timeout", "1000")
+    holder = None
+    try:
+        tok = new_token()
+        admin("credits", "add", tok, "8")
+        d = sample_domains(1)[0]
+        # a charge of 1 credit whose transaction stays open for 8 s
+        holder = subprocess.Popen(["psql", ARGS.db, "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                   "-c", "SET application_name = 'lp_test_charger'",
+                                   "-c", "BEGIN",
+                                   "-c", "SELECT provider.charge(%s, 'enrich', 'held', 1, '{}', NULL, 'x')" % q(tok),
+                                   "-c", "SELECT pg_sleep(8)",
+                                   "-c", "COMMIT"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(100):
+            if sql1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lp_test_charger' "
+                    "AND query LIKE 'SELECT pg_sleep%'") == "1":
+                break
+            time.sleep(0.05)
+        else:
+            raise Fail("the charging session did not start: %s" % holder.stderr.read())
+        t0 = time.time()
+        st, r = srv.rpc(ENRICH, {"domains": {"1": d}, "account_token": tok, "dbuuid": "x"})
+        took = time.time() - t0
+        check(st == 200 and isinstance(r.get("result", {}).get("1"), dict),
+              "a second request while a charge of the same account is open: %d %r" % (st, r))
+        check(took < 1.0, "answered after %.2f s" % took)
+        # the held charge is cancelled, rolled back: the second alone is counted
+        sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'lp_test_charger' "
+            "AND query LIKE 'SELECT pg_sleep%'")
+        holder.wait(10)
+        check(balance(tok) == 7 and ledger_sum(tok) == 7, "balance %r, ledger %r" % (balance(tok), ledger_sum(tok)))
+    finally:
+        if holder is not None and holder.poll() is None:
+            holder.kill()
+        srv.stop()
 
 
 def t_keepalive_connections_not_serialized():
@@ -1216,6 +1280,7 @@ TESTS = [
     ("init is idempotent and keeps accounts", t_init_idempotent_keeps_accounts),
     ("init re-keys an older provider.mined per account", t_init_rekeys_old_mined),
     ("init converts an older version's stored answers", t_init_converts_old_replies),
+    ("init spreads an older version's balances into the slots", t_init_spreads_old_balances),
     ("init leaves public suffixes out of the names a look-up matches", t_init_leaves_out_public_suffixes),
     ("health", t_health),
     ("balance: trial credits on first use, ids echoed", t_balance_trial_and_ids),
@@ -1245,6 +1310,7 @@ TESTS = [
     ("an over-long domain in a good batch is answered false", t_long_domain_in_batch),
     ("statement_timeout: a stuck request ends cleanly", t_statement_timeout),
     ("keep-alive connections: served at once, one stuck request holds back no other", t_keepalive_connections_not_serialized),
+    ("one account's requests are charged in parallel, never overdrawn", t_one_account_charged_in_parallel),
     ("admin actions are not reachable over HTTP", t_admin_not_over_http),
     ("trial credits and public url by flag and env", t_trial_flag_and_env),
     ("credit page", t_credit_page),
