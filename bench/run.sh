@@ -31,7 +31,7 @@
 #                        (default 1000000; 0 skips)
 #   --no-fsync           the cluster as the tests' (fsync, full_page_writes and
 #                        synchronous_commit off), as the bench ran before
-#                        2026-12-03 21:30 UTC; by default they are on, as in production
+#                        2026-12-03 21:18 UTC; by default they are on, as in production
 set -euo pipefail
 
 LE_RUNDIR=${LE_RUNDIR:-/tmp/lead_enrich-bench}
