@@ -19,7 +19,8 @@
 #     and the other client programs, libpq, the headers, PGXS and
 #     pg_regress, and the contrib modules the tests and benchmarks use
 #     (dblink, pg_prewarm); no documentation, no readline, ICU, LLVM or SSL
-#     (configure_opts below);
+#     (configure_opts below); lz4 as Debian's packages have it (TOAST
+#     compression: without it a column set to lz4 silently stays pglz);
 #   - installs it under $LE_PGCACHE/pg-VERSION/install and writes a stamp
 #     file there.  A later run finds the stamp and does nothing.
 #
@@ -52,7 +53,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # What the tests need of the server: zlib (pg_dump), libxml (t_upgrade.sh
 # counts rows with query_to_xml); no readline, ICU, LLVM, SSL or NLS.  The
 # stamp records these options: a build made with others is made again.
-configure_opts="--without-readline --without-icu --without-llvm --without-openssl --with-zlib --with-libxml --disable-nls"
+configure_opts="--without-readline --without-icu --without-llvm --without-openssl --with-zlib --with-lz4 --with-libxml --disable-nls"
 built() {
 	[ -x "$prefix/bin/pg_config" ] && grep -qxF "options: $configure_opts" "$stamp" 2>/dev/null
 }
@@ -72,7 +73,7 @@ fi
 start=$(date +%s)
 
 # Build dependencies, from Debian 12's own packages.
-deps="bison flex perl make gcc pkg-config zlib1g-dev libxml2-dev dpkg-dev"
+deps="bison flex perl make gcc pkg-config zlib1g-dev liblz4-dev libxml2-dev dpkg-dev"
 missing=()
 for p in $deps; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
