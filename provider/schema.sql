@@ -41,21 +41,37 @@ CREATE TABLE IF NOT EXISTS provider.account_slot
 );
 CREATE OR REPLACE FUNCTION provider.nslots() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 8 $$;
+
+-- provider.spread: set an account's slots, all locked by the caller, to
+-- add up to total, as evenly as whole credits allow.
+CREATE OR REPLACE FUNCTION provider.spread(p_token text, p_total numeric)
+RETURNS void LANGUAGE sql AS
+$$
+	UPDATE provider.account_slot s
+	SET balance = CASE WHEN s.slot = 0
+		THEN p_total - (provider.nslots() - 1) * trunc(p_total / provider.nslots())
+		ELSE trunc(p_total / provider.nslots()) END
+	WHERE s.token = p_token
+$$;
+
+-- provider.make_slots: an account's slots, holding p_total between them.
+CREATE OR REPLACE FUNCTION provider.make_slots(p_token text, p_total numeric)
+RETURNS void LANGUAGE sql AS
+$$
+	INSERT INTO provider.account_slot (token, slot)
+	SELECT p_token, g FROM generate_series(0, provider.nslots() - 1) g;
+	SELECT provider.spread(p_token, p_total);
+$$;
+
 -- An older version's accounts kept their balance in provider.account:
--- spread into the slots.
+-- spread into the slots of each account that has none yet.
 DO $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM pg_attribute
 			   WHERE attrelid = 'provider.account'::regclass
 			   AND attname = 'balance' AND NOT attisdropped) THEN
-		INSERT INTO provider.account_slot (token, slot, balance)
-		SELECT a.token, g.slot,
-			CASE WHEN g.slot = 0
-				THEN a.balance - (provider.nslots() - 1) * trunc(a.balance / provider.nslots())
-				ELSE trunc(a.balance / provider.nslots()) END
-		FROM provider.account a
-		CROSS JOIN generate_series(0, provider.nslots() - 1) AS g(slot)
-		ON CONFLICT (token, slot) DO NOTHING;
+		PERFORM provider.make_slots(a.token, a.balance) FROM provider.account a
+		WHERE NOT EXISTS (SELECT 1 FROM provider.account_slot s WHERE s.token = a.token);
 		ALTER TABLE provider.account DROP COLUMN balance;
 	END IF;
 END
@@ -536,18 +552,6 @@ $$;
 -- Accounts and the ledger
 -- ---------------------------------------------------------------------------
 
--- provider.spread: set an account's slots, all locked by the caller, to
--- add up to total, as evenly as whole credits allow.
-CREATE OR REPLACE FUNCTION provider.spread(p_token text, p_total numeric)
-RETURNS void LANGUAGE sql AS
-$$
-	UPDATE provider.account_slot s
-	SET balance = CASE WHEN s.slot = 0
-		THEN p_total - (provider.nslots() - 1) * trunc(p_total / provider.nslots())
-		ELSE trunc(p_total / provider.nslots()) END
-	WHERE s.token = p_token
-$$;
-
 -- The sum of an account's slots, each locked in the order of the slots
 -- (waiting for the requests that hold them): the account to itself, for
 -- an operator's change or a charge no free slot covers.  NULL when there
@@ -574,9 +578,7 @@ BEGIN
 	INSERT INTO provider.account (token) VALUES (p_token)
 	ON CONFLICT (token) DO NOTHING;
 	IF FOUND THEN
-		INSERT INTO provider.account_slot (token, slot)
-		SELECT p_token, g FROM generate_series(0, provider.nslots() - 1) g;
-		PERFORM provider.spread(p_token, greatest(coalesce(p_trial, 0), 0));
+		PERFORM provider.make_slots(p_token, greatest(coalesce(p_trial, 0), 0));
 		IF coalesce(p_trial, 0) > 0 THEN
 			INSERT INTO provider.ledger (token, delta, reason)
 			VALUES (p_token, p_trial, 'trial');

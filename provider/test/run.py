@@ -1077,13 +1077,13 @@ def t_long_domain_in_batch():
         srv.stop()
 
 
-def lock_account(tok, seconds):
-    """A psql session holding all of tok's balance slots (FOR UPDATE) for a while;
-    returns once the lock is held."""
+def hold_open(statement, seconds):
+    """A psql session that runs statement in a transaction and keeps the
+    transaction open for a while; returns once the statement is done."""
     p = subprocess.Popen(["psql", ARGS.db, "-X", "-q", "-v", "ON_ERROR_STOP=1",
                           "-c", "SET application_name = 'lp_test_locker'",
                           "-c", "BEGIN",
-                          "-c", "SELECT provider.lock_slots(%s)" % q(tok),
+                          "-c", statement,
                           "-c", "SELECT pg_sleep(%d)" % seconds,
                           "-c", "COMMIT"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -1096,7 +1096,13 @@ def lock_account(tok, seconds):
     raise Fail("the locking session did not start: %s" % p.stderr.read())
 
 
+def lock_account(tok, seconds):
+    """A psql session holding all of tok's balance slots (FOR UPDATE) for a while."""
+    return hold_open("SELECT provider.lock_slots(%s)" % q(tok), seconds)
+
+
 def unlock_account(p):
+    """Cancel the session of hold_open (its transaction rolls back)."""
     sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'lp_test_locker'")
     try:
         p.wait(10)
@@ -1163,20 +1169,7 @@ def t_one_account_charged_in_parallel():
         admin("credits", "add", tok, "8")
         d = sample_domains(1)[0]
         # a charge of 1 credit whose transaction stays open for 8 s
-        holder = subprocess.Popen(["psql", ARGS.db, "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                                   "-c", "SET application_name = 'lp_test_charger'",
-                                   "-c", "BEGIN",
-                                   "-c", "SELECT provider.charge(%s, 'enrich', 'held', 1, '{}', NULL, 'x')" % q(tok),
-                                   "-c", "SELECT pg_sleep(8)",
-                                   "-c", "COMMIT"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for _ in range(100):
-            if sql1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lp_test_charger' "
-                    "AND query LIKE 'SELECT pg_sleep%'") == "1":
-                break
-            time.sleep(0.05)
-        else:
-            raise Fail("the charging session did not start: %s" % holder.stderr.read())
+        holder = hold_open("SELECT provider.charge(%s, 'enrich', 'held', 1, '{}', NULL, 'x')" % q(tok), 8)
         t0 = time.time()
         st, r = srv.rpc(ENRICH, {"domains": {"1": d}, "account_token": tok, "dbuuid": "x"})
         took = time.time() - t0
@@ -1184,9 +1177,7 @@ def t_one_account_charged_in_parallel():
               "a second request while a charge of the same account is open: %d %r" % (st, r))
         check(took < 1.0, "answered after %.2f s" % took)
         # the held charge is cancelled, rolled back: the second alone is counted
-        sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'lp_test_charger' "
-            "AND query LIKE 'SELECT pg_sleep%'")
-        holder.wait(10)
+        unlock_account(holder)
         check(balance(tok) == 7 and ledger_sum(tok) == 7, "balance %r, ledger %r" % (balance(tok), ledger_sum(tok)))
     finally:
         if holder is not None and holder.poll() is None:
