@@ -9,7 +9,9 @@ not, according to the current mode.  The mode is switched at run time on the
 control port:
 
     GET /mode/NAME[?ms=N&only=FILTER&size=BYTES]   switch (answers when applied)
-    GET /stats                                     counters, as JSON
+    GET /stats                                     counters, as JSON (max_inflight:
+                                                   the most requests held at once
+                                                   since the last mode change)
     GET /health                                    200
 
 Modes (each answers every request with "Connection: close", so that a mode
@@ -78,6 +80,7 @@ class State:
         self.counts = {}            # "mode path" -> requests
         self.forwarded = {}         # path -> requests sent to the provider
         self.inflight = 0
+        self.max_inflight = 0       # since the last mode change
         self.mode_changes = 0
 
     def snapshot(self):
@@ -85,7 +88,8 @@ class State:
             return {"mode": self.mode, "only": self.only, "ms": self.ms,
                     "size": self.size, "listening": self.listening,
                     "counts": dict(self.counts), "forwarded": dict(self.forwarded),
-                    "inflight": self.inflight, "mode_changes": self.mode_changes}
+                    "inflight": self.inflight, "max_inflight": self.max_inflight,
+                    "mode_changes": self.mode_changes}
 
 
 STATE = State()
@@ -184,6 +188,7 @@ def handle(conn, addr):
     """Serve one connection: one request, answered (or not) as the mode says."""
     with STATE.lock:
         STATE.inflight += 1
+        STATE.max_inflight = max(STATE.max_inflight, STATE.inflight)
     try:
         conn.settimeout(30)
         req = recv_request(conn)
@@ -313,6 +318,7 @@ def control_handle(conn):
                     STATE.size = int(args.get("size", 12 * 1024 * 1024))
                     STATE.generation += 1
                     STATE.mode_changes += 1
+                    STATE.max_inflight = STATE.inflight
                     gen = STATE.generation
                     STATE.lock.wait_for(lambda: STATE.applied >= gen, 10)
                 log("mode %s only=%s ms=%s" % (name, args.get("only"), args.get("ms")))

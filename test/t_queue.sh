@@ -27,6 +27,8 @@
 #      same call again gets the same companies, free
 #   f. archived leads (active = false) are not enriched automatically; a lead
 #      made active again is
+#   g. rounds: a round claims two batches per connection, and no more than
+#      lead_enrich.max_connections requests reach the provider at once
 #
 # Needs the cluster and the provider of scripts/test.sh (the provider on
 # $LE_PROVIDER_PORT).  The proxy listens on LE_QUEUE_PROXY_PORT (default
@@ -70,6 +72,8 @@ print(sum(n for k, n in s['counts'].items() if k.split(' ')[0] == sys.argv[1]))"
 
 # inflight: requests the proxy holds right now (sent to it, not yet answered)
 inflight() { ctl stats | python3 -c "import json, sys; print(json.load(sys.stdin)['inflight'])"; }
+# max_inflight: the most requests the proxy held at once since its last mode change
+max_inflight() { ctl stats | python3 -c "import json, sys; print(json.load(sys.stdin)['max_inflight'])"; }
 
 proxy_start() {
 	nohup python3 "$LE_REPO/test/fault_proxy.py" --listen "$PROXY_PORT" --control "$CONTROL_PORT" \
@@ -462,6 +466,43 @@ elif new_db $DB auto; then
 	check "archived: two companies charged in all" "$(spent "$TOKEN")" 2
 else
 	not_ok "archived: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# g. two batches per connection in a round, max_connections at the provider
+# ---------------------------------------------------------------------------
+DB=le_tq_rounds
+if ! want rounds; then :
+elif new_db $DB auto; then
+	# the proxy holds every request 5 s before it forwards it (the worker
+	# waits up to 10 s): meanwhile the worker has claimed two rounds and
+	# waits for the first, and what reaches the proxy is what it sent
+	le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.timeout = '10s'" -c "SELECT pg_reload_conf()" >/dev/null
+	fault "delay?ms=5000&only=enrich"
+	insert_leads $DB 0 1000
+	# with 8 connections, 2 x 16 batches of 50 at most: the 1,000 leads in
+	# 20 (one batch per connection claimed 2 x 8: 800 leads, and the other
+	# 200 once the first answers came, 5 s later)
+	if wait_for 3 $DB "SELECT count(*) || ' batches, ' || coalesce(sum(cardinality(lead_ids)), 0) || ' leads'
+						 FROM lead_enrich.batch" "20 batches, 1000 leads"; then
+		ok "rounds: the first two rounds claim the 1,000 leads in 20 batches, two per connection"
+	else
+		not_ok "rounds: the first two rounds claim the 1,000 leads in 20 batches, two per connection" \
+			"$(q $DB "SELECT count(*) || ' batches, ' || coalesce(sum(cardinality(lead_ids)), 0) || ' leads' FROM lead_enrich.batch"); $(status_line $DB)"
+	fi
+	check "rounds: no more than lead_enrich.max_connections (8) requests reached the provider at once" \
+		"$(max_inflight)" 8
+	fault pass
+	q $DB "SELECT lead_enrich.wake()" >/dev/null
+	if wait_for 60 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 1000; then
+		ok "rounds: once the provider answers, the 1,000 leads are enriched"
+	else
+		not_ok "rounds: once the provider answers, the 1,000 leads are enriched" "$(status_line $DB)"
+	fi
+	check "rounds: 1,000 companies charged, none twice" "$(spent "$TOKEN")/$(twice "$TOKEN")" "1000/0"
+	le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.timeout = '2000ms'" -c "SELECT pg_reload_conf()" >/dev/null
+else
+	not_ok "rounds: database set up"
 fi
 
 finish
