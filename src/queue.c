@@ -547,10 +547,11 @@ queue_forget(int64 *ids, int n)
  * backlog is being worked off is sent in the next round instead of
  * waiting behind every older lead (a backlog of 100,000 leads kept a fresh
  * lead waiting half a minute), and the backlog still gets every other
- * batch of each round, so no lead waits for ever.  A smaller round (one
- * mostly taken by batches sent again) takes the newest and the oldest
- * leads in turns, for the same reasons: taking the oldest only, a round of
- * one batch kept a fresh lead behind the whole backlog.
+ * batch of each round, so no lead waits for ever.  A smaller round
+ * (lead_enrich.max_connections = 1, or a round mostly taken by batches
+ * sent again) takes the newest and the oldest leads in turns, for the same
+ * reasons: taking the oldest only, it kept a fresh lead behind the whole
+ * backlog.
  *
  * Both ends are read in index order from lead_state_pending_idx, a few
  * hundred entries a round.  The index holds only the leads no batch holds:

@@ -115,19 +115,6 @@ static LeWorkerSlot *me = NULL;	   /* this worker in my_slot */
 static int			 my_index = 0; /* its number there, from 0 */
 static char			*my_dbname = NULL;
 static MemoryContext pass_cxt = NULL;
-
-/*
- * Batches a round claims per connection (lead_enrich.max_connections): the
- * requests beyond the connections wait in libcurl for one to be free, so
- * the provider never has more than max_connections of a worker's requests
- * at once.  A round's claim and write cost a part that does not grow with
- * its leads (two transactions and their commits, a dozen statements started,
- * both ends of the queue's index read), paid per 800 leads at the defaults
- * instead of per 400 with one batch per connection (bench/README.md has
- * what it changed).
- */
-#define BATCHES_PER_CONNECTION 2
-
 /* rounds of a pass: one whose answers are written, one in flight, one claimed */
 #define NROUNDS 3
 static MemoryContext round_cxt[NROUNDS];  /* a round's, reset when it starts */
@@ -809,10 +796,10 @@ next_due(void)
 }
 
 /*
- * A round: up to BATCHES_PER_CONNECTION * max_connections batches claimed
- * in one transaction and put in flight at once.  A pass keeps three
- * (NROUNDS): while the provider answers one, the worker claims the next and
- * writes the answers of the one before.
+ * A round: up to max_connections batches claimed in one transaction and
+ * sent at once.  A pass keeps three (NROUNDS): while the provider answers
+ * one, the worker claims the next and writes the answers of the one
+ * before.
  */
 typedef struct Round
 {
@@ -1029,7 +1016,7 @@ run_pass(uint32 bits)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = TimestampTzPlusMilliseconds(now, le_interval_min * 60 * 1000L);
-	int			maxb = BATCHES_PER_CONNECTION * Max(le_max_connections, 1);
+	int			maxb = Max(le_max_connections, 1);
 	Round		rounds[NROUNDS];
 
 	MemoryContextReset(pass_cxt);

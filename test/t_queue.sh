@@ -27,8 +27,9 @@
 #      same call again gets the same companies, free
 #   f. archived leads (active = false) are not enriched automatically; a lead
 #      made active again is
-#   g. rounds: a round claims two batches per connection, and no more than
-#      lead_enrich.max_connections requests reach the provider at once
+#   g. a slow provider and more batches than connections: no more than
+#      lead_enrich.max_connections requests reach it at once, and every lead
+#      is enriched, charged once
 #
 # Needs the cluster and the provider of scripts/test.sh (the provider on
 # $LE_PROVIDER_PORT).  The proxy listens on LE_QUEUE_PROXY_PORT (default
@@ -469,35 +470,30 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-# g. two batches per connection in a round, max_connections at the provider
+# g. a slow provider and more batches than connections
 # ---------------------------------------------------------------------------
 DB=le_tq_rounds
 if ! want rounds; then :
 elif new_db $DB auto; then
 	# the proxy holds every request 5 s before it forwards it (the worker
-	# waits up to 10 s): meanwhile the worker has claimed two rounds and
-	# waits for the first, and what reaches the proxy is what it sent
+	# waits up to 10 s); 1,000 leads make 20 batches, two rounds of them in
+	# flight, and the connections' cap alone keeps the provider's load
 	le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.timeout = '10s'" -c "SELECT pg_reload_conf()" >/dev/null
 	fault "delay?ms=5000&only=enrich"
 	insert_leads $DB 0 1000
-	# with 8 connections, 2 x 16 batches of 50 at most: the 1,000 leads in
-	# 20 (one batch per connection claimed 2 x 8: 800 leads, and the other
-	# 200 once the first answers came, 5 s later)
-	if wait_for 3 $DB "SELECT count(*) || ' batches, ' || coalesce(sum(cardinality(lead_ids)), 0) || ' leads'
-						 FROM lead_enrich.batch" "20 batches, 1000 leads"; then
-		ok "rounds: the first two rounds claim the 1,000 leads in 20 batches, two per connection"
+	if wait_for 10 $DB "SELECT count(*) >= 16 FROM lead_enrich.batch" t >/dev/null; then
+		ok "rounds: two rounds of batches recorded and in flight ($(q $DB "SELECT count(*) FROM lead_enrich.batch") batches)"
 	else
-		not_ok "rounds: the first two rounds claim the 1,000 leads in 20 batches, two per connection" \
-			"$(q $DB "SELECT count(*) || ' batches, ' || coalesce(sum(cardinality(lead_ids)), 0) || ' leads' FROM lead_enrich.batch"); $(status_line $DB)"
+		not_ok "rounds: two rounds of batches recorded and in flight" "$(status_line $DB)"
 	fi
 	check "rounds: no more than lead_enrich.max_connections (8) requests reached the provider at once" \
 		"$(max_inflight)" 8
 	fault pass
 	q $DB "SELECT lead_enrich.wake()" >/dev/null
 	if wait_for 60 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 1000; then
-		ok "rounds: once the provider answers, the 1,000 leads are enriched"
+		ok "rounds: the 1,000 leads enriched"
 	else
-		not_ok "rounds: once the provider answers, the 1,000 leads are enriched" "$(status_line $DB)"
+		not_ok "rounds: the 1,000 leads enriched" "$(status_line $DB)"
 	fi
 	check "rounds: 1,000 companies charged, none twice" "$(spent "$TOKEN")/$(twice "$TOKEN")" "1000/0"
 	le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.timeout = '2000ms'" -c "SELECT pg_reload_conf()" >/dev/null

@@ -325,9 +325,10 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-# 6. a fresh lead does not wait behind a backlog: with the default rounds,
-#    and with one connection (lead_enrich.max_connections = 1), whose
-#    rounds of two batches take the newest leads and the oldest
+# 6. a fresh lead does not wait behind a backlog: with rounds of several
+#    batches (the default), and with rounds of one batch
+#    (lead_enrich.max_connections = 1), where the newest and the oldest
+#    leads take turns
 # ---------------------------------------------------------------------------
 # fresh_lead DB LABEL N: the scenario in database DB with a backlog of N
 # leads, its checks named LABEL
@@ -381,7 +382,7 @@ if want le_tw_fresh; then
 fi
 if want le_tw_fresh1; then
 	le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.max_connections = 1" -c "SELECT pg_reload_conf()" >/dev/null
-	fresh_lead le_tw_fresh1 "fresh lead, one connection" 8000
+	fresh_lead le_tw_fresh1 "fresh lead, rounds of one batch" 8000
 	le_psql -d postgres -qc "ALTER SYSTEM RESET lead_enrich.max_connections" -c "SELECT pg_reload_conf()" >/dev/null
 fi
 
