@@ -82,6 +82,10 @@ now() { date +%s.%N; }
 calc() { python3 -c "print(round($1, 3))"; }
 # median of the arguments
 median() { python3 -c "import statistics, sys; print(round(statistics.median(map(float, sys.argv[1:])), 3))" "$@"; }
+# paired "A1 A2 ..." "B1 B2 ...": the median of A_k / B_k, each run over the
+# run beside it (they alternate), which the machine's drift over a bench
+# moves less than a ratio of medians
+paired() { python3 -c "import statistics, sys; a, b = (list(map(float, x.split())) for x in sys.argv[1:3]); print(round(statistics.median(x / y for x, y in zip(a, b)), 3))" "$1" "$2"; }
 # cpu_ticks: total and idle (idle + iowait) jiffies of all cores, from /proc/stat
 cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
 # idle_pct "T0 I0" "T1 I1": idle share of the machine between two cpu_ticks
@@ -318,6 +322,7 @@ if [ "$peer_ok" = 1 ]; then
 	record "e2e_peer_leads_per_s" "$peer_rate" "leads/s" "DIY peer (pgsql-http + PL/pgSQL, batches of 50), median of ${peer_rates[*]}, alternated with the above"
 	record "e2e_peer_idle_pct" "$(median "${peer_idles[@]}")" "%" "machine idle during the peer's runs, median of ${peer_idles[*]}"
 	record "ratio_auto_to_peer" "$(calc "$auto_rate / $peer_rate")" "" "median over median; target >= 2"
+	record "ratio_auto_to_peer_paired" "$(paired "${auto_rates[*]}" "${peer_rates[*]}")" "" "median of each automatic run over the peer's run beside it"
 fi
 # The same runs timed as the peer's are: from the moment the leads are in
 # the table (the INSERT's commit), not from the INSERT's start.  The
@@ -357,6 +362,7 @@ if [ "$peer_ok" = 1 ]; then
 	bulk_peer_rate=$(median "${bulk_peer_rates[@]}")
 	record "e2e_peer_beside_bulk_leads_per_s" "$bulk_peer_rate" "leads/s" "the peer's runs alternated with the bulk runs, median of ${bulk_peer_rates[*]}"
 	record "ratio_bulk_to_peer" "$(calc "$bulk_rate / $bulk_peer_rate")" "" "median over median"
+	record "ratio_bulk_to_peer_paired" "$(paired "${bulk_rates[*]}" "${bulk_peer_rates[*]}")" "" "median of each bulk run over the peer's run beside it"
 fi
 
 # 2a. limit: the same column updates from a local table, no network
