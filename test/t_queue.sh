@@ -45,6 +45,8 @@ PROXY_PORT=${LE_QUEUE_PROXY_PORT:-$((LE_FAULT_PORT + 1))}
 CONTROL_PORT=${LE_QUEUE_CONTROL_PORT:-$((PROXY_PORT + 1))}
 PROXY=http://127.0.0.1:$PROXY_PORT
 OUTAGE_SECONDS=${T_QUEUE_OUTAGE_SECONDS:-150}
+# the worker's lead_enrich.timeout in every scenario but g, which puts it back
+TIMEOUT=2000ms
 RECOVER_SECONDS=${T_QUEUE_RECOVER_SECONDS:-60}
 RUN_ID=$(date +%s)$$
 FINAL="'enriched', 'not_found', 'generic_domain'"
@@ -71,10 +73,10 @@ proxy_count() {
 print(sum(n for k, n in s['counts'].items() if k.split(' ')[0] == sys.argv[1]))" "$1"
 }
 
-# inflight: requests the proxy holds right now (sent to it, not yet answered)
-inflight() { ctl stats | python3 -c "import json, sys; print(json.load(sys.stdin)['inflight'])"; }
-# max_inflight: the most requests the proxy held at once since its last mode change
-max_inflight() { ctl stats | python3 -c "import json, sys; print(json.load(sys.stdin)['max_inflight'])"; }
+# proxy_stat KEY: one of the proxy's counters: inflight (requests it holds
+# right now, sent to it and not yet answered), max_inflight (the most it held
+# at once since its last mode change)
+proxy_stat() { ctl stats | python3 -c "import json, sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 
 proxy_start() {
 	nohup python3 "$LE_REPO/test/fault_proxy.py" --listen "$PROXY_PORT" --control "$CONTROL_PORT" \
@@ -176,7 +178,7 @@ if ! proxy_start; then
 	exit 1
 fi
 le_psql -d postgres -q -c "ALTER SYSTEM SET lead_enrich.endpoint = '$PROXY'" \
-	-c "ALTER SYSTEM SET lead_enrich.timeout = '2000ms'" \
+	-c "ALTER SYSTEM SET lead_enrich.timeout = '$TIMEOUT'" \
 	-c "ALTER SYSTEM SET lead_enrich.connect_timeout = '1000ms'" \
 	-c "ALTER SYSTEM SET lead_enrich.retry_delay = '1s'" \
 	-c "ALTER SYSTEM SET lead_enrich.max_connections = 8" \
@@ -340,7 +342,7 @@ elif new_db $DB auto; then
 	wait_for 30 $DB "SELECT count(*) >= 100 FROM lead_enrich.lead_state WHERE status = 'enriched'" t >/dev/null
 	pid=$(q $DB "SELECT pid FROM pg_stat_activity WHERE backend_type = 'lead_enrich worker' AND datname = current_database()")
 	done1=$(q $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'")
-	busy=$(inflight)
+	busy=$(proxy_stat inflight)
 	if [ -n "$pid" ] && kill -KILL "$pid"; then
 		ok "crash: worker $pid killed with SIGKILL after $done1 of 1000 leads, $busy requests in flight"
 	else
@@ -354,7 +356,7 @@ elif new_db $DB auto; then
 		not_ok "crash: the worker is back after crash recovery and goes on" "$(status_line $DB)"
 	fi
 	done2=$(q $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'")
-	busy=$(inflight)
+	busy=$(proxy_stat inflight)
 	if as_run_user "$LE_PGBIN/pg_ctl" -D "$LE_RUNDIR/pgdata" -w -t 60 -m immediate restart \
 		-l "$LE_RUNDIR/postgres.log" >/dev/null 2>&1 && wait_ready 60; then
 		ok "crash: cluster restarted (-m immediate) after $done2 of 1000 leads, $busy requests in flight"
@@ -487,7 +489,7 @@ elif new_db $DB auto; then
 		not_ok "rounds: two rounds of batches recorded and in flight" "$(status_line $DB)"
 	fi
 	check "rounds: no more than lead_enrich.max_connections (8) requests reached the provider at once" \
-		"$(max_inflight)" 8
+		"$(proxy_stat max_inflight)" 8
 	fault pass
 	q $DB "SELECT lead_enrich.wake()" >/dev/null
 	if wait_for 60 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'enriched'" 1000; then
@@ -496,7 +498,7 @@ elif new_db $DB auto; then
 		not_ok "rounds: the 1,000 leads enriched" "$(status_line $DB)"
 	fi
 	check "rounds: 1,000 companies charged, none twice" "$(spent "$TOKEN")/$(twice "$TOKEN")" "1000/0"
-	le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.timeout = '2000ms'" -c "SELECT pg_reload_conf()" >/dev/null
+	le_psql -d postgres -qc "ALTER SYSTEM SET lead_enrich.timeout = '$TIMEOUT'" -c "SELECT pg_reload_conf()" >/dev/null
 else
 	not_ok "rounds: database set up"
 fi
