@@ -392,11 +392,14 @@ enqueue_chunk(bool reset, int64 *last)
  * ids.  The table is read as its owner (the worker acts for the owner),
  * lead_state written as the extension's owner.  With reset, a lead whose
  * outcome is not final is queued again, as the trigger always did;
- * otherwise an existing outcome is left alone.  Returns the number queued.
+ * otherwise an existing outcome is left alone.  With max_read above 0, no
+ * further chunk is read once that many leads were: *stopped_at is then the
+ * largest id read (the leads above it are left), else PG_INT64_MIN.
+ * Returns the number queued.
  */
 static uint64
 enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *types, Datum *args,
-			  bool reset)
+			  bool reset, uint64 max_read, int64 *stopped_at)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext chunk_cxt;
@@ -409,6 +412,7 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 	int64		  last = PG_INT64_MIN;
 	uint64		  queued = 0;
 	uint64		  nread;
+	uint64		  total = 0;
 
 	memcpy(ptypes, types, sizeof(Oid) * nargs);
 	memcpy(pargs, args, sizeof(Datum) * nargs);
@@ -436,6 +440,7 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not read new leads: %s", SPI_result_code_string(ret));
 		nread = SPI_processed;
+		total += nread;
 		if (nread > 0)
 		{
 			/* SPI calls leave SPI's context current: allocate in the chunk's */
@@ -446,7 +451,9 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 		}
 		else
 			SPI_freetuptable(SPI_tuptable);
-	} while (nread == INTAKE_CHUNK);
+	} while (nread == INTAKE_CHUNK && (max_read == 0 || total < max_read));
+	if (stopped_at != NULL)
+		*stopped_at = nread == INTAKE_CHUNK ? last : PG_INT64_MIN;
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(chunk_cxt);
 	SPI_freeplan(plan);
@@ -502,31 +509,98 @@ scan_since(LeadTable *lt, int64 *since)
 	return !isnull;
 }
 
+/* What take_entries does with an entry of the list. */
+typedef enum EntryFate
+{
+	ENTRY_KEEP = 0, /* stays in the list */
+	ENTRY_TAKE,		/* committed: queued by this collect */
+	ENTRY_DROP		/* aborted, or of a table no longer attached */
+} EntryFate;
+
+/*
+ * take_entries: this database's committed entries of table relid, the
+ * newest first, at most budget of them (0: no bound), removed from the
+ * list into ids; the entries still running in snap (this transaction's
+ * included) stay, those aborted or of another table are dropped.  Sets
+ * *left when committed entries stayed for want of budget.  Returns the
+ * number of ids.  The newest go first so that a lead inserted one by one
+ * behind a large INSERT is not queued after all of it.  The caller holds
+ * the lock exclusively.
+ */
+static int
+take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
+{
+	uint8		 *fate = palloc0(Max(intake->nentries, 1));
+	TransactionId last_xid = InvalidTransactionId;
+	bool		  last_done = false;
+	bool		  last_committed = false;
+	int			  nids = 0;
+	int			  j = 0;
+
+	for (int i = intake->nentries - 1; i >= 0; i--)
+	{
+		IntakeEntry *e = &intake->entries[i];
+
+		if (e->dboid != MyDatabaseId)
+			continue;
+		if (e->relid != relid)
+		{
+			fate[i] = ENTRY_DROP;
+			continue;
+		}
+		if (e->xid != last_xid)
+		{
+			last_xid = e->xid;
+			/* a snapshot leaves out its own transaction: still running too */
+			last_done = !XidInMVCCSnapshot(e->xid, snap) &&
+						!TransactionIdIsCurrentTransactionId(e->xid);
+			last_committed = last_done && TransactionIdDidCommit(e->xid);
+		}
+		if (!last_done)
+			continue;
+		if (!last_committed)
+			fate[i] = ENTRY_DROP;
+		else if (budget == 0 || nids < budget)
+		{
+			fate[i] = ENTRY_TAKE;
+			ids[nids++] = Int64GetDatum(e->id);
+		}
+		else
+			*left = true;
+	}
+	for (int i = 0; i < intake->nentries; i++)
+		if (fate[i] == ENTRY_KEEP)
+			intake->entries[j++] = intake->entries[i];
+	intake->nentries = j;
+	pfree(fate);
+	return nids;
+}
+
 /*
  * collect: see le_intake_collect and the file comment; returns the number
- * of leads queued.  With update_snapshot, the caller's active snapshot
- * (one of its own, as the worker's) is made to see them.  lt: the attached
- * table as read in this transaction, or NULL.
+ * of leads queued.  budget bounds the leads read from the list and from
+ * its overflow range (0: no bound; whole chunks of the range, so a collect
+ * may read up to INTAKE_CHUNK more); *left is set when committed leads
+ * were left for the next collect.  With update_snapshot, the caller's
+ * active snapshot (one of its own, as the worker's) is made to see them.
+ * lt: the attached table as read in this transaction, or NULL.
  */
 static uint64
-collect(LeadTable *lt, bool update_snapshot)
+collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
 {
 	Snapshot	  snap;
 	IntakeDb	 *db;
-	IntakeEntry	 *mine;
-	int			  nmine = 0;
-	int			  nkeep = 0;
 	Datum		 *ids;
 	int			  nids = 0;
 	bool		  scan;
 	bool		  ovf = false;
 	int64		  ovf_min = 0;
 	int64		  ovf_max = 0;
+	TransactionId ovf_xid = InvalidTransactionId;
 	uint64		  queued = 0;
-	TransactionId last_xid = InvalidTransactionId;
-	bool		  last_committed = false;
 	int64		  since;
 
+	*left = false;
 	if (intake == NULL)
 		return 0;
 	if (lt == NULL)
@@ -542,7 +616,11 @@ collect(LeadTable *lt, bool update_snapshot)
 
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 
-	/* take this database's entries, and its overflow range once complete */
+	/*
+	 * Take this database's committed entries (within the budget), and its
+	 * overflow range once complete if the budget is not spent; which
+	 * transactions committed is decided against snap, under the lock.
+	 */
 	LWLockAcquire(intake->lock, LW_EXCLUSIVE);
 	db = intake_db(MyDatabaseId);
 	if (db == NULL)
@@ -553,62 +631,26 @@ collect(LeadTable *lt, bool update_snapshot)
 	}
 	scan = !db->scanned || pg_atomic_exchange_u32(&db->lost, 0) != 0;
 	db->scanned = true;
+	ids = palloc(sizeof(Datum) * Max(budget > 0 ? Min(budget, intake->nentries) : intake->nentries, 1));
+	nids = take_entries(lt->relid, snap, budget, ids, left);
 	if (db->overflow && TransactionIdPrecedes(db->ovf_xid, snap->xmin))
 	{
-		ovf = db->ovf_relid == lt->relid;
-		ovf_min = db->ovf_min;
-		ovf_max = db->ovf_max;
-		db->overflow = false;
-	}
-	mine = palloc(sizeof(IntakeEntry) * Max(intake->nentries, 1));
-	{
-		int j = 0;
-
-		for (int i = 0; i < intake->nentries; i++)
+		if (db->ovf_relid != lt->relid)
+			db->overflow = false;
+		else if (budget == 0 || nids < budget)
 		{
-			if (intake->entries[i].dboid == MyDatabaseId)
-				mine[nmine++] = intake->entries[i];
-			else
-				intake->entries[j++] = intake->entries[i];
+			ovf = true;
+			ovf_min = db->ovf_min;
+			ovf_max = db->ovf_max;
+			ovf_xid = db->ovf_xid;
+			db->overflow = false;
 		}
-		intake->nentries = j;
+		else
+			*left = true;
 	}
 	taken_db = db;
 	taken_nestlevel = GetCurrentTransactionNestLevel();
 	LWLockRelease(intake->lock);
-
-	/*
-	 * committed in snap: enqueue; running (this transaction included): put
-	 * back; aborted, or of a table no longer attached: drop
-	 */
-	ids = palloc(sizeof(Datum) * Max(nmine, 1));
-	for (int i = 0; i < nmine; i++)
-	{
-		TransactionId xid = mine[i].xid;
-
-		if (mine[i].relid != lt->relid)
-			continue;
-		/* a snapshot leaves out its own transaction: still running too */
-		if (XidInMVCCSnapshot(xid, snap) || TransactionIdIsCurrentTransactionId(xid))
-			mine[nkeep++] = mine[i];
-		else
-		{
-			if (xid != last_xid)
-			{
-				last_xid = xid;
-				last_committed = TransactionIdDidCommit(xid);
-			}
-			if (last_committed)
-				ids[nids++] = Int64GetDatum(mine[i].id);
-		}
-	}
-	if (nkeep > 0)
-	{
-		LWLockAcquire(intake->lock, LW_EXCLUSIVE);
-		for (int i = 0; i < nkeep; i++)
-			keep(db, mine[i].relid, mine[i].xid, mine[i].id);
-		LWLockRelease(intake->lock);
-	}
 
 	/* the list's leads, a chunk of ids at a time */
 	for (int i = 0; i < nids; i += INTAKE_CHUNK)
@@ -617,20 +659,44 @@ collect(LeadTable *lt, bool update_snapshot)
 													8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		Oid	  t = INT8ARRAYOID;
 
-		queued += enqueue_where(lt, snap, psprintf("l.%s = ANY ($1)", lt_col(lt, "id")), 1, &t, &arg, true);
+		queued += enqueue_where(lt, snap, psprintf("l.%s = ANY ($1)", lt_col(lt, "id")), 1, &t, &arg,
+								true, 0, NULL);
 	}
 	if (ovf)
 	{
 		Datum args[2] = {Int64GetDatum(ovf_min), Int64GetDatum(ovf_max)};
 		Oid	  t[2] = {INT8OID, INT8OID};
+		int64 last;
 
-		queued += enqueue_where(lt, snap, psprintf("l.%s BETWEEN $1 AND $2", lt_col(lt, "id")), 2, t, args, false);
+		queued += enqueue_where(lt, snap, psprintf("l.%s BETWEEN $1 AND $2", lt_col(lt, "id")), 2, t, args,
+								false, budget > 0 ? budget - nids : 0, &last);
+		/* the range's rest, put back for the next collect */
+		if (last != PG_INT64_MIN && last < ovf_max)
+		{
+			LWLockAcquire(intake->lock, LW_EXCLUSIVE);
+			if (!db->overflow)
+			{
+				db->overflow = true;
+				db->ovf_relid = lt->relid;
+				db->ovf_min = last + 1;
+				db->ovf_max = ovf_max;
+				db->ovf_xid = ovf_xid;
+			}
+			else if (db->ovf_relid == lt->relid)
+			{
+				db->ovf_min = Min(db->ovf_min, last + 1);
+				db->ovf_max = Max(db->ovf_max, ovf_max);
+			}
+			LWLockRelease(intake->lock);
+			*left = true;
+		}
 	}
 	if (scan && scan_since(lt, &since))
 	{
 		Datum  arg = Int64GetDatum(since);
 		Oid	   t = INT8OID;
-		uint64 found = enqueue_where(lt, snap, psprintf("l.%s > $1", lt_col(lt, "id")), 1, &t, &arg, false);
+		uint64 found = enqueue_where(lt, snap, psprintf("l.%s > $1", lt_col(lt, "id")), 1, &t, &arg,
+									 false, 0, NULL);
 
 		/*
 		 * A prepared transaction survives a restart, its leads in shared
@@ -659,12 +725,15 @@ collect(LeadTable *lt, bool update_snapshot)
 }
 
 /*
- * le_intake_collect: see intake.h.
+ * le_intake_collect: see intake.h.  A claim collects at most a chunk: after
+ * an INSERT of 100,000 leads the first claim read them all before any was
+ * sent (a third of a second, one worker busy, the other and the provider
+ * waiting); in chunks the workers collect them in turn between rounds.
  */
 uint64
-le_intake_collect(LeadTable *lt)
+le_intake_collect(LeadTable *lt, bool *left)
 {
-	return collect(lt, true);
+	return collect(lt, true, INTAKE_CHUNK, left);
 }
 
 /*
@@ -676,6 +745,7 @@ Datum
 lead_enrich_intake_collect(PG_FUNCTION_ARGS)
 {
 	uint64 n;
+	bool   left;
 
 	if (intake == NULL)
 		ereport(ERROR,
@@ -685,7 +755,7 @@ lead_enrich_intake_collect(PG_FUNCTION_ARGS)
 				 errhint("Add lead_enrich to shared_preload_libraries and restart the server.")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	n = collect(NULL, false);
+	n = collect(NULL, false, 0, &left);
 	SPI_finish();
 	PG_RETURN_INT64((int64) n);
 }

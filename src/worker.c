@@ -505,6 +505,7 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	EnrichBatch **resent = palloc(sizeof(EnrichBatch *) * maxb);
 	char		 *msg = NULL;
 	uint64		  collected;
+	bool		  uncollected;
 
 	*nout = 0;
 	*more = false;
@@ -548,7 +549,7 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	}
 
 	/* new leads the trigger left in shared memory become durable rows */
-	collected = le_intake_collect(lt);
+	collected = le_intake_collect(lt, &uncollected);
 	/* Citus mode: the queue the shards' triggers fill (citus.c) */
 	le_citus_collect();
 
@@ -570,7 +571,7 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	nids = queue_claimable(skip_ids, nskip, limit, &ids);
 	/* Citus mode: a batch's leads in as few shards as can be */
 	le_citus_order_claim(lt->relid, jb_get_text(&lt->columns->root, "id"), ids, nids);
-	*more = nresent == maxb || (limit > 0 && nids == limit);
+	*more = nresent == maxb || (limit > 0 && nids == limit) || uncollected;
 
 	/* the round's leads together; on an error, batch by batch */
 	if (nids > 0 && !claim_chunk_guarded(lt, token, ids, nids, out, nout, &msg))

@@ -27,6 +27,9 @@
 #      batches again
 #  11. one enrich_leads call over 20,000 leads: the calling session's
 #      memory does not grow with their number
+#  12. a claim takes new leads into the queue 10,000 at a time: after one
+#      INSERT of 70,000, the first round is claimed and sent before the
+#      rest is queued; the rest, list and overflow range, follows
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
@@ -633,6 +636,46 @@ elif new_db $DB; then
 		"$([ -n "$peak" ] && echo $(((peak - low) < 51200)))" 1
 else
 	not_ok "bulk: database set up"
+fi
+
+# ---------------------------------------------------------------------------
+# 12. a claim collects new leads a chunk at a time
+# ---------------------------------------------------------------------------
+DB=le_tw_chunks
+if ! want $DB; then :
+elif new_db $DB; then
+	# 70,000 leads of domains the directory does not know (the provider
+	# answers "not found", free) in one INSERT: 65,536 through the shared
+	# list, the rest as its overflow range; the provider down
+	provider_stop
+	q $DB "INSERT INTO odoo.crm_lead (name, type, active, probability, email_from)
+		   SELECT 'Chunk ' || i, 'lead', true, 10, 'c' || i || '@u' || i || '-chunks.com'
+		   FROM generate_series(1, 70000) i" >/dev/null
+	if wait_for 30 $DB "SELECT pause_reason LIKE 'provider unavailable%' FROM lead_enrich.status" t; then
+		ok "chunks: the provider down, the queue pauses"
+	else
+		not_ok "chunks: the provider down, the queue pauses"
+	fi
+	# the claims made before the first round's failure (up to three: two
+	# rounds in flight and the next) queued 10,000 leads each; one claim
+	# queued all 70,000 before (the other worker, the provider waiting)
+	queued=$(q $DB "SELECT count(*) FROM lead_enrich.lead_state")
+	left=$(q $DB "SELECT lead_enrich.intake_pending()")
+	check "chunks: at most 30,000 leads queued before the pause ($queued), the rest in shared memory ($left)" \
+		"$((queued <= 30000 && queued + left == 70000))" 1
+	provider_start
+	q $DB "SELECT lead_enrich.wake()" >/dev/null
+	if wait_for 120 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'not_found'" 70000; then
+		ok "chunks: provider back, the 70,000 leads answered"
+	else
+		not_ok "chunks: provider back, the 70,000 leads answered" "$(q $DB "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
+	fi
+	check "chunks: none left in shared memory, none queued twice" \
+		"$(q $DB "SELECT lead_enrich.intake_pending(), count(*), count(DISTINCT lead_id) FROM lead_enrich.lead_state")" "0|70000|70000"
+	check "chunks: nothing charged" "$(spent "$TOKEN")" 0
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+else
+	not_ok "chunks: database set up"
 fi
 
 finish
