@@ -521,11 +521,12 @@ typedef enum EntryFate
  * take_entries: this database's committed entries of table relid, the
  * newest first, at most budget of them (0: no bound), removed from the
  * list into ids; the entries still running in snap (this transaction's
- * included) stay, those aborted or of another table are dropped.  Sets
- * *left when committed entries stayed for want of budget.  Returns the
- * number of ids.  The newest go first so that a lead inserted one by one
- * behind a large INSERT is not queued after all of it.  The caller holds
- * the lock exclusively.
+ * included) stay, those aborted or of another table are dropped.  Once the
+ * budget is spent the older entries are left as they are (the lock is held
+ * no longer than that takes) and *left is set.  Returns the number of ids.
+ * The newest go first so that a lead inserted one by one behind a large
+ * INSERT is not queued after all of it.  The caller holds the lock
+ * exclusively.
  */
 static int
 take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
@@ -543,6 +544,12 @@ take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
 
 		if (e->dboid != MyDatabaseId)
 			continue;
+		/* the rest is the next collect's to sort out */
+		if (budget > 0 && nids == budget)
+		{
+			*left = true;
+			break;
+		}
 		if (e->relid != relid)
 		{
 			fate[i] = ENTRY_DROP;
@@ -560,13 +567,11 @@ take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
 			continue;
 		if (!last_committed)
 			fate[i] = ENTRY_DROP;
-		else if (budget == 0 || nids < budget)
+		else
 		{
 			fate[i] = ENTRY_TAKE;
 			ids[nids++] = Int64GetDatum(e->id);
 		}
-		else
-			*left = true;
 	}
 	for (int i = 0; i < intake->nentries; i++)
 		if (fate[i] == ENTRY_KEEP)
@@ -578,10 +583,9 @@ take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
 
 /*
  * collect: see le_intake_collect and the file comment; returns the number
- * of leads queued.  budget bounds the leads read from the list and from
- * its overflow range (0: no bound; whole chunks of the range, so a collect
- * may read up to INTAKE_CHUNK more); *left is set when committed leads
- * were left for the next collect.  With update_snapshot, the caller's
+ * of leads queued.  budget bounds the leads read from the overflow range
+ * and the list (0: no bound; the range is read in whole chunks); *left is
+ * set when leads were left for the next collect.  With update_snapshot, the caller's
  * active snapshot (one of its own, as the worker's) is made to see them.
  * lt: the attached table as read in this transaction, or NULL.
  */
@@ -617,9 +621,10 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 
 	/*
-	 * Take this database's committed entries (within the budget), and its
-	 * overflow range once complete if the budget is not spent; which
-	 * transactions committed is decided against snap, under the lock.
+	 * The overflow range first, once complete: its leads came while the list
+	 * was full, and so did the leads inserted one by one just after a large
+	 * INSERT; then the list's committed entries, the newest first, with what
+	 * the range left of the budget.
 	 */
 	LWLockAcquire(intake->lock, LW_EXCLUSIVE);
 	db = intake_db(MyDatabaseId);
@@ -631,37 +636,18 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
 	}
 	scan = !db->scanned || pg_atomic_exchange_u32(&db->lost, 0) != 0;
 	db->scanned = true;
-	ids = palloc(sizeof(Datum) * Max(budget > 0 ? Min(budget, intake->nentries) : intake->nentries, 1));
-	nids = take_entries(lt->relid, snap, budget, ids, left);
 	if (db->overflow && TransactionIdPrecedes(db->ovf_xid, snap->xmin))
 	{
-		if (db->ovf_relid != lt->relid)
-			db->overflow = false;
-		else if (budget == 0 || nids < budget)
-		{
-			ovf = true;
-			ovf_min = db->ovf_min;
-			ovf_max = db->ovf_max;
-			ovf_xid = db->ovf_xid;
-			db->overflow = false;
-		}
-		else
-			*left = true;
+		ovf = db->ovf_relid == lt->relid;
+		ovf_min = db->ovf_min;
+		ovf_max = db->ovf_max;
+		ovf_xid = db->ovf_xid;
+		db->overflow = false;
 	}
 	taken_db = db;
 	taken_nestlevel = GetCurrentTransactionNestLevel();
 	LWLockRelease(intake->lock);
 
-	/* the list's leads, a chunk of ids at a time */
-	for (int i = 0; i < nids; i += INTAKE_CHUNK)
-	{
-		Datum arg = PointerGetDatum(construct_array(ids + i, Min(INTAKE_CHUNK, nids - i), INT8OID,
-													8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		Oid	  t = INT8ARRAYOID;
-
-		queued += enqueue_where(lt, snap, psprintf("l.%s = ANY ($1)", lt_col(lt, "id")), 1, &t, &arg,
-								true, 0, NULL);
-	}
 	if (ovf)
 	{
 		Datum args[2] = {Int64GetDatum(ovf_min), Int64GetDatum(ovf_max)};
@@ -669,7 +655,7 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
 		int64 last;
 
 		queued += enqueue_where(lt, snap, psprintf("l.%s BETWEEN $1 AND $2", lt_col(lt, "id")), 2, t, args,
-								false, budget > 0 ? budget - nids : 0, &last);
+								false, budget, &last);
 		/* the range's rest, put back for the next collect */
 		if (last != PG_INT64_MIN && last < ovf_max)
 		{
@@ -689,6 +675,29 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
 			}
 			LWLockRelease(intake->lock);
 			*left = true;
+		}
+	}
+
+	/* the list's entries, a chunk of ids at a time */
+	if (*left || (budget > 0 && queued >= (uint64) budget))
+		*left = true;
+	else
+	{
+		int room = budget > 0 ? budget - (int) queued : 0;
+
+		/* which transactions committed is decided against snap */
+		LWLockAcquire(intake->lock, LW_EXCLUSIVE);
+		ids = palloc(sizeof(Datum) * Max(room > 0 ? Min(room, intake->nentries) : intake->nentries, 1));
+		nids = take_entries(lt->relid, snap, room, ids, left);
+		LWLockRelease(intake->lock);
+		for (int i = 0; i < nids; i += INTAKE_CHUNK)
+		{
+			Datum arg = PointerGetDatum(construct_array(ids + i, Min(INTAKE_CHUNK, nids - i), INT8OID,
+														8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			Oid	  t = INT8ARRAYOID;
+
+			queued += enqueue_where(lt, snap, psprintf("l.%s = ANY ($1)", lt_col(lt, "id")), 1, &t, &arg,
+									true, 0, NULL);
 		}
 	}
 	if (scan && scan_since(lt, &since))

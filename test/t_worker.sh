@@ -27,9 +27,9 @@
 #      batches again
 #  11. one enrich_leads call over 20,000 leads: the calling session's
 #      memory does not grow with their number
-#  12. a claim takes new leads into the queue 10,000 at a time: after one
-#      INSERT of 70,000, the first round is claimed and sent before the
-#      rest is queued; the rest, list and overflow range, follows
+#  12. a claim takes new leads into the queue 10,000 at a time, the
+#      overflow range first: after one INSERT of 70,000, the first round is
+#      claimed and sent before the rest is queued; the rest follows
 #
 # Prints "ok - ..." / "not ok - ..." and a final "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
@@ -663,6 +663,11 @@ elif new_db $DB; then
 	left=$(q $DB "SELECT lead_enrich.intake_pending()")
 	check "chunks: at most 30,000 leads queued before the pause ($queued), the rest in shared memory ($left)" \
 		"$((queued <= 30000 && queued + left == 70000))" 1
+	# the overflow range (the leads that came while the list was full, as a
+	# lead inserted one by one just after a large INSERT does) goes first
+	check "chunks: the overflow range, the newest 4,464 leads, queued first" \
+		"$(q $DB "SELECT count(*) FROM lead_enrich.lead_state s JOIN odoo.crm_lead l ON l.id = s.lead_id
+				  WHERE substr(l.name, 7)::int > 65536")" 4464
 	provider_start
 	q $DB "SELECT lead_enrich.wake()" >/dev/null
 	if wait_for 120 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'not_found'" 70000; then
