@@ -586,9 +586,9 @@ take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
  * collect: see le_intake_collect and the file comment; returns the number
  * of leads queued.  budget bounds the leads read from the list and its
  * overflow range (0: no bound); *left is set when leads were left for the
- * next collect.  With update_snapshot, the caller's
- * active snapshot (one of its own, as the worker's) is made to see them.
- * lt: the attached table as read in this transaction, or NULL.
+ * next collect.  With update_snapshot, the caller's active snapshot (one of
+ * its own, as the worker's) is made to see them.  lt: the attached table as
+ * read in this transaction, or NULL.
  */
 static uint64
 collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
