@@ -192,6 +192,32 @@ intake_db(Oid dboid)
 }
 
 /*
+ * range_add: the ids lo .. hi of table relid, xid the newest transaction
+ * among them, into the database's overflow range.  A range of another
+ * table is the caller's to drop first.  The caller holds the lock
+ * exclusively.
+ */
+static void
+range_add(IntakeDb *db, Oid relid, TransactionId xid, int64 lo, int64 hi)
+{
+	if (!db->overflow)
+	{
+		db->overflow = true;
+		db->ovf_relid = relid;
+		db->ovf_min = lo;
+		db->ovf_max = hi;
+		db->ovf_xid = xid;
+	}
+	else
+	{
+		db->ovf_min = Min(db->ovf_min, lo);
+		db->ovf_max = Max(db->ovf_max, hi);
+		if (TransactionIdFollows(xid, db->ovf_xid))
+			db->ovf_xid = xid;
+	}
+}
+
+/*
  * keep: one entry into the list, or into the database's overflow range
  * when the list is full.  The caller holds the lock exclusively.
  */
@@ -206,22 +232,12 @@ keep(IntakeDb *db, Oid relid, TransactionId xid, int64 id)
 		e->relid = relid;
 		e->xid = xid;
 		e->id = id;
+		return;
 	}
-	else if (!db->overflow || db->ovf_relid != relid)
-	{
-		/* another table attached meanwhile: its range is all that matters */
-		db->overflow = true;
-		db->ovf_relid = relid;
-		db->ovf_min = db->ovf_max = id;
-		db->ovf_xid = xid;
-	}
-	else
-	{
-		db->ovf_min = Min(db->ovf_min, id);
-		db->ovf_max = Max(db->ovf_max, id);
-		if (TransactionIdFollows(xid, db->ovf_xid))
-			db->ovf_xid = xid;
-	}
+	/* another table attached meanwhile: its range is all that matters */
+	if (db->overflow && db->ovf_relid != relid)
+		db->overflow = false;
+	range_add(db, relid, xid, id, id);
 }
 
 /*
@@ -537,7 +553,8 @@ take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
 	bool		  last_done = false;
 	bool		  last_committed = false;
 	int			  nids = 0;
-	int			  j = 0;
+	int			  start = 0; /* the entries before it stay as they are */
+	int			  j;
 
 	for (int i = intake->nentries - 1; i >= 0; i--)
 	{
@@ -549,6 +566,7 @@ take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
 		if (budget > 0 && nids == budget)
 		{
 			*left = true;
+			start = i + 1;
 			break;
 		}
 		if (e->relid != relid)
@@ -574,7 +592,8 @@ take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
 			ids[nids++] = Int64GetDatum(e->id);
 		}
 	}
-	for (int i = 0; i < intake->nentries; i++)
+	j = start;
+	for (int i = start; i < intake->nentries; i++)
 		if (fate[i] == ENTRY_KEEP)
 			intake->entries[j++] = intake->entries[i];
 	intake->nentries = j;
@@ -678,23 +697,15 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
 
 		queued += enqueue_where(lt, snap, psprintf("l.%s BETWEEN $1 AND $2", lt_col(lt, "id")), 2, t, args,
 								false, budget > 0 ? budget - nids : 0, &last);
-		/* the range's rest, put back for the next collect */
+		/*
+		 * the range's rest, put back for the next collect (unless another
+		 * table was attached since: its range is all that matters)
+		 */
 		if (last != PG_INT64_MIN && last < ovf_max)
 		{
 			LWLockAcquire(intake->lock, LW_EXCLUSIVE);
-			if (!db->overflow)
-			{
-				db->overflow = true;
-				db->ovf_relid = lt->relid;
-				db->ovf_min = last + 1;
-				db->ovf_max = ovf_max;
-				db->ovf_xid = ovf_xid;
-			}
-			else if (db->ovf_relid == lt->relid)
-			{
-				db->ovf_min = Min(db->ovf_min, last + 1);
-				db->ovf_max = Max(db->ovf_max, ovf_max);
-			}
+			if (!db->overflow || db->ovf_relid == lt->relid)
+				range_add(db, lt->relid, ovf_xid, last + 1, ovf_max);
 			LWLockRelease(intake->lock);
 			*left = true;
 		}

@@ -26,9 +26,9 @@ extern bool le_intake_add(Oid relid, const int64 *ids, int n);
  * was set up, scans the attached table for those a crash, a restart or a
  * failover took from shared memory).  At most 2,000 leads a call: the
  * list's, the newest first, then its overflow range; *left says that leads
- * were left for the next call.  The rows it wrote are visible to the caller's active snapshot when
- * it returns.  lt is the attached table the caller read in this
- * transaction (read again when NULL).
+ * were left for the next call.  The rows it wrote are visible to the
+ * caller's active snapshot when it returns.  lt is the attached table the
+ * caller read in this transaction (read again when NULL).
  */
 extern uint64 le_intake_collect(LeadTable *lt, bool *left);
 
