@@ -34,11 +34,7 @@
 #                        2026-12-03 21:18 UTC; by default they are on, as in production
 set -euo pipefail
 
-LE_RUNDIR=${LE_RUNDIR:-/tmp/lead_enrich-bench}
-LE_PGPORT=${LE_PGPORT:-55700}
-LE_PROVIDER_PORT=${LE_PROVIDER_PORT:-57700}
-LE_FAULT_PORT=${LE_FAULT_PORT:-57701}
-source "$(dirname "$0")/../scripts/common.sh"
+source "$(dirname "$0")/lib.sh"
 
 leads=100000
 reps=3
@@ -78,18 +74,6 @@ record() {
 	printf '%s,%s,%s,"%s"\n' "$1" "$2" "$3" "$4" >>"$csv"
 }
 
-now() { date +%s.%N; }
-calc() { python3 -c "print(round($1, 3))"; }
-# median of the arguments
-median() { python3 -c "import statistics, sys; print(round(statistics.median(map(float, sys.argv[1:])), 3))" "$@"; }
-# paired "A1 A2 ..." "B1 B2 ...": the median of A_k / B_k, each run over the
-# run beside it (they alternate), which the machine's drift over a bench
-# moves less than a ratio of medians
-paired() { python3 -c "import statistics, sys; a, b = (list(map(float, x.split())) for x in sys.argv[1:3]); print(round(statistics.median(x / y for x, y in zip(a, b)), 3))" "$1" "$2"; }
-# cpu_ticks: total and idle (idle + iowait) jiffies of all cores, from /proc/stat
-cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
-# idle_pct "T0 I0" "T1 I1": idle share of the machine between two cpu_ticks
-idle_pct() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split()); t1, i1 = map(int, sys.argv[2].split()); print(round(100.0 * (i1 - i0) / max(t1 - t0, 1), 1))" "$1" "$2"; }
 # proc_ticks PID...: the CPU time (user + system, in clock ticks) the processes used, summed
 proc_ticks() { sum_proc stat '{print $14 + $15}' "$@"; }
 # rss_kb PID...: their private memory (RssAnon; VmRSS also counts the
@@ -129,19 +113,8 @@ if [ -n "$peer_src" ] && [ -e "$peer_src" ] && [ -f "$peer_sql" ]; then
 else
 	echo "no peer source (--peer-src) or peer SQL (--peer-sql): the peer is left out of this run" >&2
 fi
-# The tests' clusters run without fsync, full-page writes or synchronous
-# commits (scripts/common.sh); the bench's measures what a production
-# cluster does, unless --no-fsync.  A commit then waits for its WAL to reach
-# the disk: the workers commit twice a round, the peer once a call.
-durability=("fsync = on" "full_page_writes = on" "synchronous_commit = on")
-[ "$durable" = 1 ] || durability=()
-le_cluster_start "lead_enrich.account_token = 'bench-token'" \
-	"lead_enrich.interval = '5min'" "lead_enrich.workers_per_database = $workers" \
-	"shared_buffers = '512MB'" "max_wal_size = '4GB'" \
-	"checkpoint_timeout = '30min'" "autovacuum = off" ${durability[@]+"${durability[@]}"}
-le_provider_start --trial-credits 0 --threads "${LE_BENCH_PROVIDER_THREADS:-4}"
-
-PSQL() { le_psql -d bench -X -q -t -A "$@"; }
+bench_start "$workers" "$durable"
+bench_provider_start
 
 le_log "preparing database bench ($leads leads per run)"
 le_psql -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS bench WITH (FORCE)" -c "CREATE DATABASE bench" >/dev/null
@@ -151,12 +124,7 @@ python3 "$LE_REPO/scripts/gen_res_country.py" odoo | le_psql -d bench >/dev/null
 PSQL -c "UPDATE odoo.ir_config_parameter SET value = gen_random_uuid()::text WHERE key = 'database.uuid'"
 PSQL -c "CREATE EXTENSION lead_enrich; CREATE EXTENSION pg_prewarm" >/dev/null
 PSQL -c "SELECT lead_enrich.attach('odoo.crm_lead')" >/dev/null
-# The provider as if it had answered nothing yet: its replay store and
-# ledger outlive a run of the bench (seven days of answers, about 700 MB a
-# run), so that each run would otherwise start from the tables of all the
-# runs before it.  Every run starts from the same state instead.
-le_psql -d lead_provider -c "TRUNCATE provider.reply, provider.ledger" >/dev/null
-le_psql -d lead_provider -tAc "SELECT provider.add_credits('bench-token', 1000000000)" >/dev/null
+bench_provider_reset
 
 # The directory's domains (shuffled), and the lead mix: 60% distinct
 # companies, 20% repeats of those, 10% webmail, 10% unknown domains.
@@ -192,45 +160,6 @@ if [ "$peer_ok" = 1 ]; then
 	PSQL -f "$peer_sql" >/dev/null
 fi
 
-# settle: a checkpoint before each timed run, so that none starts with the
-# dirty pages of the one before or in the middle of a checkpoint (an
-# automatic run writes about 400 MB of WAL: with max_wal_size = 4GB, one run
-# in a few met a checkpoint, the others not).
-settle() { PSQL -c "CHECKPOINT"; }
-
-# wait_enriched FIRST LAST: until every lead of the range has an outcome
-# that is not pending.  One session polls every 20 ms with cheap look-ups
-# (a pending lead not in a batch found through the worker's partial index,
-# any batch not settled, then one count): a psql
-# started every 50 ms, counting the whole range each time, took about a
-# quarter of the two cores during an automatic run, CPU taken from what it
-# measured (the peer's runs are timed by one call and poll nothing).
-wait_enriched() {
-	local first=$1 last=$2
-	PSQL -c "DO \$\$
-	DECLARE
-		total bigint := (SELECT count(*) FROM odoo.crm_lead WHERE id BETWEEN $first AND $last);
-		deadline timestamptz := clock_timestamp() + interval '10 minutes';
-	BEGIN
-		LOOP
-			EXIT WHEN NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state
-								  WHERE status = 'pending' AND batch_id IS NULL
-								  AND lead_id BETWEEN $first AND $last)
-				AND NOT EXISTS (SELECT 1 FROM lead_enrich.batch)
-				AND (SELECT count(*) FROM lead_enrich.lead_state
-					 WHERE lead_id BETWEEN $first AND $last) >= total;
-			IF clock_timestamp() > deadline THEN
-				RAISE EXCEPTION 'timed out waiting for leads $first..$last';
-			END IF;
-			-- ends the transaction: a snapshot held for the whole run
-			-- would keep every tuple the worker leaves dead from being
-			-- pruned or its index entries from being killed
-			COMMIT;
-			PERFORM pg_sleep(0.02);
-		END LOOP;
-	END \$\$"
-}
-
 echo
 printf '%-46s %14s %-8s %s\n' "metric" "value" "unit" "note"
 printf '%-46s %14s %-8s %s\n' "------" "-----" "----" "----"
@@ -263,9 +192,7 @@ run_auto() {
 	c0=$(cpu_ticks)
 	w0=$(proc_ticks "${worker_pids_a[@]}")
 	t0=$(now)
-	PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
-		SELECT $first - 1 + i, 'auto ' || i, 'lead', true, email, false, now() AT TIME ZONE 'UTC'
-		FROM bench_lead WHERE r = $((2 * (k - 1))) ORDER BY i"
+	auto_insert "$first" $((2 * (k - 1))) "$leads"
 	# the INSERT has committed: from here on, as for the peer (whose
 	# leads are in its table before its clock starts), only enrichment
 	tc=$(now)

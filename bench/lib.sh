@@ -1,0 +1,106 @@
+# shellcheck shell=bash
+# What bench/run.sh and bench/ab.sh share: the bench's cluster and provider,
+# the arithmetic of the figures, the machine's idle share, and the wait for
+# an automatic run's last lead.  Sources scripts/common.sh, with the bench's
+# own directory and ports unless the environment names others.
+
+LE_RUNDIR=${LE_RUNDIR:-/tmp/lead_enrich-bench}
+LE_PGPORT=${LE_PGPORT:-55700}
+LE_PROVIDER_PORT=${LE_PROVIDER_PORT:-57700}
+LE_FAULT_PORT=${LE_FAULT_PORT:-57701}
+# shellcheck source=../scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+
+# bench_start WORKERS DURABLE: the bench's cluster (started, or restarted
+# when its settings or the installed library changed) and provider.  The
+# tests' clusters run without fsync, full-page writes or synchronous commits
+# (scripts/common.sh); the bench's measures what a production cluster does,
+# unless DURABLE is 0.  A commit then waits for its WAL to reach the disk:
+# the workers commit twice a round, the peer once a call.  Further
+# arguments are more postgresql.conf lines (bench/ab.sh's settings).
+bench_start() {
+	local workers=$1 durable=$2
+	shift 2
+	local durability=("fsync = on" "full_page_writes = on" "synchronous_commit = on")
+	[ "$durable" = 1 ] || durability=()
+	le_cluster_start "lead_enrich.account_token = 'bench-token'" \
+		"lead_enrich.interval = '5min'" "lead_enrich.workers_per_database = $workers" \
+		"shared_buffers = '512MB'" "max_wal_size = '4GB'" \
+		"checkpoint_timeout = '30min'" "autovacuum = off" ${durability[@]+"${durability[@]}"} "$@"
+}
+
+bench_provider_start() {
+	le_provider_start --trial-credits 0 --threads "${LE_BENCH_PROVIDER_THREADS:-4}"
+}
+
+# bench_provider_reset: the provider as if it had answered nothing yet: its
+# replay store and ledger outlive a run of the bench (seven days of answers,
+# about 700 MB a run), so that each run would otherwise start from the
+# tables of all the runs before it.  Every run starts from the same state
+# instead.
+bench_provider_reset() {
+	le_psql -d lead_provider -c "TRUNCATE provider.reply, provider.ledger" >/dev/null
+	le_psql -d lead_provider -tAc "SELECT provider.add_credits('bench-token', 1000000000)" >/dev/null
+}
+
+PSQL() { le_psql -d bench -X -q -t -A "$@"; }
+
+now() { date +%s.%N; }
+calc() { python3 -c "print(round($1, 3))"; }
+# median of the arguments
+median() { python3 -c "import statistics, sys; print(round(statistics.median(map(float, sys.argv[1:])), 3))" "$@"; }
+# paired "A1 A2 ..." "B1 B2 ...": the median of A_k / B_k, each run over the
+# run beside it (they alternate), which the machine's drift over a bench
+# moves less than a ratio of medians
+paired() { python3 -c "import statistics, sys; a, b = (list(map(float, x.split())) for x in sys.argv[1:3]); print(round(statistics.median(x / y for x, y in zip(a, b)), 3))" "$1" "$2"; }
+# cpu_ticks: total and idle (idle + iowait) jiffies of all cores, from /proc/stat
+cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
+# idle_pct "T0 I0" "T1 I1": idle share of the machine between two cpu_ticks
+idle_pct() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split()); t1, i1 = map(int, sys.argv[2].split()); print(round(100.0 * (i1 - i0) / max(t1 - t0, 1), 1))" "$1" "$2"; }
+
+# settle: a checkpoint before each timed run, so that none starts with the
+# dirty pages of the one before or in the middle of a checkpoint (an
+# automatic run writes about 400 MB of WAL: with max_wal_size = 4GB, one run
+# in a few met a checkpoint, the others not).
+settle() { PSQL -c "CHECKPOINT"; }
+
+# auto_insert FIRST SET N: the automatic run's INSERT, in one statement: the
+# first N leads of bench_lead's set SET (run.sh makes them), ids from FIRST on.
+auto_insert() {
+	PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
+		SELECT $1 - 1 + i, 'auto ' || i, 'lead', true, email, false, now() AT TIME ZONE 'UTC'
+		FROM bench_lead WHERE r = $2 AND i <= $3 ORDER BY i"
+}
+
+# wait_enriched FIRST LAST: until every lead of the range has an outcome
+# that is not pending.  One session polls every 20 ms with cheap look-ups
+# (a pending lead not in a batch found through the worker's partial index,
+# any batch not settled, then one count): a psql
+# started every 50 ms, counting the whole range each time, took about a
+# quarter of the two cores during an automatic run, CPU taken from what it
+# measured (the peer's runs are timed by one call and poll nothing).
+wait_enriched() {
+	local first=$1 last=$2
+	PSQL -c "DO \$\$
+	DECLARE
+		total bigint := (SELECT count(*) FROM odoo.crm_lead WHERE id BETWEEN $first AND $last);
+		deadline timestamptz := clock_timestamp() + interval '10 minutes';
+	BEGIN
+		LOOP
+			EXIT WHEN NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state
+								  WHERE status = 'pending' AND batch_id IS NULL
+								  AND lead_id BETWEEN $first AND $last)
+				AND NOT EXISTS (SELECT 1 FROM lead_enrich.batch)
+				AND (SELECT count(*) FROM lead_enrich.lead_state
+					 WHERE lead_id BETWEEN $first AND $last) >= total;
+			IF clock_timestamp() > deadline THEN
+				RAISE EXCEPTION 'timed out waiting for leads $first..$last';
+			END IF;
+			-- ends the transaction: a snapshot held for the whole run
+			-- would keep every tuple the worker leaves dead from being
+			-- pruned or its index entries from being killed
+			COMMIT;
+			PERFORM pg_sleep(0.02);
+		END LOOP;
+	END \$\$"
+}
