@@ -4,7 +4,8 @@
 # attached in automatic mode with the worker stopped (the trigger alone),
 # on two tables: a plain narrow leads table and Odoo's crm_lead (the
 # fixture, as bench/run.sh section 3).  Prints each run, the median tps of
-# each side and their ratio (the target is >= 0.90).
+# each side and their ratio (the target is >= 0.90), and the median of the
+# pairs' own ratios.
 #
 # Usage: bench/insert_overhead.sh [--pairs N] [--seconds S] [--table plain|odoo|both]
 #   --pairs N     alternating (unattached, attached) pairs per table (default 3)
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
 		--pairs) pairs=$2; shift 2 ;;
 		--seconds) secs=$2; shift 2 ;;
 		--table) which=$2; shift 2 ;;
-		-h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,17p' "$0"; exit 0 ;;
 		*) echo "unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -98,6 +99,10 @@ measure() {
 	mon=$(echo "${on[*]}" | median)
 	printf '%-6s median: unattached %8s tps   attached %8s tps   ratio %s\n' "$name" "$moff" "$mon" \
 		"$(python3 -c "print(round($mon / $moff, 3))")"
+	# each attached run over the unattached run beside it: the machine's
+	# drift, which moves both runs of a pair alike, moves this less
+	printf '%-6s paired: the median of the pairs'"'"' ratios %s\n' "$name" \
+		"$(python3 -c "import statistics, sys; a, b = (list(map(float, x.split())) for x in sys.argv[1:3]); print(round(statistics.median(y / x for x, y in zip(a, b)), 3))" "${off[*]}" "${on[*]}")"
 	PSQL -c "SELECT lead_enrich.set_mode('manual')" -c "SELECT lead_enrich.detach()" >/dev/null
 }
 

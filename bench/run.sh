@@ -378,6 +378,7 @@ tps_trig=$(median "${trig_runs[@]}")
 record "insert_tps_not_attached_2" "$tps_plain" "tps" "median of ${plain_runs[*]}, alternated with the next"
 record "insert_tps_auto_worker_stopped" "$tps_trig" "tps" "trigger only (workers stopped): the enqueue cost alone; median of ${trig_runs[*]}"
 record "ratio_insert_tps_trigger_only" "$(calc "$tps_trig / $tps_plain")" "" "median over median; target >= 0.90"
+record "ratio_insert_tps_trigger_only_paired" "$(paired "${trig_runs[*]}" "${plain_runs[*]}")" "" "median of each pair's ratio"
 # those leads were there to be inserted, not enriched: gone before the
 # workers start again, so that they catch up on no more than before
 PSQL -c "DELETE FROM odoo.crm_lead WHERE id > $keep"
