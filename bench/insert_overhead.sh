@@ -107,7 +107,6 @@ measure() {
 }
 
 echo "pgbench -c4 -j2 -T$secs, single-row INSERT, $pairs alternating pairs; $(nproc) cores, PostgreSQL $("$LE_PG_CONFIG" --version | awk '{print $2}')"
-results=()
 if [ "$which" = plain ] || [ "$which" = both ]; then
 	measure plain public.leads "'{\"email\": \"email\", \"enrich_done\": \"done\"}'" "$work/plain.sql"
 fi

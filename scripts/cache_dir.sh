@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts that build third-party software once and keep it
 # (pg_build.sh, citus_build.sh): where the builds are cached, LE_PGCACHE,
 # outside the clone so that every clone and CI run on the machine shares

@@ -8,9 +8,13 @@
 #                  with undefined symbols, and fails only when loaded)
 #   provider-asan  the provider's tests under ASan/LSan/UBSan
 #                  (scripts/check_provider_asan.sh, about 20 s)
+#   shell          every shell script of the tree parses (bash -n), with
+#                  no error or warning from shellcheck (the bench's scripts
+#                  run in no test: this is what checks them)
 # One "ok - name" / "not ok - name" line per check, then "N passed, N
 # failed"; exits non-zero on any failure.  Installs clang-format,
-# clang-tidy and cppcheck when they are missing and it runs as root.
+# clang-tidy, cppcheck and shellcheck when they are missing and it runs as
+# root.
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +28,7 @@ need=()
 command -v clang-format >/dev/null || need+=(clang-format)
 command -v clang-tidy >/dev/null || need+=(clang-tidy)
 command -v cppcheck >/dev/null || need+=(cppcheck)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ]; then
 		echo "installing ${need[*]}" >&2
@@ -81,6 +86,24 @@ check symbols symbols_resolved
 # so it cannot collide with the suite's cluster.
 check provider-asan env LE_RUNDIR="${LE_RUNDIR:-$repo/.run}/asan" \
 	bash "$repo/scripts/check_provider_asan.sh"
+# shell_scripts: the tree's shell scripts (git's list; without git, every
+# *.sh but the run directories'), each parsed, then shellcheck at warning
+# level (its style and info notes are not errors), sourced files followed.
+shell_scripts() {
+	local files=() f rc=0
+	cd "$repo" || return 1
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		mapfile -t files < <(git ls-files -- '*.sh' .ci/run)
+	else
+		mapfile -t files < <(find . -name '*.sh' -not -path './.run*' -not -path './debian/*/*' | sort; echo .ci/run)
+	fi
+	for f in "${files[@]}"; do
+		bash -n "$f" || rc=1
+	done
+	shellcheck -S warning -x "${files[@]}" || rc=1
+	return $rc
+}
+check shell shell_scripts
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

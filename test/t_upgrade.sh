@@ -12,8 +12,7 @@ current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$LE_REPO/lead_enrich.cont
 previous=$(ls "$LE_REPO"/sql/lead_enrich--*--"$current".sql 2>/dev/null | sed 's/.*lead_enrich--\(.*\)--.*/\1/' | sort -V | tail -1)
 if [ -z "$previous" ]; then
 	not_ok "an upgrade script to $current exists"
-	echo "$passed passed, $failed failed"
-	exit 1
+	finish
 fi
 
 # every object of schema lead_enrich, with its definition and privileges,
@@ -93,7 +92,8 @@ q le_up_regress "CREATE EXTENSION lead_enrich VERSION '$previous'; ALTER EXTENSI
 out=$LE_RUNDIR/regress-upgrade
 rm -rf "$out"
 mkdir -p "$out"
-cd "$LE_REPO"
+cd "$LE_REPO" || exit 1
+# shellcheck disable=SC2046 # the test names are words
 "$("$LE_PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" --inputdir="$LE_REPO" --outputdir="$out" \
 	--bindir="$LE_PGBIN" --host=127.0.0.1 --port="$LE_PGPORT" --user=postgres \
 	--use-existing --dbname=le_up_regress $(make -s -C "$LE_REPO" PG_CONFIG="$LE_PG_CONFIG" print-regress) >"$out/summary.log" 2>&1

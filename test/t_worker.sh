@@ -301,7 +301,7 @@ elif new_db $DB; then
 	insert_leads $DB 0 200 &
 	bg=$!
 	sleep 0.05
-	for i in 1 2 3; do
+	for _ in 1 2 3; do
 		q $DB "SELECT count(*) FROM lead_enrich.enrich_leads(ARRAY(SELECT id FROM odoo.crm_lead))" >/dev/null
 	done
 	wait $bg
