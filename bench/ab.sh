@@ -97,18 +97,14 @@ PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
 # run SIDE SET: one automatic run; appends to rates[SIDE] and idles[SIDE]
 declare -a rates idles
 run() {
-	local s=$1 set=$2 first t0 t1 c0 c1 rate idle
+	local s=$1 set=$2 rate idle
 	install -m 755 "${lib[s]}" "$libdir/lead_enrich.so"
 	local extra=()
 	[ -z "${settings[s]}" ] || IFS=, read -r -a extra <<<"${settings[s]}"
 	# a library newer than the postmaster's pid file restarts it
 	bench_start "$workers" 1 ${extra[@]+"${extra[@]}"} >/dev/null 2>&1 ||
 		{ tail -20 "$LE_RUNDIR/postgres.log" >&2; exit 1; }
-	# the launcher starts the workers after the restart
-	for _ in $(seq 100); do
-		[ "$(PSQL -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'lead_enrich worker' AND datname = 'bench'")" -ge "$workers" ] && break
-		sleep 0.1
-	done
+	worker_pids >/dev/null
 	# each setting as the server took it (a name it does not know would
 	# compare nothing)
 	local shown='' kv name v
@@ -118,17 +114,9 @@ run() {
 		[ -n "$v" ] || { echo "bench/ab.sh: the server has no setting $name" >&2; exit 2; }
 		shown+="${shown:+, }$v"
 	done
-	PSQL -c "VACUUM ANALYZE odoo.crm_lead, odoo.mail_message, lead_enrich.lead_state, lead_enrich.batch" 2>/dev/null
-	settle
-	first=$(($(PSQL -c "SELECT coalesce(max(id), 0) FROM odoo.crm_lead") + 1))
-	c0=$(cpu_ticks)
-	t0=$(now)
-	auto_insert "$first" "$set" "$leads"
-	wait_enriched "$first" $((first + leads - 1))
-	t1=$(now)
-	c1=$(cpu_ticks)
-	rate=$(calc "round($leads / ($t1 - $t0))")
-	idle=$(idle_pct "$c0" "$c1")
+	auto_run $(($(PSQL -c "SELECT coalesce(max(id), 0) FROM odoo.crm_lead") + 1)) "$set" "$leads"
+	rate=$(calc "round($leads / ($AUTO_T1 - $AUTO_T0))")
+	idle=$(idle_pct "$AUTO_C0" "$AUTO_C1")
 	rates[s]="${rates[s]:-} $rate"
 	idles[s]="${idles[s]:-} $idle"
 	printf '  %s %s: %s leads/s, %s%% idle%s\n' "$(date -u +%H:%M:%S)" "$(label "$s")" "$rate" "$idle" \

@@ -64,12 +64,43 @@ idle_pct() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split()); t1,
 # in a few met a checkpoint, the others not).
 settle() { PSQL -c "CHECKPOINT"; }
 
-# auto_insert FIRST SET N: the automatic run's INSERT, in one statement: the
-# first N leads of bench_lead's set SET (run.sh makes them), ids from FIRST on.
-auto_insert() {
+# worker_pids: the bench database's workers, once $workers of them run (the
+# launcher starts them after the cluster starts)
+worker_pids() {
+	local pids
+	for _ in $(seq 100); do
+		pids=$(PSQL -c "SELECT string_agg(pid::text, ' ' ORDER BY pid) FROM pg_stat_activity WHERE backend_type = 'lead_enrich worker' AND datname = 'bench'")
+		[ "$(wc -w <<<"$pids")" -ge "$workers" ] && break
+		sleep 0.1
+	done
+	echo "$pids"
+}
+
+# auto_run FIRST SET N: one automatic run as the bench times it: VACUUM
+# ANALYZE (autovacuum is off in the bench's cluster, and the rounds before
+# left dead rows in the queue and its indexes, as the peer's table is
+# vacuumed before its runs) and a CHECKPOINT, then the first N leads of
+# bench_lead's set SET (run.sh makes them) inserted into crm_lead in one
+# statement, ids from FIRST on, and the wait for the last one enriched.
+# Sets AUTO_T0, AUTO_TC and AUTO_T1 (now at the INSERT's start, at its
+# commit, after the last lead) and AUTO_C0, AUTO_CC and AUTO_C1 (cpu_ticks
+# at the same moments).
+# shellcheck disable=SC2034 # the AUTO_ variables are the callers' to read
+auto_run() {
+	PSQL -c "VACUUM ANALYZE odoo.crm_lead, odoo.mail_message, lead_enrich.lead_state, lead_enrich.batch" 2>/dev/null
+	settle
+	AUTO_C0=$(cpu_ticks)
+	AUTO_T0=$(now)
 	PSQL -c "INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done, create_date)
 		SELECT $1 - 1 + i, 'auto ' || i, 'lead', true, email, false, now() AT TIME ZONE 'UTC'
 		FROM bench_lead WHERE r = $2 AND i <= $3 ORDER BY i"
+	# the INSERT has committed: from here on, as for the peer (whose
+	# leads are in its table before its clock starts), only enrichment
+	AUTO_TC=$(now)
+	AUTO_CC=$(cpu_ticks)
+	wait_enriched "$1" $(($1 + $3 - 1))
+	AUTO_T1=$(now)
+	AUTO_C1=$(cpu_ticks)
 }
 
 # wait_enriched FIRST LAST: until every lead of the range has an outcome

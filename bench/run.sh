@@ -168,45 +168,23 @@ printf '%-46s %14s %-8s %s\n' "------" "-----" "----" "----"
 # enriched), alternated with the peer over the same number of leads (from
 # the call to its return); the machine's idle share during each run.
 PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
-# worker_pids: the database's workers, once all of them run
-worker_pids() {
-	local pids
-	for _ in $(seq 100); do
-		pids=$(PSQL -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'lead_enrich worker' AND datname = 'bench' ORDER BY pid")
-		[ "$(wc -w <<<"$pids")" -ge "$workers" ] && break
-		sleep 0.1
-	done
-	echo $pids
-}
 sleep 1
 read -r -a worker_pids_a <<<"$(worker_pids)"
 rss_start=$(rss_kb "${worker_pids_a[@]}")
 auto_rates=() auto_idles=() auto_busy=() peer_rates=() peer_idles=() commit_rates=() commit_idles=() insert_secs=()
 bulk_rates=() bulk_peer_rates=()
 run_auto() {
-	local k=$1 first=$((($1 - 1) * leads + 1)) t0 t1 c0 c1 tc cc
-	# as the peer's table before its runs: autovacuum is off in this cluster,
-	# and the rounds before left dead rows in the queue and its indexes
-	PSQL -c "VACUUM ANALYZE odoo.crm_lead, odoo.mail_message, lead_enrich.lead_state, lead_enrich.batch" 2>/dev/null
-	settle
-	c0=$(cpu_ticks)
+	local k=$1 w0 w1
+	# the workers' CPU time (they are idle during the VACUUM before it)
 	w0=$(proc_ticks "${worker_pids_a[@]}")
-	t0=$(now)
-	auto_insert "$first" $((2 * (k - 1))) "$leads"
-	# the INSERT has committed: from here on, as for the peer (whose
-	# leads are in its table before its clock starts), only enrichment
-	tc=$(now)
-	cc=$(cpu_ticks)
-	wait_enriched "$first" $((first + leads - 1))
-	t1=$(now)
-	c1=$(cpu_ticks)
+	auto_run $((($1 - 1) * leads + 1)) $((2 * (k - 1))) "$leads"
 	w1=$(proc_ticks "${worker_pids_a[@]}")
-	auto_rates+=("$(calc "$leads / ($t1 - $t0)")")
-	auto_idles+=("$(idle_pct "$c0" "$c1")")
-	auto_busy+=("$(calc "100.0 * ($w1 - $w0) / $(getconf CLK_TCK) / ($t1 - $t0)")")
-	commit_rates+=("$(calc "$leads / ($t1 - $tc)")")
-	commit_idles+=("$(idle_pct "$cc" "$c1")")
-	insert_secs+=("$(calc "$tc - $t0")")
+	auto_rates+=("$(calc "$leads / ($AUTO_T1 - $AUTO_T0)")")
+	auto_idles+=("$(idle_pct "$AUTO_C0" "$AUTO_C1")")
+	auto_busy+=("$(calc "100.0 * ($w1 - $w0) / $(getconf CLK_TCK) / ($AUTO_T1 - $AUTO_T0)")")
+	commit_rates+=("$(calc "$leads / ($AUTO_T1 - $AUTO_TC)")")
+	commit_idles+=("$(idle_pct "$AUTO_CC" "$AUTO_C1")")
+	insert_secs+=("$(calc "$AUTO_TC - $AUTO_T0")")
 	printf '  run %d automatic: %s leads/s, %s%% idle, workers busy %s%% of a core; from the INSERT'"'"'s commit (%s s after its start): %s leads/s, %s%% idle\n' \
 		"$k" "${auto_rates[-1]}" "${auto_idles[-1]}" "${auto_busy[-1]}" "${insert_secs[-1]}" "${commit_rates[-1]}" "${commit_idles[-1]}"
 }
