@@ -420,8 +420,8 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext chunk_cxt;
 	const char	 *id = lt_col(lt, "id");
-	Oid			 *ptypes = palloc(sizeof(Oid) * (nargs + 1));
-	Datum		 *pargs = palloc(sizeof(Datum) * (nargs + 1));
+	Oid			 *ptypes = palloc(sizeof(Oid) * (nargs + 2));
+	Datum		 *pargs = palloc(sizeof(Datum) * (nargs + 2));
 	SPIPlanPtr	  plan;
 	LeGuard		  g;
 	char		 *sql;
@@ -429,18 +429,19 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 	uint64		  queued = 0;
 	uint64		  nread;
 	uint64		  total = 0;
-	int			  limit = max_read > 0 ? (int) Min(max_read, INTAKE_CHUNK) : INTAKE_CHUNK;
+	uint64		  want;
 
 	memcpy(ptypes, types, sizeof(Oid) * nargs);
 	memcpy(pargs, args, sizeof(Datum) * nargs);
 	ptypes[nargs] = INT8OID;
+	ptypes[nargs + 1] = INT8OID;
 	sql = psprintf("SELECT DISTINCT ON (l.%1$s) l.%1$s::int8, l.%2$s::text FROM %3$s l "
 				   "WHERE (%4$s) AND %5$s AND l.%1$s OPERATOR(pg_catalog.>) $%6$d "
-				   "ORDER BY l.%1$s LIMIT %7$d",
+				   "ORDER BY l.%1$s LIMIT $%7$d",
 				   id, lt_col(lt, "email"), lt->qualname, cond, needs_filter(lt),
-				   nargs + 1, limit);
+				   nargs + 1, nargs + 2);
 	le_guard_crm(&g, lt);
-	plan = SPI_prepare(sql, nargs + 1, ptypes);
+	plan = SPI_prepare(sql, nargs + 2, ptypes);
 	le_guard_end(&g);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the intake scan: %s", SPI_result_code_string(SPI_result));
@@ -449,8 +450,10 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 	{
 		int ret;
 
-		/* the leads, as their owner */
+		/* a chunk, or what is left of max_read; the leads, as their owner */
+		want = max_read > 0 ? Min(max_read - total, INTAKE_CHUNK) : INTAKE_CHUNK;
 		pargs[nargs] = Int64GetDatum(last);
+		pargs[nargs + 1] = Int64GetDatum((int64) want);
 		le_guard_crm(&g, lt);
 		ret = SPI_execute_snapshot(plan, pargs, NULL, snap, InvalidSnapshot, true, false, 0);
 		le_guard_end(&g);
@@ -468,9 +471,9 @@ enqueue_where(LeadTable *lt, Snapshot snap, const char *cond, int nargs, Oid *ty
 		}
 		else
 			SPI_freetuptable(SPI_tuptable);
-	} while (nread == (uint64) limit && (max_read == 0 || total < max_read));
+	} while (nread == want && (max_read == 0 || total < max_read));
 	if (stopped_at != NULL)
-		*stopped_at = nread == (uint64) limit ? last : PG_INT64_MIN;
+		*stopped_at = nread == want ? last : PG_INT64_MIN;
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(chunk_cxt);
 	SPI_freeplan(plan);
