@@ -5,7 +5,8 @@
 # bench/run.sh's automatic runs: the cluster restarted with the side's
 # library and settings, VACUUM ANALYZE and CHECKPOINT, N leads of the bench's
 # mix inserted into Odoo's crm_lead in one statement, timed from the INSERT
-# to the last lead enriched, the machine's idle share from /proc/stat.
+# to the last lead enriched, the machine's idle share and its busy CPU time a
+# lead (from the INSERT's commit on) from /proc/stat.
 #
 # Usage: bench/ab.sh [--pairs N] [--leads N] [--workers N] A B
 #   A, B        REV[:SETTING[,SETTING...]]: a git revision of this repository
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
 		--pairs) pairs=$2; shift 2 ;;
 		--leads) leads=$2; shift 2 ;;
 		--workers) workers=$2; shift 2 ;;
-		-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,27p' "$0"; exit 0 ;;
 		-*) echo "unknown option $1" >&2; exit 2 ;;
 		*) sides+=("$1"); shift ;;
 	esac
@@ -94,10 +95,11 @@ read -r -a sets <<<"$(PSQL -c "SELECT string_agg(DISTINCT r::text, ' ') FROM ben
 bench_provider_reset
 PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
 
-# run SIDE SET: one automatic run; appends to rates[SIDE] and idles[SIDE]
-declare -a rates idles
+# run SIDE SET: one automatic run; appends to rates[SIDE], idles[SIDE] and
+# cpus[SIDE] (the machine's CPU a lead from the INSERT's commit on)
+declare -a rates idles cpus
 run() {
-	local s=$1 set=$2 rate idle
+	local s=$1 set=$2 rate idle cpu
 	install -m 755 "${lib[s]}" "$libdir/lead_enrich.so"
 	local extra=()
 	[ -z "${settings[s]}" ] || IFS=, read -r -a extra <<<"${settings[s]}"
@@ -117,10 +119,12 @@ run() {
 	auto_run $(($(PSQL -c "SELECT coalesce(max(id), 0) FROM odoo.crm_lead") + 1)) "$set" "$leads"
 	rate=$(calc "round($leads / ($AUTO_T1 - $AUTO_T0))")
 	idle=$(idle_pct "$AUTO_C0" "$AUTO_C1")
+	cpu=$(cpu_us_per_lead "$AUTO_CC" "$AUTO_C1" "$leads")
 	rates[s]="${rates[s]:-} $rate"
 	idles[s]="${idles[s]:-} $idle"
-	printf '  %s %s: %s leads/s, %s%% idle%s\n' "$(date -u +%H:%M:%S)" "$(label "$s")" "$rate" "$idle" \
-		"${shown:+ ($shown)}"
+	cpus[s]="${cpus[s]:-} $cpu"
+	printf '  %s %s: %s leads/s, %s%% idle, %s µs of CPU a lead%s\n' "$(date -u +%H:%M:%S)" "$(label "$s")" \
+		"$rate" "$idle" "$cpu" "${shown:+ ($shown)}"
 }
 label() { if [ "$1" = 0 ]; then echo "A ${sides[0]}"; else echo "B ${sides[1]}"; fi; }
 
@@ -134,11 +138,13 @@ echo
 for s in 0 1; do
 	read -r -a r <<<"${rates[s]}"
 	read -r -a i <<<"${idles[s]}"
-	printf '%s: %s leads/s, %s%% idle (medians of %d runs)\n' "$(label "$s")" "$(median "${r[@]}")" "$(median "${i[@]}")" "${#r[@]}"
+	read -r -a c <<<"${cpus[s]}"
+	printf '%s: %s leads/s, %s%% idle, %s µs of CPU a lead (medians of %d runs)\n' "$(label "$s")" \
+		"$(median "${r[@]}")" "$(median "${i[@]}")" "$(median "${c[@]}")" "${#r[@]}"
 done
-python3 - "${rates[0]}" "${rates[1]}" "${idles[0]}" "${idles[1]}" <<'PY'
+python3 - "${rates[0]}" "${rates[1]}" "${idles[0]}" "${idles[1]}" "${cpus[0]}" "${cpus[1]}" <<'PY'
 import statistics, sys
-ra, rb, ia, ib = (list(map(float, x.split())) for x in sys.argv[1:5])
+ra, rb, ia, ib, ca, cb = (list(map(float, x.split())) for x in sys.argv[1:7])
 ratios = [b / a for a, b in zip(ra, rb)]
 diffs = [b - a for a, b in zip(ia, ib)]
 print("B / A, run by run: %s; median %.3f; B faster in %d of %d"
@@ -147,5 +153,9 @@ print("B / A, run by run: %s; median %.3f; B faster in %d of %d"
 print("B - A idle, run by run: %s; median %+.1f points; B lower in %d of %d"
       % (" ".join("%+.1f" % x for x in diffs), statistics.median(diffs),
          sum(x < 0 for x in diffs), len(diffs)))
+cost = [b / a for a, b in zip(ca, cb)]
+print("B / A CPU a lead, run by run: %s; median %.3f; B cheaper in %d of %d"
+      % (" ".join("%.3f" % x for x in cost), statistics.median(cost),
+         sum(x < 1 for x in cost), len(cost)))
 PY
 echo "machine: $(nproc) cores, $(uname -r); PostgreSQL $("$LE_PG_CONFIG" --version | awk '{print $2}'); $leads leads a run, $workers workers"

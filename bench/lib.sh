@@ -57,6 +57,10 @@ paired() { python3 -c "import statistics, sys; a, b = (list(map(float, x.split()
 cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6}' /proc/stat; }
 # idle_pct "T0 I0" "T1 I1": idle share of the machine between two cpu_ticks
 idle_pct() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split()); t1, i1 = map(int, sys.argv[2].split()); print(round(100.0 * (i1 - i0) / max(t1 - t0, 1), 1))" "$1" "$2"; }
+# cpu_us_per_lead "T0 I0" "T1 I1" N: the whole machine's busy CPU time between
+# two cpu_ticks (every process: PostgreSQL, the provider, the peer's curl),
+# in microseconds per lead of N
+cpu_us_per_lead() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split()); t1, i1 = map(int, sys.argv[2].split()); print(round(((t1 - i1) - (t0 - i0)) * 1e6 / int(sys.argv[4]) / int(sys.argv[3])))" "$1" "$2" "$(getconf CLK_TCK)" "$3"; }
 
 # settle: a checkpoint before each timed run, so that none starts with the
 # dirty pages of the one before or in the middle of a checkpoint (an

@@ -172,6 +172,7 @@ sleep 1
 read -r -a worker_pids_a <<<"$(worker_pids)"
 rss_start=$(rss_kb "${worker_pids_a[@]}")
 auto_rates=() auto_idles=() auto_busy=() peer_rates=() peer_idles=() commit_rates=() commit_idles=() insert_secs=()
+auto_cpu=() peer_cpu=()
 bulk_rates=() bulk_peer_rates=()
 run_auto() {
 	local k=$1 w0 w1
@@ -185,13 +186,14 @@ run_auto() {
 	commit_rates+=("$(calc "$leads / ($AUTO_T1 - $AUTO_TC)")")
 	commit_idles+=("$(idle_pct "$AUTO_CC" "$AUTO_C1")")
 	insert_secs+=("$(calc "$AUTO_TC - $AUTO_T0")")
-	printf '  run %d automatic: %s leads/s, %s%% idle, workers busy %s%% of a core; from the INSERT'"'"'s commit (%s s after its start): %s leads/s, %s%% idle\n' \
-		"$k" "${auto_rates[-1]}" "${auto_idles[-1]}" "${auto_busy[-1]}" "${insert_secs[-1]}" "${commit_rates[-1]}" "${commit_idles[-1]}"
+	auto_cpu+=("$(cpu_us_per_lead "$AUTO_CC" "$AUTO_C1" "$leads")")
+	printf '  run %d automatic: %s leads/s, %s%% idle, workers busy %s%% of a core; from the INSERT'"'"'s commit (%s s after its start): %s leads/s, %s%% idle, %s µs of CPU a lead\n' \
+		"$k" "${auto_rates[-1]}" "${auto_idles[-1]}" "${auto_busy[-1]}" "${insert_secs[-1]}" "${commit_rates[-1]}" "${commit_idles[-1]}" "${auto_cpu[-1]}"
 }
 # run_peer K [SECOND]: the peer's run K on set r = 2K - 1; with SECOND,
 # its run beside bulk run K, on new ids, recorded apart
 run_peer() {
-	local k=$1 off=0 first t0 t1 c0 c1 n rate idle
+	local k=$1 off=0 first t0 t1 c0 c1 n rate idle cpu=
 	[ -n "${2:-}" ] && off=$reps
 	first=$((100000000 + (k + off) * leads))
 	PSQL -c "TRUNCATE leads; INSERT INTO leads (id, email_from)
@@ -210,8 +212,10 @@ run_peer() {
 	else
 		peer_rates+=("$rate")
 		peer_idles+=("$idle")
+		peer_cpu+=("$(cpu_us_per_lead "$c0" "$c1" "$leads")")
+		cpu=", ${peer_cpu[-1]} µs of CPU a lead"
 	fi
-	printf '  run %d peer%s: %s leads/s, %s%% idle\n' "$k" "${2:+ (beside bulk)}" "$rate" "$idle"
+	printf '  run %d peer%s: %s leads/s, %s%% idle%s\n' "$k" "${2:+ (beside bulk)}" "$rate" "$idle" "$cpu"
 }
 for k in $(seq "$reps"); do
 	if [ "$peer_ok" = 1 ] && [ $((k % 2)) = 1 ]; then run_peer "$k"; fi
@@ -238,6 +242,15 @@ record "e2e_auto_from_commit_leads_per_s" "$commit_rate" "leads/s" \
 record "e2e_auto_from_commit_idle_pct" "$(median "${commit_idles[@]}")" "%" "machine idle over that part, median of ${commit_idles[*]}"
 if [ "$peer_ok" = 1 ]; then
 	record "ratio_auto_from_commit_to_peer" "$(calc "$commit_rate / $peer_rate")" "" "like for like: both from leads already in their table"
+fi
+# What a lead costs the whole machine (both use the provider, on this
+# machine).  Twice the peer's rate on two cores needs a lead to cost at
+# most the peer's CPU a lead over the cores the peer keeps busy (about one:
+# it waits for each answer), with both cores busy.
+record "e2e_auto_cpu_us_per_lead" "$(median "${auto_cpu[@]}")" "µs" "the machine's busy CPU time a lead, from the INSERT's commit to the last lead enriched (/proc/stat), median of ${auto_cpu[*]}"
+if [ "$peer_ok" = 1 ]; then
+	record "e2e_peer_cpu_us_per_lead" "$(median "${peer_cpu[@]}")" "µs" "the same for the peer's runs, median of ${peer_cpu[*]}"
+	record "ratio_auto_to_peer_cpu_per_lead" "$(paired "${auto_cpu[*]}" "${peer_cpu[*]}")" "" "median of each automatic run's CPU a lead over the peer's beside it"
 fi
 PSQL -c "SELECT status, count(*) FROM lead_enrich.lead_state WHERE lead_id <= $((reps * leads)) GROUP BY 1 ORDER BY 1" >"$LE_RUNDIR/auto_outcomes.txt"
 
