@@ -338,45 +338,33 @@ needs_filter(LeadTable *lt)
 #define INTAKE_CHUNK 10000
 
 /*
- * enqueue_chunk: queue the leads of one chunk read by enqueue_where (in
- * SPI_tuptable); returns the number queued and sets *last to the largest
- * id read.  Allocates in the current memory context, which the caller
- * resets.
+ * The claim's direct leads while collect reads the list and its overflow
+ * range (NULL otherwise: the scan, lead_enrich.intake_collect()).
+ */
+static LeDirect *direct_sink = NULL;
+
+/*
+ * insert_pending: the pending rows of the leads ids[0 .. n-1] (int8
+ * Datums) with their e-mails, as the extension's owner.  With reset, a
+ * lead whose outcome is not final is queued again, as the trigger always
+ * did; otherwise an existing row is left alone.  Returns the number of
+ * rows written.
  */
 static uint64
-enqueue_chunk(bool reset, int64 *last)
+insert_pending(Datum *ids, Datum *emails, bool *nulls, int n, bool reset)
 {
 	static SPIPlanPtr ins_reset = NULL;
 	static SPIPlanPtr ins_keep = NULL;
 	SPIPlanPtr		  plan;
 	LeGuard			  g;
 	int				  ret;
-	int				  n = (int) SPI_processed;
-	Datum			 *ids = palloc(sizeof(Datum) * n);
-	Datum			 *emails = palloc(sizeof(Datum) * n);
-	bool			 *nulls = palloc(sizeof(bool) * n);
 	int				  dims[1] = {n};
 	int				  lbs[1] = {1};
 	Datum			  vals[2];
 	char			  nullflags[2] = {' ', ' '};
 
-	for (int i = 0; i < n; i++)
-	{
-		bool  isnull;
-		char *e;
-
-		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-		e = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		nulls[i] = e == NULL;
-		emails[i] = e ? CStringGetTextDatum(e) : (Datum) 0;
-	}
-	/* read in the order of the ids: the last is the largest */
-	*last = DatumGetInt64(ids[n - 1]);
 	vals[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	vals[1] = PointerGetDatum(construct_md_array(emails, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-	SPI_freetuptable(SPI_tuptable);
-
-	/* the queue rows, as the extension's owner */
 	le_guard_extension(&g);
 	plan = reset ? ins_reset : ins_keep;
 	if (plan == NULL)
@@ -399,6 +387,144 @@ enqueue_chunk(bool reset, int64 *last)
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not enqueue new leads: %s", SPI_result_code_string(ret));
 	return SPI_processed;
+}
+
+/*
+ * take_direct: move to direct_sink, up to what it has room for, the leads
+ * of ids[0 .. n-1] (with their e-mails) that have no row in lead_state;
+ * returns the number left in the arrays, compacted in place.  One lead
+ * with a row (an outcome, a batch, a pending row) takes the usual path:
+ * what the requeue rule says of it is the INSERT's.
+ */
+static int
+take_direct(Datum *ids, Datum *emails, bool *nulls, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	LeDirect		 *d = direct_sink;
+	MemoryContext	  cxt = GetMemoryChunkContext(d->leads);
+	bool			 *taken = palloc0(sizeof(bool) * n);
+	Datum			  vals[2];
+	LeGuard			  g;
+	int				  ret;
+	int				  left = 0;
+
+	vals[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	vals[1] = Int32GetDatum(d->cap - d->n);
+	le_guard_extension(&g);
+	if (plan == NULL)
+	{
+		Oid types[2] = {INT8ARRAYOID, INT4OID};
+
+		plan = le_keep_plan("SELECT u.o::int4 FROM unnest($1) WITH ORDINALITY AS u(id, o) "
+							"WHERE NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state s "
+							"WHERE s.lead_id OPERATOR(pg_catalog.=) u.id) ORDER BY u.o LIMIT $2",
+							2, types);
+	}
+	ret = SPI_execute_plan(plan, vals, NULL, true, 0);
+	le_guard_end(&g);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not look for new leads' rows: %s", SPI_result_code_string(ret));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool isnull;
+		int	 i = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)) - 1;
+
+		taken[i] = true;
+		d->leads[d->n].id = DatumGetInt64(ids[i]);
+		d->leads[d->n++].email = nulls[i] ? NULL : MemoryContextStrdup(cxt, TextDatumGetCString(emails[i]));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	for (int i = 0; i < n; i++)
+	{
+		if (taken[i])
+			continue;
+		ids[left] = ids[i];
+		emails[left] = emails[i];
+		nulls[left++] = nulls[i];
+	}
+	return left;
+}
+
+/*
+ * enqueue_chunk: queue the leads of one chunk read by enqueue_where (in
+ * SPI_tuptable), or hand them to the claim (direct_sink); returns the
+ * number queued and sets *last to the largest id read.  Allocates in the
+ * current memory context, which the caller resets.
+ */
+static uint64
+enqueue_chunk(bool reset, int64 *last)
+{
+	int	   n = (int) SPI_processed;
+	Datum *ids = palloc(sizeof(Datum) * n);
+	Datum *emails = palloc(sizeof(Datum) * n);
+	bool  *nulls = palloc(sizeof(bool) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		bool  isnull;
+		char *e;
+
+		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		e = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		nulls[i] = e == NULL;
+		emails[i] = e ? CStringGetTextDatum(e) : (Datum) 0;
+	}
+	/* read in the order of the ids: the last is the largest */
+	*last = DatumGetInt64(ids[n - 1]);
+	SPI_freetuptable(SPI_tuptable);
+
+	if (direct_sink != NULL && direct_sink->n < direct_sink->cap)
+		n = take_direct(ids, emails, nulls, n);
+	if (n == 0)
+		return 0;
+	return insert_pending(ids, emails, nulls, n, reset);
+}
+
+/*
+ * le_intake_enqueue: see intake.h.  The pending rows of direct leads the
+ * claim did not take (locked elsewhere, or its statements failed).
+ */
+void
+le_intake_enqueue(const int64 *ids, char *const *emails, int n)
+{
+	Datum *idd = palloc(sizeof(Datum) * Max(n, 1));
+	Datum *emd = palloc(sizeof(Datum) * Max(n, 1));
+	bool  *nulls = palloc(sizeof(bool) * Max(n, 1));
+
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		idd[i] = Int64GetDatum(ids[i]);
+		nulls[i] = emails[i] == NULL;
+		emd[i] = emails[i] ? CStringGetTextDatum(emails[i]) : (Datum) 0;
+	}
+	(void) insert_pending(idd, emd, nulls, n, true);
+}
+
+/*
+ * cmp_direct: LeDirectLead by id.
+ */
+static int
+cmp_direct(const void *a, const void *b)
+{
+	int64 x = ((const LeDirectLead *) a)->id;
+	int64 y = ((const LeDirectLead *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * le_direct_find: the direct lead id, or NULL.
+ */
+LeDirectLead *
+le_direct_find(LeDirect *direct, int64 id)
+{
+	LeDirectLead key = {id, NULL};
+
+	if (direct == NULL || direct->n == 0)
+		return NULL;
+	return bsearch(&key, direct->leads, direct->n, sizeof(LeDirectLead), cmp_direct);
 }
 
 /*
@@ -610,10 +736,11 @@ take_entries(Oid relid, Snapshot snap, int budget, Datum *ids, bool *left)
  * overflow range (0: no bound); *left is set when leads were left for the
  * next collect.  With update_snapshot, the caller's active snapshot (one of
  * its own, as the worker's) is made to see them.  lt: the attached table as
- * read in this transaction, or NULL.
+ * read in this transaction, or NULL.  direct: see le_intake_collect (NULL:
+ * every lead read gets its pending row).
  */
 static uint64
-collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
+collect(LeadTable *lt, bool update_snapshot, int budget, bool *left, LeDirect *direct)
 {
 	Snapshot	  snap;
 	IntakeDb	 *db;
@@ -628,6 +755,7 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
 	int64		  since;
 
 	*left = false;
+	direct_sink = NULL;
 	if (intake == NULL)
 		return 0;
 	if (lt == NULL)
@@ -682,7 +810,8 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
 	taken_nestlevel = GetCurrentTransactionNestLevel();
 	LWLockRelease(intake->lock);
 
-	/* the list's leads, a chunk of ids at a time */
+	/* the list's leads, a chunk of ids at a time; then the range's */
+	direct_sink = direct;
 	for (int i = 0; i < nids; i += INTAKE_CHUNK)
 	{
 		Datum arg = PointerGetDatum(construct_array(ids + i, Min(INTAKE_CHUNK, nids - i), INT8OID,
@@ -712,6 +841,18 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
 			LWLockRelease(intake->lock);
 			*left = true;
 		}
+	}
+	direct_sink = NULL;
+	if (direct != NULL && direct->n > 1)
+	{
+		int n = 1;
+
+		/* by id, once each (a lead updated after its INSERT has two entries) */
+		qsort(direct->leads, direct->n, sizeof(LeDirectLead), cmp_direct);
+		for (int i = 1; i < direct->n; i++)
+			if (direct->leads[i].id != direct->leads[n - 1].id)
+				direct->leads[n++] = direct->leads[i];
+		direct->n = n;
 	}
 	if (scan && scan_since(lt, &since))
 	{
@@ -761,9 +902,11 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left)
  * le_intake_collect: see intake.h.
  */
 uint64
-le_intake_collect(LeadTable *lt, bool *left)
+le_intake_collect(LeadTable *lt, bool *left, LeDirect *direct)
 {
-	return collect(lt, true, COLLECT_BUDGET, left);
+	if (direct != NULL && direct->cap > 0)
+		return collect(lt, true, direct->cap, left, direct);
+	return collect(lt, true, COLLECT_BUDGET, left, NULL);
 }
 
 /*
@@ -785,7 +928,7 @@ lead_enrich_intake_collect(PG_FUNCTION_ARGS)
 				 errhint("Add lead_enrich to shared_preload_libraries and restart the server.")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	n = collect(NULL, false, 0, &left);
+	n = collect(NULL, false, 0, &left, NULL);
 	SPI_finish();
 	PG_RETURN_INT64((int64) n);
 }

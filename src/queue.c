@@ -162,7 +162,10 @@ run_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *args,
  * in the claim's transaction: two statements whatever their number.  The
  * members are grouped by batch in one pass (an array per batch picked from
  * all the members was a scan of the round's members per batch: quadratic
- * in the round's size).
+ * in the round's size).  A member's row is its pending row, claimed; or,
+ * for a lead the claim took straight from the intake (intake.h), a new
+ * one.  A member whose row is not pending and free is an error: the claim
+ * must not take a lead another batch holds or an outcome already final.
  */
 void
 queue_batch_record(EnrichBatch **bs, int nb)
@@ -170,7 +173,8 @@ queue_batch_record(EnrichBatch **bs, int nb)
 	static SPIPlanPtr seq_plan = NULL;
 	static SPIPlanPtr plan = NULL;
 	Oid				  seq_type = INT4OID;
-	Oid				  types[5] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+	Oid				  types[6] = {INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID,
+								  TEXTARRAYOID};
 	int				  total = 0;
 	int				  nrec = 0;
 	int64			 *bids;
@@ -178,8 +182,9 @@ queue_batch_record(EnrichBatch **bs, int nb)
 	int64			 *members;
 	const char		**domains;
 	int64			 *owners;
+	const char		**emails;
 	int				  n = 0;
-	Datum			  args[5];
+	Datum			  args[6];
 
 	for (int k = 0; k < nb; k++)
 	{
@@ -195,6 +200,7 @@ queue_batch_record(EnrichBatch **bs, int nb)
 	members = palloc(sizeof(int64) * Max(total, 1));
 	domains = palloc(sizeof(char *) * Max(total, 1));
 	owners = palloc(sizeof(int64) * Max(total, 1));
+	emails = palloc(sizeof(char *) * Max(total, 1));
 
 	args[0] = Int32GetDatum(nrec);
 	(void) run_plan(&seq_plan, "SELECT nextval('lead_enrich.batch_id_seq') FROM generate_series(1, $1)",
@@ -222,6 +228,7 @@ queue_batch_record(EnrichBatch **bs, int nb)
 			{
 				members[n] = b->rows[i].id;
 				domains[n] = b->rows[i].domain;
+				emails[n] = b->rows[i].email_raw;
 				owners[n++] = b->batch_id;
 			}
 		}
@@ -233,16 +240,27 @@ queue_batch_record(EnrichBatch **bs, int nb)
 	args[2] = int8_array(members, n);
 	args[3] = text_array(domains, n);
 	args[4] = int8_array(owners, n);
+	args[5] = text_array(emails, n);
 	if (run_plan(&plan,
-				 "WITH m AS (SELECT * FROM unnest($3, $4, $5) WITH ORDINALITY AS m(lead_id, domain, batch_id, o)), "
+				 "WITH m AS (SELECT * FROM unnest($3, $4, $5, $6) WITH ORDINALITY AS m(lead_id, domain, batch_id, email, o)), "
 				 "g AS (SELECT m.batch_id, array_agg(m.lead_id ORDER BY m.o) AS ids, "
 				 "             array_agg(m.domain ORDER BY m.o) AS doms FROM m GROUP BY m.batch_id), "
 				 "b AS (INSERT INTO lead_enrich.batch (id, request_id, lead_ids, domains) "
 				 "      SELECT r.id, r.request_id, coalesce(g.ids, '{}'), coalesce(g.doms, '{}') "
 				 "      FROM unnest($1, $2) AS r(id, request_id) LEFT JOIN g ON g.batch_id = r.id) "
-				 "UPDATE lead_enrich.lead_state s SET batch_id = m.batch_id FROM m WHERE s.lead_id = m.lead_id",
-				 5, types, args, false) != SPI_OK_UPDATE)
+				 "INSERT INTO lead_enrich.lead_state AS s "
+				 "(lead_id, status, email, source, attempts, updated_at, batch_id) "
+				 "SELECT m.lead_id, 'pending', m.email, 'worker', 0, now(), m.batch_id FROM m "
+				 "ON CONFLICT (lead_id) DO UPDATE SET batch_id = excluded.batch_id "
+				 "WHERE s.status = 'pending' AND s.batch_id IS NULL",
+				 6, types, args, false) != SPI_OK_INSERT)
 		elog(ERROR, "could not record %d batches", nrec);
+	if ((int) SPI_processed != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not record %d batches: %d of their %d leads are no longer pending",
+						nrec, n - (int) SPI_processed, n),
+				 errdetail("Another batch holds them, or their outcome was written meanwhile.")));
 }
 
 /*

@@ -155,6 +155,12 @@ elif new_db $DB; then
 	check "outcomes: 120 enriched, 1 not found, 1 generic domain" \
 		"$(q $DB "SELECT outcomes FROM lead_enrich.status")" \
 		'{"enriched": 120, "not_found": 1, "generic_domain": 1}'
+	# claimed straight from the intake, a lead's row is written once as a
+	# member of its batch (or with its outcome), then once with the answer:
+	# no pending row read back and updated (122 rows, 121 answered)
+	wait_for 10 $DB "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'lead_enrich.lead_state'::regclass" 122 >/dev/null
+	check "lead_state: each lead's row inserted once, updated once with its answer (none for the webmail lead)" \
+		"$(q $DB "SELECT n_tup_ins || '|' || n_tup_upd FROM pg_stat_user_tables WHERE relid = 'lead_enrich.lead_state'::regclass")" "122|121"
 	check "lead columns filled (partner_name, reveal_id)" \
 		"$(q $DB "SELECT count(*) FROM odoo.crm_lead WHERE partner_name IS NOT NULL AND reveal_id IS NOT NULL")" 120
 	check "charged once per company (120)" "$(spent "$TOKEN")" 120
@@ -174,6 +180,28 @@ elif new_db $DB; then
 	sleep 1.5
 	check "a rolled-back INSERT leaves nothing and wakes nothing" \
 		"$(q $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'pending'")|$(q $DB "SELECT runs FROM lead_enrich.status")" "0|$runs"
+	# a new lead whose row someone else holds locked when the worker claims
+	# it: queued, and enriched once the lock is let go
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	insert_leads $DB 130 1
+	id=$(q $DB "SELECT max(id) FROM odoo.crm_lead")
+	le_psql -d $DB -qc "BEGIN" -c "SELECT id FROM odoo.crm_lead WHERE id = $id FOR UPDATE" \
+		-c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null &
+	bg=$!
+	sleep 0.5
+	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
+	if wait_for 5 $DB "SELECT status FROM lead_enrich.lead_state WHERE lead_id = $id" pending; then
+		ok "a new lead locked elsewhere when claimed is queued"
+	else
+		not_ok "a new lead locked elsewhere when claimed is queued" "$(q $DB "SELECT status, batch_id FROM lead_enrich.lead_state WHERE lead_id = $id")"
+	fi
+	wait $bg
+	if wait_for 10 $DB "SELECT status FROM lead_enrich.lead_state WHERE lead_id = $id" enriched; then
+		ok "... and enriched once the lock is let go"
+	else
+		not_ok "... and enriched once the lock is let go" "$(q $DB "SELECT status, attempts, error FROM lead_enrich.lead_state WHERE lead_id = $id")"
+	fi
+	check "... charged once (121 in all)" "$(spent "$TOKEN")" 121
 	# an e-mail set later is enriched too
 	id=$(q $DB "SELECT id FROM odoo.crm_lead WHERE name = 'No mail'")
 	q $DB "UPDATE odoo.crm_lead SET email_from = 'late@' || (SELECT d FROM public.domains WHERE n = 500) WHERE id = $id" >/dev/null
