@@ -3,9 +3,11 @@
  * intake.c
  *	  New leads on their way to the queue.  The enqueue trigger writes no
  *	  row for a new lead: it appends (database, transaction id, lead id) to
- *	  a list in shared memory, and the worker turns the entries whose
- *	  transaction committed into 'pending' rows of lead_enrich.lead_state
- *	  at the start of every claim (le_intake_collect).
+ *	  a list in shared memory, and the worker, at the start of every claim
+ *	  (le_intake_collect), takes the entries whose transaction committed:
+ *	  those the claim has room for it claims straight away (their first row
+ *	  in lead_enrich.lead_state is their batch's, or their outcome), the
+ *	  others become 'pending' rows.
  *
  * An INSERT in automatic mode thus costs an append under a lock instead of
  * an INSERT ... ON CONFLICT into a logged, indexed table.  What shared
@@ -401,6 +403,7 @@ take_direct(Datum *ids, Datum *emails, bool *nulls, int n)
 {
 	static SPIPlanPtr plan = NULL;
 	LeDirect		 *d = direct_sink;
+	MemoryContext	  caller = CurrentMemoryContext;
 	MemoryContext	  cxt = GetMemoryChunkContext(d->leads);
 	bool			 *taken = palloc0(sizeof(bool) * n);
 	Datum			  vals[2];
@@ -422,6 +425,8 @@ take_direct(Datum *ids, Datum *emails, bool *nulls, int n)
 	}
 	ret = SPI_execute_plan(plan, vals, NULL, true, 0);
 	le_guard_end(&g);
+	/* SPI calls leave SPI's context current: the caller's again */
+	MemoryContextSwitchTo(caller);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not look for new leads' rows: %s", SPI_result_code_string(ret));
 	for (uint64 r = 0; r < SPI_processed; r++)
@@ -888,13 +893,15 @@ collect(LeadTable *lt, bool update_snapshot, int budget, bool *left, LeDirect *d
 }
 
 /*
- * The new leads a claim collects at most.  After an INSERT of 100,000 leads
+ * The new leads a claim collects at most when it takes none directly (its
+ * round is full of batches sent again).  After an INSERT of 100,000 leads
  * the first claim used to queue all of them (0.8 to 0.9 s on the bench's
  * machine) before anything was sent, the other worker and the provider
  * waiting; and while the list was left full, a lead inserted next went to
- * the overflow range, behind the rest.  A few rounds' worth (a round takes
- * max_connections batches, 400 leads by default) keeps the workers ahead
- * of their rounds and each claim short.
+ * the overflow range, behind the rest.  A claim that takes new leads
+ * directly collects what its round has room for: the rest stays in the
+ * list, the newest taken first by the next claim, this worker's or
+ * another's.
  */
 #define COLLECT_BUDGET 2000
 

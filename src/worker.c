@@ -602,15 +602,16 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	 * instead of as a pending row read back and updated (about a fifth of
 	 * the worker's CPU, bench/README.md); the queued half keeps older leads
 	 * (retries, a backlog a scan found) moving under a stream of new ones.
+	 * Citus mode's queue (the shards' triggers fill it, citus.c) becomes
+	 * pending rows first.
 	 */
+	le_citus_collect();
 	npending = queue_claimable(skip_ids, nskip, limit > le_batch_size ? limit / 2 : limit, &pending);
 	direct.cap = limit - npending;
 	direct.n = 0;
 	direct.leads = palloc(sizeof(LeDirectLead) * Max(direct.cap, 1));
-	/* new leads the trigger left in shared memory become durable rows */
+	/* new leads the trigger left in shared memory: this round's, or queued */
 	collected = le_intake_collect(lt, &uncollected, &direct);
-	/* Citus mode: the queue the shards' triggers fill (citus.c) */
-	le_citus_collect();
 	nids = direct.n + npending;
 	ids = palloc(sizeof(int64) * Max(nids, 1));
 	/* the newest first, as the intake gave them */

@@ -686,13 +686,13 @@ elif new_db $DB; then
 		not_ok "chunks: the provider down, the queue pauses"
 	fi
 	# the claims made before the first round's failure (up to three: two
-	# rounds in flight and the next) queued 2,000 leads each, the list's
-	# newest; one claim queued all 70,000 before (the other worker, the
-	# provider waiting)
+	# rounds in flight and the next) took a round's worth each (2,000 each
+	# before they claimed new leads directly), the list's newest; one claim
+	# queued all 70,000 before that (the other worker, the provider waiting)
 	queued=$(q $DB "SELECT count(*) FROM lead_enrich.lead_state")
 	left=$(q $DB "SELECT lead_enrich.intake_pending()")
-	check "chunks: at most 6,000 leads queued before the pause ($queued), the rest in shared memory ($left)" \
-		"$((queued <= 6000 && queued + left == 70000))" 1
+	check "chunks: at most 1,200 leads taken before the pause, three rounds of 400 ($queued), the rest in shared memory ($left)" \
+		"$((queued <= 1200 && queued + left == 70000))" 1
 	# (the list holds 65,536 entries, fewer if other databases left some)
 	check "chunks: those queued are the list's newest: one run of leads, not from its start, not beyond the 65,536th" \
 		"$(q $DB "SELECT min(n) > 1 AND max(n) <= 65536 AND max(n) - min(n) + 1 = count(*)
