@@ -537,6 +537,7 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	bool		  uncollected;
 	int64		 *pending;
 	int			  npending;
+	int			  half;
 	LeDirect	  direct;
 
 	*nout = 0;
@@ -596,8 +597,9 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	limit = (maxb - nresent) * le_batch_size;
 
 	/*
-	 * Queued leads first, up to half the round (all of it when the intake
-	 * has none); then new leads straight from the intake, for the rest.  A
+	 * Queued leads first, up to half the round; then new leads straight
+	 * from the intake, for the rest; then queued leads again, if the
+	 * intake had fewer (its leads queued again among them).  A
 	 * new lead claimed directly is written once, as a member of its batch,
 	 * instead of as a pending row read back and updated (about a fifth of
 	 * the worker's CPU, bench/README.md); the queued half keeps older leads
@@ -606,12 +608,27 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	 * pending rows first.
 	 */
 	le_citus_collect();
-	npending = queue_claimable(skip_ids, nskip, limit > le_batch_size ? limit / 2 : limit, &pending);
+	half = limit > le_batch_size ? limit / 2 : limit;
+	npending = queue_claimable(skip_ids, nskip, half, &pending);
 	direct.cap = limit - npending;
 	direct.n = 0;
 	direct.leads = palloc(sizeof(LeDirectLead) * Max(direct.cap, 1));
 	/* new leads the trigger left in shared memory: this round's, or queued */
 	collected = le_intake_collect(lt, &uncollected, &direct);
+	if (direct.n < direct.cap && ((half > 0 && npending == half) || collected > 0))
+	{
+		/* the intake had fewer: queued leads fill the round */
+		int64 *skip = palloc(sizeof(int64) * (nskip + npending + 1));
+		int64 *more_ids;
+		int	   nmore;
+
+		memcpy(skip, skip_ids, sizeof(int64) * nskip);
+		memcpy(skip + nskip, pending, sizeof(int64) * npending);
+		nmore = queue_claimable(skip, nskip + npending, direct.cap - direct.n, &more_ids);
+		pending = repalloc(pending, sizeof(int64) * (npending + nmore + 1));
+		memcpy(pending + npending, more_ids, sizeof(int64) * nmore);
+		npending += nmore;
+	}
 	nids = direct.n + npending;
 	ids = palloc(sizeof(int64) * Max(nids, 1));
 	/* the newest first, as the intake gave them */
@@ -620,8 +637,7 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	memcpy(ids + direct.n, pending, sizeof(int64) * npending);
 	/* Citus mode: a batch's leads in as few shards as can be */
 	le_citus_order_claim(lt->relid, jb_get_text(&lt->columns->root, "id"), ids, nids);
-	/* (leads the collect queued, a lead queued again, are the next claim's) */
-	*more = nresent == maxb || (limit > 0 && nids == limit) || uncollected || collected > 0;
+	*more = nresent == maxb || (limit > 0 && nids == limit) || uncollected;
 
 	/* the round's leads together; on an error, batch by batch */
 	if (nids > 0 && !claim_chunk_guarded(lt, token, ids, nids, &direct, out, nout, &msg))

@@ -708,6 +708,29 @@ elif new_db $DB; then
 	check "chunks: none left in shared memory, none queued twice" \
 		"$(q $DB "SELECT lead_enrich.intake_pending(), count(*), count(DISTINCT lead_id) FROM lead_enrich.lead_state")" "0|70000|70000"
 	check "chunks: nothing charged" "$(spent "$TOKEN")" 0
+	# queued leads alone (a backlog of pending rows, no new lead in shared
+	# memory) fill whole rounds: the same three claims before the pause
+	# take 1,200 of them, not half of that
+	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
+	q $DB "INSERT INTO odoo.crm_lead (name, type, active, probability, email_from)
+		   SELECT 'Queued ' || i, 'lead', true, 10, 'q' || i || '@u' || i || '-chunks.com'
+		   FROM generate_series(1, 3000) i" >/dev/null
+	q $DB "SELECT lead_enrich.intake_collect()" >/dev/null
+	provider_stop
+	q $DB "SELECT lead_enrich.worker_start()" >/dev/null
+	if wait_for 30 $DB "SELECT pause_reason LIKE 'provider unavailable%' FROM lead_enrich.status" t; then
+		check "chunks: from queued leads alone, three whole rounds taken before the pause" \
+			"$(q $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE batch_id IS NOT NULL")" 1200
+	else
+		not_ok "chunks: from queued leads alone, three whole rounds taken before the pause"
+	fi
+	provider_start
+	q $DB "SELECT lead_enrich.wake()" >/dev/null
+	if wait_for 60 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'not_found'" 73000; then
+		ok "chunks: provider back, the 3,000 queued leads answered"
+	else
+		not_ok "chunks: provider back, the 3,000 queued leads answered" "$(q $DB "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
+	fi
 	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
 else
 	not_ok "chunks: database set up"
