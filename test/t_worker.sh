@@ -115,6 +115,18 @@ refuse_done() {
 	SQL
 }
 
+# provider_back DB SECONDS N LABEL: the provider started again and the
+# worker woken, N leads of DB answered "not found" within SECONDS
+provider_back() {
+	provider_start
+	q "$1" "SELECT lead_enrich.wake()" >/dev/null
+	if wait_for "$2" "$1" "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'not_found'" "$3"; then
+		ok "$4"
+	else
+		not_ok "$4" "$(q "$1" "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
+	fi
+}
+
 # want DB: T_WORKER_ONLY="insert race" runs only those scenarios
 want() { [ -z "${T_WORKER_ONLY:-}" ] || [[ " $T_WORKER_ONLY " == *" ${1#le_tw_} "* ]]; }
 
@@ -698,13 +710,7 @@ elif new_db $DB; then
 		"$(q $DB "SELECT min(n) > 1 AND max(n) <= 65536 AND max(n) - min(n) + 1 = count(*)
 				  FROM (SELECT substr(l.name, 7)::int AS n FROM lead_enrich.lead_state s
 						JOIN odoo.crm_lead l ON l.id = s.lead_id) x")" t
-	provider_start
-	q $DB "SELECT lead_enrich.wake()" >/dev/null
-	if wait_for 120 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'not_found'" 70000; then
-		ok "chunks: provider back, the 70,000 leads answered"
-	else
-		not_ok "chunks: provider back, the 70,000 leads answered" "$(q $DB "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
-	fi
+	provider_back $DB 120 70000 "chunks: provider back, the 70,000 leads answered"
 	check "chunks: none left in shared memory, none queued twice" \
 		"$(q $DB "SELECT lead_enrich.intake_pending(), count(*), count(DISTINCT lead_id) FROM lead_enrich.lead_state")" "0|70000|70000"
 	check "chunks: nothing charged" "$(spent "$TOKEN")" 0
@@ -724,13 +730,7 @@ elif new_db $DB; then
 	else
 		not_ok "chunks: from queued leads alone, three whole rounds taken before the pause"
 	fi
-	provider_start
-	q $DB "SELECT lead_enrich.wake()" >/dev/null
-	if wait_for 60 $DB "SELECT count(*) FROM lead_enrich.lead_state WHERE status = 'not_found'" 73000; then
-		ok "chunks: provider back, the 3,000 queued leads answered"
-	else
-		not_ok "chunks: provider back, the 3,000 queued leads answered" "$(q $DB "SELECT outcomes, last_error, pause_reason FROM lead_enrich.status")"
-	fi
+	provider_back $DB 60 73000 "chunks: provider back, the 3,000 queued leads answered"
 	q $DB "SELECT lead_enrich.worker_stop()" >/dev/null
 else
 	not_ok "chunks: database set up"
