@@ -490,21 +490,24 @@ enqueue_chunk(bool reset, int64 *last)
  * claim did not take (locked elsewhere, or its statements failed).
  */
 void
-le_intake_enqueue(const int64 *ids, char *const *emails, int n)
+le_intake_enqueue(const LeDirectLead *leads, int n)
 {
-	Datum *idd = palloc(sizeof(Datum) * Max(n, 1));
-	Datum *emd = palloc(sizeof(Datum) * Max(n, 1));
-	bool  *nulls = palloc(sizeof(bool) * Max(n, 1));
+	Datum *ids;
+	Datum *emails;
+	bool  *nulls;
 
 	if (n == 0)
 		return;
+	ids = palloc(sizeof(Datum) * n);
+	emails = palloc(sizeof(Datum) * n);
+	nulls = palloc(sizeof(bool) * n);
 	for (int i = 0; i < n; i++)
 	{
-		idd[i] = Int64GetDatum(ids[i]);
-		nulls[i] = emails[i] == NULL;
-		emd[i] = emails[i] ? CStringGetTextDatum(emails[i]) : (Datum) 0;
+		ids[i] = Int64GetDatum(leads[i].id);
+		nulls[i] = leads[i].email == NULL;
+		emails[i] = leads[i].email ? CStringGetTextDatum(leads[i].email) : (Datum) 0;
 	}
-	(void) insert_pending(idd, emd, nulls, n, true);
+	(void) insert_pending(ids, emails, nulls, n, true);
 }
 
 /*

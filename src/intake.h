@@ -55,6 +55,6 @@ typedef struct LeDirect
  */
 extern uint64		 le_intake_collect(LeadTable *lt, bool *left, LeDirect *direct);
 extern LeDirectLead *le_direct_find(LeDirect *direct, int64 id);
-extern void			 le_intake_enqueue(const int64 *ids, char *const *emails, int n);
+extern void			 le_intake_enqueue(const LeDirectLead *leads, int n);
 
 #endif /* LEAD_ENRICH_INTAKE_H */

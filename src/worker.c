@@ -341,20 +341,17 @@ release_locks(WorkBatch *wb)
 
 /*
  * skip_lead: a lead the claim cannot take now (locked elsewhere): left for
- * a later pass; one that came straight from the intake is queued (its
- * pending row is added to orphan, with its e-mail).
+ * a later pass; one that came straight from the intake is queued (added to
+ * orphan, whose pending rows the claim writes).
  */
 static void
-skip_lead(int64 id, LeDirect *direct, int64 *orphan, char **orphan_email, int *norphans)
+skip_lead(int64 id, LeDirect *direct, LeDirectLead *orphan, int *norphans)
 {
 	LeDirectLead *d = le_direct_find(direct, id);
 
 	add_skip(id);
 	if (d != NULL)
-	{
-		orphan[*norphans] = id;
-		orphan_email[(*norphans)++] = d->email;
-	}
+		orphan[(*norphans)++] = *d;
 }
 
 /*
@@ -377,8 +374,7 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wbs,
 	int			  nlocked = 0;
 	int64		 *gone = palloc(sizeof(int64) * n);
 	int			  ngone = 0;
-	int64		 *orphan = palloc(sizeof(int64) * n);
-	char		**orphan_email = palloc(sizeof(char *) * n);
+	LeDirectLead *orphan = palloc(sizeof(LeDirectLead) * n);
 	int			  norphans = 0;
 	int			  nparts = (n + le_batch_size - 1) / le_batch_size;
 
@@ -397,11 +393,11 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wbs,
 			locked[nlocked++] = ids[i];
 		}
 		else
-			skip_lead(ids[i], direct, orphan, orphan_email, &norphans); /* a manual enrichment has it */
+			skip_lead(ids[i], direct, orphan, &norphans); /* a manual enrichment has it */
 	}
 	if (nlocked == 0)
 	{
-		le_intake_enqueue(orphan, orphan_email, norphans);
+		le_intake_enqueue(orphan, norphans);
 		return;
 	}
 	b = enrich_prepare(lt, locked, nlocked, PREPARE_CLAIM);
@@ -437,7 +433,7 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wbs,
 													 SPI_tuptable->tupdesc, 1, &isnull)) == absent[i];
 			}
 			if (exists)
-				skip_lead(absent[i], direct, orphan, orphan_email, &norphans);
+				skip_lead(absent[i], direct, orphan, &norphans);
 			else if (le_direct_find(direct, absent[i]) == NULL)
 				gone[ngone++] = absent[i];
 		}
@@ -446,7 +442,7 @@ claim_chunk(LeadTable *lt, const char *token, int64 *ids, int n, WorkBatch *wbs,
 		if (b->rows[i].status == LEAD_SKIPPED && le_direct_find(direct, b->rows[i].id) == NULL)
 			gone[ngone++] = b->rows[i].id;
 	queue_forget(gone, ngone);
-	le_intake_enqueue(orphan, orphan_email, norphans);
+	le_intake_enqueue(orphan, norphans);
 	enrich_apply_local(b, "worker");
 
 	/* recorded before it is sent; the call is built after the claim commits */
@@ -642,16 +638,8 @@ claim_round(WorkBatch *out, int maxb, int64 *inflight, int ninflight,
 	/* the round's leads together; on an error, batch by batch */
 	if (nids > 0 && !claim_chunk_guarded(lt, token, ids, nids, &direct, out, nout, &msg))
 	{
-		int64 *dids = palloc(sizeof(int64) * Max(direct.n, 1));
-		char **demails = palloc(sizeof(char *) * Max(direct.n, 1));
-
 		/* the direct leads queued first, as the collect would have */
-		for (int i = 0; i < direct.n; i++)
-		{
-			dids[i] = direct.leads[i].id;
-			demails[i] = direct.leads[i].email;
-		}
-		le_intake_enqueue(dids, demails, direct.n);
+		le_intake_enqueue(direct.leads, direct.n);
 		for (int i = 0; i < nids; i += le_batch_size)
 		{
 			int n = Min(le_batch_size, nids - i);
