@@ -273,6 +273,19 @@ SELECT * FROM lead_enrich.generate_leads('{"countries": ["ES"], "states": ["ES-M
 ALTER TABLE public.prospects_mined RENAME COLUMN town TO city;
 SELECT * FROM lead_enrich.generate_leads('{"countries": ["ES"]}');
 ALTER TABLE public.prospects_mined RENAME COLUMN city TO town;
+-- retyped (a length) and renamed, three at once: each named, by key,
+-- whatever the caller's search_path; then the table as attach() saw it
+ALTER TABLE public.prospects_mined ALTER COLUMN town TYPE varchar(9);
+ALTER TABLE public.prospects_mined RENAME COLUMN site TO web;
+ALTER TABLE public.prospects_mined RENAME COLUMN region TO area;
+SET search_path = public, lead_enrich;
+SELECT _changed_columns(c.lead_table, c.columns) AS changed FROM lead_enrich.config c;
+RESET search_path;
+SELECT * FROM lead_enrich.generate_leads('{"countries": ["ES"]}');
+ALTER TABLE public.prospects_mined ALTER COLUMN town TYPE varchar(8);
+ALTER TABLE public.prospects_mined RENAME COLUMN web TO site;
+ALTER TABLE public.prospects_mined RENAME COLUMN area TO region;
+SELECT lead_enrich._changed_columns(c.lead_table, c.columns) IS NULL AS as_attached FROM lead_enrich.config c;
 SELECT count(*) AS requests FROM lead_enrich.mining_request;
 SELECT pg_temp.spent() AS before_plain \gset
 SELECT count(*) AS leads, sum(contacts) AS contacts

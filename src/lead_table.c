@@ -19,7 +19,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -30,11 +32,135 @@
 #include "utils/numeric.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/varlena.h"
 
 #include "citus.h"
 #include "enrich.h"
 #include "guard.h"
 #include "lead_enrich.h"
+
+/* One mapped column that changed, for changed_columns' sort. */
+typedef struct ChangedColumn
+{
+	char *key;
+	char *text;
+} ChangedColumn;
+
+/*
+ * cmp_changed: by key, in the database's collation, as ORDER BY key.
+ */
+static int
+cmp_changed(const void *a, const void *b)
+{
+	const char *x = ((const ChangedColumn *) a)->key;
+	const char *y = ((const ChangedColumn *) b)->key;
+
+	return varstr_cmp(x, strlen(x), y, strlen(y), DEFAULT_COLLATION_OID);
+}
+
+/*
+ * column_as_attached: whether table relid has a column named col (not a
+ * system column, not dropped) whose type is what attach() recorded under
+ * "<key>:type" in columns.
+ */
+static bool
+column_as_attached(Oid relid, Jsonb *columns, const char *key, const char *col)
+{
+	char	   *typekey = psprintf("%s:type", key);
+	JsonbValue *want;
+	HeapTuple	tup;
+	bool		same = false;
+
+	want = getKeyJsonValueFromContainer(&columns->root, typekey, strlen(typekey), NULL);
+	if (col == NULL || want == NULL || want->type != jbvString)
+		return false;
+	tup = SearchSysCacheAttName(relid, col);
+	if (!HeapTupleIsValid(tup))
+		return false;
+	if (((Form_pg_attribute) GETSTRUCT(tup))->attnum > 0)
+	{
+		Form_pg_attribute att = (Form_pg_attribute) GETSTRUCT(tup);
+		char			 *have = format_type_with_typemod(att->atttypid, att->atttypmod);
+
+		same = strlen(have) == (size_t) want->val.string.len &&
+			   memcmp(have, want->val.string.val, want->val.string.len) == 0;
+	}
+	ReleaseSysCache(tup);
+	return same;
+}
+
+/*
+ * changed_columns: the mapped columns of attach()'s "columns" that table
+ * relid no longer has as attach() saw them (dropped, renamed or retyped),
+ * as "key (column), ..." in the order of the keys; NULL when there is
+ * none.  From the catalog caches, as it runs at every claim of the worker
+ * (it was a SQL function, parsed and planned at each call: 2% of the
+ * worker's CPU).  Type names are printed for the caller's search_path,
+ * which is pinned: attach() recorded them under the same.
+ */
+static char *
+changed_columns(Oid relid, Jsonb *columns)
+{
+	JsonbIterator	  *it = JsonbIteratorInit(&columns->root);
+	JsonbIteratorToken tok;
+	JsonbValue		   v;
+	ChangedColumn	  *changed = NULL;
+	int				   n = 0;
+	int				   cap = 0;
+	char			  *key = NULL;
+	StringInfoData	   s;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char  *col = NULL;
+		size_t klen;
+
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE || key == NULL)
+			continue;
+		klen = strlen(key);
+		if (klen >= 5 && strcmp(key + klen - 5, ":type") == 0)
+			continue;
+		if (v.type == jbvString)
+			col = pnstrdup(v.val.string.val, v.val.string.len);
+		if (column_as_attached(relid, columns, key, col))
+			continue;
+		if (n == cap)
+		{
+			cap = Max(8, cap * 2);
+			changed = changed == NULL ? palloc(sizeof(ChangedColumn) * cap)
+									  : repalloc(changed, sizeof(ChangedColumn) * cap);
+		}
+		changed[n].key = key;
+		changed[n++].text = psprintf("%s (%s)", quote_identifier(key), col != NULL ? col : "");
+	}
+	if (n == 0)
+		return NULL;
+	qsort(changed, n, sizeof(ChangedColumn), cmp_changed);
+	initStringInfo(&s);
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&s, "%s%s", i > 0 ? ", " : "", changed[i].text);
+	return s.data;
+}
+
+/*
+ * lead_enrich._changed_columns(lead_table, columns): changed_columns, for
+ * lead_enrich.status.
+ */
+PG_FUNCTION_INFO_V1(lead_enrich_changed_columns);
+Datum
+lead_enrich_changed_columns(PG_FUNCTION_ARGS)
+{
+	char *changed = changed_columns(PG_GETARG_OID(0), PG_GETARG_JSONB_P(1));
+
+	if (changed == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(changed));
+}
 
 /*
  * lead_table_load: the attached table, or NULL (missing_ok) / an error
@@ -56,7 +182,8 @@ lead_table_load(bool missing_ok)
 	 * Read as the extension's owner under the pinned search_path: every
 	 * operator and function below is resolved in pg_catalog.  "missing"
 	 * lists the mapped columns that were dropped, renamed or retyped since
-	 * attach() (a table renamed is followed through its oid).
+	 * attach() (a table renamed is followed through its oid), by
+	 * changed_columns.
 	 */
 	le_guard_extension(&g);
 	if (plan == NULL)
@@ -67,14 +194,15 @@ lead_table_load(bool missing_ok)
 			"       quote_ident(n.nspname), c.dbuuid, c.layout = 'odoo', "
 			"       coalesce(c.kinds ->> 'country' = 'fk', false), "
 			"       coalesce(c.kinds ->> 'state' = 'fk', false), "
-			"       c.mode, c.columns, lead_enrich._changed_columns(c.lead_table, c.columns) "
+			"       c.mode, c.columns "
 			"FROM lead_enrich.config c "
 			"JOIN pg_catalog.pg_class r ON r.oid = c.lead_table "
 			"JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace",
 			0, NULL);
 	}
 	ret = SPI_execute_plan(plan, NULL, NULL, true, 1);
-	le_guard_end(&g);
+	if (ret != SPI_OK_SELECT || SPI_processed == 0)
+		le_guard_end(&g);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read lead_enrich.config: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
@@ -99,7 +227,9 @@ lead_table_load(bool missing_ok)
 	lt->state_fk = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 	lt->mode = SPI_getvalue(tup, desc, 9);
 	lt->columns = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 10, &isnull));
-	lt->missing = SPI_getvalue(tup, desc, 11);
+	/* type names as attach() printed them: under the pinned search_path */
+	lt->missing = changed_columns(lt->relid, lt->columns);
+	le_guard_end(&g);
 	return lt;
 }
 
