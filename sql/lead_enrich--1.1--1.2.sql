@@ -24,17 +24,9 @@ ALTER FUNCTION lead_enrich.enqueue() SET search_path = pg_catalog, pg_temp;
 /* attach() reads Odoo's database.uuid as the table's owner */
 CREATE OR REPLACE FUNCTION lead_enrich._changed_columns(lead_table regclass, columns jsonb)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE C STABLE STRICT
 SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT string_agg(format('%I (%s)', j.key, j.value), ', ' ORDER BY j.key)
-	FROM jsonb_each_text(columns) j
-	WHERE j.key !~ ':type$' AND NOT EXISTS (
-		SELECT FROM pg_attribute a
-		WHERE a.attrelid = lead_table AND a.attname = j.value
-		  AND a.attnum > 0 AND NOT a.attisdropped
-		  AND format_type(a.atttypid, a.atttypmod) = columns ->> (j.key || ':type'))
-$$;
+AS 'MODULE_PATHNAME', 'lead_enrich_changed_columns';
 REVOKE ALL ON FUNCTION lead_enrich._changed_columns(regclass, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lead_enrich._changed_columns(regclass, jsonb) TO lead_enrich_user;
 

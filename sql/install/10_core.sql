@@ -128,23 +128,15 @@ GRANT SELECT ON lead_enrich.enrichment TO lead_enrich_user;
 /*
  * _changed_columns(lead_table, columns): the mapped columns (attach()'s
  * "columns") that were dropped, renamed or retyped since, as
- * "key (column), ..."; NULL when the table is as attach() saw it.  The C
- * code (src/attach.c) suspends enrichment then, and lead_enrich.status
- * shows it.
+ * "key (column), ..."; NULL when the table is as attach() saw it.  The
+ * worker suspends enrichment then, and lead_enrich.status shows it.  In C
+ * (src/lead_table.c, changed_columns): the worker asks at every claim.
  */
 CREATE FUNCTION lead_enrich._changed_columns(lead_table regclass, columns jsonb)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE C STABLE STRICT
 SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT string_agg(format('%I (%s)', j.key, j.value), ', ' ORDER BY j.key)
-	FROM jsonb_each_text(columns) j
-	WHERE j.key !~ ':type$' AND NOT EXISTS (
-		SELECT FROM pg_attribute a
-		WHERE a.attrelid = lead_table AND a.attname = j.value
-		  AND a.attnum > 0 AND NOT a.attisdropped
-		  AND format_type(a.atttypid, a.atttypmod) = columns ->> (j.key || ':type'))
-$$;
+AS 'MODULE_PATHNAME', 'lead_enrich_changed_columns';
 REVOKE ALL ON FUNCTION lead_enrich._changed_columns(regclass, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lead_enrich._changed_columns(regclass, jsonb) TO lead_enrich_user;
 
