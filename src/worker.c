@@ -719,12 +719,26 @@ answered(WorkBatch *wb)
  * write_answers: in one transaction, lock the leads of the answered
  * batches bs[0 .. n-1] again, write their answers in the same statements
  * and settle the batches.
+ *
+ * Its commit does not wait for its WAL to reach the disk (the claim's
+ * does, see le_worker_main).  A crash can lose it: the batches are then
+ * still recorded, sent again under the same ids (the provider's replay
+ * store answers them without charging again) and their answers written
+ * again.  Nothing of it leaves the server before a commit that waits:
+ * the next claim's, whose flush takes this WAL with its own, as does any
+ * other session's synchronous commit that read what this one wrote.
+ * The worker's two WAL flushes a round become one.  Not on a Citus table:
+ * its nodes commit once the coordinator's commit record is written, which
+ * a crash must not then lose.
  */
 static void
 write_answers(EnrichBatch **bs, int n)
 {
 	begin_xact("writing enrichment results");
 	enrich_recheck(bs, n);
+	if (!bs[0]->lt->citus)
+		(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 	enrich_apply_many(bs, n, "worker");
 	queue_batch_settle(bs, n);
 	end_xact();
@@ -1240,8 +1254,8 @@ le_worker_main(Datum arg)
 	 * A batch's record must be on disk before its request leaves: with
 	 * synchronous_commit off, a crash could lose a claim committed a moment
 	 * before, and its leads would be sent again under a new id and charged
-	 * twice.  The worker's transactions always wait for their WAL, whatever
-	 * the server's setting.
+	 * twice.  The worker's transactions wait for their WAL, whatever the
+	 * server's setting; but for the answers' (write_answers).
 	 */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
