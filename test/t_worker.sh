@@ -227,6 +227,28 @@ elif new_db $DB; then
 	else
 		not_ok "an e-mail set after the insert is enriched"
 	fi
+	# the worker's commits: a claim's waits for its WAL whatever the
+	# server's setting (this cluster's is off), a round's answers' does not
+	# (a crash that loses it leaves the batch recorded, sent again free).
+	# The webmail lead is marked done in its claim, the other lead filled
+	# in the answers' transaction; a trigger of the table's owner notes the
+	# setting each time.
+	le_psql -d $DB -q >/dev/null <<-'SQL'
+		CREATE TABLE public.commit_seen (email text, mode text);
+		CREATE FUNCTION public.note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS
+		$$BEGIN INSERT INTO public.commit_seen VALUES (NEW.email_from, current_setting('synchronous_commit')); RETURN NEW; END$$;
+		CREATE TRIGGER note_commit_mode AFTER UPDATE ON odoo.crm_lead FOR EACH ROW
+		WHEN (NEW.iap_enrich_done AND NOT coalesce(OLD.iap_enrich_done, false)) EXECUTE FUNCTION public.note_commit_mode();
+	SQL
+	q $DB "INSERT INTO odoo.crm_lead (name, type, active, email_from) VALUES
+		('Webmail 2', 'lead', true, 'someone.else@gmail.com'),
+		('Company', 'lead', true, 'c@' || (SELECT d FROM public.domains WHERE n = 501))" >/dev/null
+	if msg=$(wait_for 10 $DB "SELECT string_agg(split_part(email, '@', 1) || ' ' || mode, ', ' ORDER BY email)
+							  FROM public.commit_seen" "c off, someone.else on"); then
+		ok "the worker's commits: the claim's waits for its WAL (on), the answers' does not (off)"
+	else
+		not_ok "the worker's commits: the claim's waits for its WAL (on), the answers' does not (off)" "${msg#\#   }"
+	fi
 else
 	not_ok "auto mode: database set up, worker started"
 fi
