@@ -94,9 +94,9 @@ column_as_attached(Oid relid, Jsonb *columns, const char *key, const char *col)
  * relid no longer has as attach() saw them (dropped, renamed or retyped),
  * as "key (column), ..." in the order of the keys; NULL when there is
  * none.  From the catalog caches, as it runs at every claim of the worker
- * (it was a SQL function, parsed and planned at each call: 2% of the
- * worker's CPU).  Type names are printed for the caller's search_path,
- * which is pinned: attach() recorded them under the same.
+ * (it was a SQL function, parsed and planned at each call).  Type names
+ * are printed for the caller's search_path, which is pinned: attach()
+ * recorded them under the same.
  */
 static char *
 changed_columns(Oid relid, Jsonb *columns)
