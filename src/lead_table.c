@@ -66,21 +66,25 @@ cmp_changed(const void *a, const void *b)
 static bool
 column_as_attached(Oid relid, Jsonb *columns, const char *key, const char *col)
 {
-	char	   *typekey = psprintf("%s:type", key);
-	JsonbValue *want;
-	HeapTuple	tup;
-	bool		same = false;
+	char			 *typekey;
+	JsonbValue		 *want;
+	HeapTuple		  tup;
+	Form_pg_attribute att;
+	bool			  same = false;
 
+	if (col == NULL)
+		return false;
+	typekey = psprintf("%s:type", key);
 	want = getKeyJsonValueFromContainer(&columns->root, typekey, strlen(typekey), NULL);
-	if (col == NULL || want == NULL || want->type != jbvString)
+	if (want == NULL || want->type != jbvString)
 		return false;
 	tup = SearchSysCacheAttName(relid, col);
 	if (!HeapTupleIsValid(tup))
 		return false;
-	if (((Form_pg_attribute) GETSTRUCT(tup))->attnum > 0)
+	att = (Form_pg_attribute) GETSTRUCT(tup);
+	if (att->attnum > 0)
 	{
-		Form_pg_attribute att = (Form_pg_attribute) GETSTRUCT(tup);
-		char			 *have = format_type_with_typemod(att->atttypid, att->atttypmod);
+		char *have = format_type_with_typemod(att->atttypid, att->atttypmod);
 
 		same = strlen(have) == (size_t) want->val.string.len &&
 			   memcmp(have, want->val.string.val, want->val.string.len) == 0;
@@ -104,11 +108,11 @@ changed_columns(Oid relid, Jsonb *columns)
 	JsonbIterator	  *it = JsonbIteratorInit(&columns->root);
 	JsonbIteratorToken tok;
 	JsonbValue		   v;
-	ChangedColumn	  *changed = NULL;
-	int				   n = 0;
-	int				   cap = 0;
-	char			  *key = NULL;
-	StringInfoData	   s;
+	/* at most one a key */
+	ChangedColumn *changed = palloc(sizeof(ChangedColumn) * Max(JsonContainerSize(&columns->root), 1));
+	int			   n = 0;
+	char		  *key = NULL;
+	StringInfoData s;
 
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -129,12 +133,6 @@ changed_columns(Oid relid, Jsonb *columns)
 			col = pnstrdup(v.val.string.val, v.val.string.len);
 		if (column_as_attached(relid, columns, key, col))
 			continue;
-		if (n == cap)
-		{
-			cap = Max(8, cap * 2);
-			changed = changed == NULL ? palloc(sizeof(ChangedColumn) * cap)
-									  : repalloc(changed, sizeof(ChangedColumn) * cap);
-		}
 		changed[n].key = key;
 		changed[n++].text = psprintf("%s (%s)", quote_identifier(key), col != NULL ? col : "");
 	}
