@@ -135,11 +135,13 @@ ndomains=$(PSQL -c "SELECT count(*) FROM bench_domain")
 PSQL -c "ALTER TABLE bench_domain ADD PRIMARY KEY (n)"
 # Lead sets: automatic run k uses r = 2(k-1), the peer's run k r = 2k-1
 # (and its runs beside the bulk runs too), the bulk runs r = 2 reps, the
-# local limit r = 2 reps + 1.  Lead ids never repeat, so no batch is
-# answered from the provider's replay store: the automatic runs take
-# 1 .. reps * leads, the bulk runs the next reps * leads, the local limit
-# the next leads, and bench_seq starts after it.
-nsets=$((2 * reps + 2))
+# local limit r = 2 reps + 1, the automatic run k without notes
+# r = 2 reps + 1 + k.  Lead ids never repeat, so no batch is answered from
+# the provider's replay store: the automatic runs take 1 .. reps * leads,
+# the bulk runs the next reps * leads, the local limit the next leads, the
+# runs without notes the next reps * leads, and bench_seq starts after
+# them (the peer's ids, in its own table, from 100,000,001).
+nsets=$((3 * reps + 2))
 PSQL -c "
 CREATE TABLE bench_lead AS
 SELECT i, r, 'lead' || i || '@' || CASE
@@ -217,10 +219,40 @@ run_peer() {
 	fi
 	printf '  run %d peer%s: %s leads/s, %s%% idle%s\n' "$k" "${2:+ (beside bulk)}" "$rate" "$idle" "$cpu"
 }
+# run_quiet K: automatic run K again without Odoo's chatter notes
+# (lead_enrich.odoo_chatter = off), on set r = 2 reps + 1 + K: the same
+# leads, the same CRM writes and lead_state rows, no mail_message row.  The
+# peer writes no notes; these runs say what the notes cost and where the
+# rest of lead_enrich stands against the peer.  Not a target's figure: the
+# automatic mode's figures above keep the notes, as Odoo posts them.
+quiet_base=$(((2 * reps + 1) * leads + 1))
+quiet_rates=() quiet_cpu=()
+run_quiet() {
+	local k=$1
+	PSQL -c "ALTER SYSTEM SET lead_enrich.odoo_chatter = off" -c "SELECT pg_reload_conf()" >/dev/null
+	auto_run $((quiet_base + (k - 1) * leads)) $((2 * reps + 1 + k)) "$leads"
+	PSQL -c "ALTER SYSTEM RESET lead_enrich.odoo_chatter" -c "SELECT pg_reload_conf()" >/dev/null
+	local notes
+	notes=$(PSQL -c "SELECT count(*) FROM odoo.mail_message WHERE model = 'crm.lead'
+		AND res_id BETWEEN $((quiet_base + (k - 1) * leads)) AND $((quiet_base + k * leads - 1))")
+	[ "$notes" = 0 ] || echo "the run without notes posted $notes notes: the worker did not read odoo_chatter = off" >&2
+	quiet_rates+=("$(calc "$leads / ($AUTO_T1 - $AUTO_T0)")")
+	quiet_cpu+=("$(cpu_us_per_lead "$AUTO_CC" "$AUTO_C1" "$leads")")
+	printf '  run %d automatic without notes: %s leads/s, %s%% idle, %s µs of CPU a lead\n' \
+		"$k" "${quiet_rates[-1]}" "$(idle_pct "$AUTO_C0" "$AUTO_C1")" "${quiet_cpu[-1]}"
+}
+# each automatic run beside the peer's; the run without notes before it
+# or after it in turn
 for k in $(seq "$reps"); do
-	if [ "$peer_ok" = 1 ] && [ $((k % 2)) = 1 ]; then run_peer "$k"; fi
-	run_auto "$k"
-	if [ "$peer_ok" = 1 ] && [ $((k % 2)) = 0 ]; then run_peer "$k"; fi
+	if [ $((k % 2)) = 1 ]; then
+		if [ "$peer_ok" = 1 ]; then run_peer "$k"; fi
+		run_auto "$k"
+		run_quiet "$k"
+	else
+		run_quiet "$k"
+		run_auto "$k"
+		if [ "$peer_ok" = 1 ]; then run_peer "$k"; fi
+	fi
 done
 auto_rate=$(median "${auto_rates[@]}")
 record "e2e_auto_leads_per_s" "$auto_rate" "leads/s" "median of ${auto_rates[*]}; $leads leads inserted in one statement each; target >= 15000"
@@ -251,6 +283,14 @@ record "e2e_auto_cpu_us_per_lead" "$(median "${auto_cpu[@]}")" "µs" "the machin
 if [ "$peer_ok" = 1 ]; then
 	record "e2e_peer_cpu_us_per_lead" "$(median "${peer_cpu[@]}")" "µs" "the same for the peer's runs, median of ${peer_cpu[*]}"
 	record "ratio_auto_to_peer_cpu_per_lead" "$(paired "${auto_cpu[*]}" "${peer_cpu[*]}")" "" "median of each automatic run's CPU a lead over the peer's beside it"
+fi
+# What Odoo's notes cost: the runs without them, beside the others
+record "e2e_auto_no_notes_leads_per_s" "$(median "${quiet_rates[@]}")" "leads/s" \
+	"the automatic runs again with lead_enrich.odoo_chatter = off (no mail_message row; the peer writes none), median of ${quiet_rates[*]}; not a target's figure"
+record "e2e_auto_no_notes_cpu_us_per_lead" "$(median "${quiet_cpu[@]}")" "µs" "their CPU a lead, as above, median of ${quiet_cpu[*]}"
+record "ratio_auto_to_auto_no_notes_paired" "$(paired "${auto_rates[*]}" "${quiet_rates[*]}")" "" "each automatic run over the run without notes beside it: the notes' share"
+if [ "$peer_ok" = 1 ]; then
+	record "ratio_auto_no_notes_to_peer_paired" "$(paired "${quiet_rates[*]}" "${peer_rates[*]}")" "" "each run without notes over the peer's run of the same round"
 fi
 PSQL -c "SELECT status, count(*) FROM lead_enrich.lead_state WHERE lead_id <= $((reps * leads)) GROUP BY 1 ORDER BY 1" >"$LE_RUNDIR/auto_outcomes.txt"
 
@@ -297,7 +337,7 @@ PSQL -c "
 WITH m AS (
 	SELECT l.id, c.company
 	FROM odoo.crm_lead l JOIN local_company c ON c.domain = split_part(l.email_from, '@', 2)
-	WHERE l.id >= $base),
+	WHERE l.id BETWEEN $base AND $((base + leads - 1))),
 u AS (
 	UPDATE odoo.crm_lead l SET
 		partner_name = coalesce(nullif(l.partner_name, ''), m.company ->> 'name'),
@@ -331,7 +371,7 @@ record "ratio_bulk_to_local_limit" "$(calc "$bulk_rate / $local_rate")" "" ""
 
 # 3. insert overhead: pgbench single-row INSERTs, attached + automatic vs not attached
 PSQL -c "CREATE TABLE odoo.crm_lead_plain (LIKE odoo.crm_lead INCLUDING ALL)"
-PSQL -c "CREATE SEQUENCE bench_seq START $(((2 * reps + 1) * leads + 1))"
+PSQL -c "CREATE SEQUENCE bench_seq START $(((3 * reps + 1) * leads + 1))"
 cat >"$LE_RUNDIR/insert_auto.sql" <<EOF
 INSERT INTO odoo.crm_lead (id, name, type, active, email_from, iap_enrich_done)
 VALUES (nextval('bench_seq'), 'pgbench', 'lead', true, 'p' || :client_id || '-' || random() || '@unknown-pgbench.example.net', false);
@@ -433,16 +473,19 @@ wait_enriched "$backlog_first" "$(PSQL -c "SELECT max(id) FROM odoo.crm_lead")" 
 read -r -a worker_pids_a <<<"$(worker_pids)"
 if [ "$memory_leads" -gt 0 ]; then
 	samples=$LE_RUNDIR/worker_rss.tsv
-	: >"$samples"
+	mem_first=$(PSQL -c "SELECT nextval('bench_seq') + 1")
+	# the sampler reads the workers' memory only; the leads done by each
+	# sample's second are counted once the run is over, from their outcomes'
+	# times (a count of lead_state every second, millions of rows by then,
+	# took most of a core and slowed the run it measured)
+	: >"$samples.raw"
 	(
 		while kill -0 "${worker_pids_a[0]}" 2>/dev/null; do
-			printf '%s\t%s\t%s\n' "$(date +%s)" "$(PSQL -c "SELECT count(*) FROM lead_enrich.lead_state WHERE source = 'worker' AND status <> 'pending'")" \
-				"$(rss_kb "${worker_pids_a[@]}")" >>"$samples"
+			printf '%s\t%s\n' "$(date +%s)" "$(rss_kb "${worker_pids_a[@]}")" >>"$samples.raw"
 			sleep 1
 		done
 	) &
 	sampler=$!
-	mem_first=$(PSQL -c "SELECT nextval('bench_seq') + 1")
 	left=$memory_leads
 	while [ "$left" -gt 0 ]; do
 		chunk=$((left < leads ? left : leads))
@@ -460,6 +503,21 @@ if [ "$memory_leads" -gt 0 ]; then
 	sleep 2
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
+	# each sample: its second, the run's leads with an outcome by the end of
+	# that second, the workers' memory
+	PSQL -F $'\t' -c "SELECT floor(extract(epoch FROM updated_at))::bigint, count(*) FROM lead_enrich.lead_state
+		WHERE lead_id >= $mem_first AND status <> 'pending' GROUP BY 1 ORDER BY 1" >"$samples.done"
+	python3 - "$samples.raw" "$samples.done" >"$samples" <<'PY'
+import bisect, itertools, sys
+done = [tuple(map(int, l.split("\t"))) for l in open(sys.argv[2]) if l.strip()]
+secs = [t for t, _ in done]
+cum = list(itertools.accumulate(n for _, n in done))
+for l in open(sys.argv[1]):
+    if l.count("\t") == 1:
+        t, rss = map(int, l.split("\t"))
+        k = bisect.bisect_right(secs, t)
+        print(f"{t}\t{cum[k - 1] if k else 0}\t{rss}")
+PY
 	# RssAnon at the start, after the first tenth of the run (the caches
 	# fill there: a step, not growth), at the middle and at the end, by leads
 	# processed; then the plateau (lowest and highest sample after that first
