@@ -228,13 +228,12 @@ run_peer() {
 quiet_base=$(((2 * reps + 1) * leads + 1))
 quiet_rates=() quiet_cpu=()
 run_quiet() {
-	local k=$1
+	local k=$1 first=$((quiet_base + ($1 - 1) * leads)) notes
 	PSQL -c "ALTER SYSTEM SET lead_enrich.odoo_chatter = off" -c "SELECT pg_reload_conf()" >/dev/null
-	auto_run $((quiet_base + (k - 1) * leads)) $((2 * reps + 1 + k)) "$leads"
+	auto_run "$first" $((2 * reps + 1 + k)) "$leads"
 	PSQL -c "ALTER SYSTEM RESET lead_enrich.odoo_chatter" -c "SELECT pg_reload_conf()" >/dev/null
-	local notes
 	notes=$(PSQL -c "SELECT count(*) FROM odoo.mail_message WHERE model = 'crm.lead'
-		AND res_id BETWEEN $((quiet_base + (k - 1) * leads)) AND $((quiet_base + k * leads - 1))")
+		AND res_id BETWEEN $first AND $((first + leads - 1))")
 	[ "$notes" = 0 ] || echo "the run without notes posted $notes notes: the worker did not read odoo_chatter = off" >&2
 	quiet_rates+=("$(calc "$leads / ($AUTO_T1 - $AUTO_T0)")")
 	quiet_cpu+=("$(cpu_us_per_lead "$AUTO_CC" "$AUTO_C1" "$leads")")
