@@ -49,5 +49,13 @@ SELECT lead_enrich.attach('public.no_such_table');
 -- a failed attach changed nothing: still the plain table
 SELECT lead_table FROM lead_enrich.config;
 
+-- a table with no index on its id column: attached, with a warning
+CREATE TABLE public.unindexed (id bigint, email_from text);
+CREATE INDEX unindexed_partial ON public.unindexed (id) WHERE email_from IS NOT NULL;
+SELECT lead_enrich.attach('public.unindexed') ->> 'layout' AS layout;
+SELECT lead_table FROM lead_enrich.config;
+CREATE UNIQUE INDEX ON public.unindexed (id);
+SELECT lead_enrich.attach('public.unindexed') ->> 'layout' AS layout;
+
 -- back to Odoo's table for the next tests
 SELECT lead_enrich.attach('odoo.crm_lead') ->> 'layout' AS layout;

@@ -154,6 +154,19 @@ BEGIN
 		mapping := mapping || jsonb_build_object(k, col, k || ':type', typname);
 	END LOOP;
 
+	-- every read and write of leads is by id, a batch at a time, and the
+	-- intake reads new leads in chunks in the order of their ids
+	IF NOT EXISTS (SELECT 1 FROM pg_index i
+				   JOIN pg_class ic ON ic.oid = i.indexrelid
+				   JOIN pg_am am ON am.oid = ic.relam
+				   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+				   WHERE i.indrelid = lead_table AND a.attname = mapping ->> 'id'
+				   AND am.amname = 'btree' AND i.indisvalid AND i.indpred IS NULL) THEN
+		RAISE WARNING 'table % has no B-tree index on its id column "%"', lead_table, mapping ->> 'id'
+			USING DETAIL = 'lead_enrich reads and updates leads by id, a batch at a time: without such an index each batch reads the whole table.',
+				  HINT = format('Create one, for example: CREATE UNIQUE INDEX ON %s (%I);', lead_table, mapping ->> 'id');
+	END IF;
+
 	is_odoo := mapping ? 'enrich_done' AND kinds ->> 'country' = 'fk'
 		AND to_regclass(format('%I.ir_config_parameter', nspname)) IS NOT NULL;
 	IF is_odoo THEN
