@@ -354,8 +354,8 @@ elif new_db $DB; then
 	insert_leads $DB "Bulk" 2000 125000 >/dev/null
 	n=$(rows_read $DB "SELECT lead_enrich.intake_collect()")
 	check "125,000 leads queued" "$(q $DB "SELECT count(*) FROM lead_enrich.lead_state")" 125000
-	# in chunks of 10,000 by id: each lead read once (272,343 rows when
-	# each chunk read the rest of the range)
+	# in chunks of 10,000 by id: each lead read once (about 272,000 rows
+	# when each chunk read the rest of the range)
 	check_true "the list and its overflow range read each lead once ($n rows of crm_lead for 125,000 leads)" \
 		"$(q $DB "SELECT $n BETWEEN 125000 AND 131250")"
 	# a collect whose transaction aborts: the next one scans every lead
