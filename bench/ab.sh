@@ -84,16 +84,9 @@ done
 # the working tree's build back in place, whatever happens
 trap 'install -m 755 "$LE_REPO/lead_enrich.so" "$libdir/lead_enrich.so"; le_stop_all' EXIT
 
-bench_start "$workers" 1
-bench_provider_start
-if ! PSQL -c "SELECT count(DISTINCT r) FROM bench_lead WHERE i = $leads AND r % 2 = 0" 2>/dev/null | grep -qv '^0$'; then
-	echo "bench/ab.sh: no bench database with sets of $leads leads in $LE_RUNDIR: run bench/run.sh (--leads $leads or more) first" >&2
-	exit 2
-fi
-# the automatic runs' sets of bench/run.sh (r = 0, 2, 4, ...): pair k takes set k of them
-read -r -a sets <<<"$(PSQL -c "SELECT string_agg(DISTINCT r::text, ' ') FROM bench_lead WHERE r % 2 = 0")"
-bench_provider_reset
-PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
+bench_auto_setup bench/ab.sh "$workers" "$leads"
+# pair k takes the automatic runs' set k of bench/run.sh
+sets=("${AUTO_SETS[@]}")
 
 # run SIDE SET: one automatic run; appends to rates[SIDE], idles[SIDE] and
 # cpus[SIDE] (the machine's CPU a lead from the INSERT's commit on)

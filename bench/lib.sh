@@ -45,6 +45,25 @@ bench_provider_reset() {
 
 PSQL() { le_psql -d bench -X -q -t -A "$@"; }
 
+# bench_auto_setup WHO WORKERS LEADS: for a script whose automatic runs use
+# the database bench/run.sh prepared (bench/ab.sh, bench/profile.sh): the
+# cluster and the provider started, the database checked for lead sets of
+# LEADS, the provider emptied (bench_provider_reset) and the automatic mode
+# on.  Sets AUTO_SETS to run.sh's automatic runs' sets (r = 0, 2, 4, ...).
+# shellcheck disable=SC2034 # AUTO_SETS is the callers' to read
+bench_auto_setup() {
+	local who=$1 workers=$2 leads=$3
+	bench_start "$workers" 1
+	bench_provider_start
+	if ! PSQL -c "SELECT count(DISTINCT r) FROM bench_lead WHERE i = $leads AND r % 2 = 0" 2>/dev/null | grep -qv '^0$'; then
+		echo "$who: no bench database with sets of $leads leads in $LE_RUNDIR: run bench/run.sh (--leads $leads or more) first" >&2
+		exit 2
+	fi
+	read -r -a AUTO_SETS <<<"$(PSQL -c "SELECT string_agg(DISTINCT r::text, ' ') FROM bench_lead WHERE r % 2 = 0")"
+	bench_provider_reset
+	PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
+}
+
 now() { date +%s.%N; }
 calc() { python3 -c "print(round($1, 3))"; }
 # median of the arguments
@@ -80,12 +99,14 @@ worker_pids() {
 	echo "$pids"
 }
 
-# auto_run FIRST SET N: one automatic run as the bench times it: VACUUM
-# ANALYZE (autovacuum is off in the bench's cluster, and the rounds before
-# left dead rows in the queue and its indexes, as the peer's table is
+# auto_run FIRST SET N [WAIT]: one automatic run as the bench times it:
+# VACUUM ANALYZE (autovacuum is off in the bench's cluster, and the rounds
+# before left dead rows in the queue and its indexes, as the peer's table is
 # vacuumed before its runs) and a CHECKPOINT, then the first N leads of
 # bench_lead's set SET (run.sh makes them) inserted into crm_lead in one
-# statement, ids from FIRST on, and the wait for the last one enriched.
+# statement, ids from FIRST on, and the wait for the last one enriched
+# (WAIT FIRST LAST, wait_enriched unless named: bench/profile.sh samples
+# the sessions while it waits).
 # Sets AUTO_T0, AUTO_TC and AUTO_T1 (now at the INSERT's start, at its
 # commit, after the last lead) and AUTO_C0, AUTO_CC and AUTO_C1 (cpu_ticks
 # at the same moments).
@@ -102,7 +123,7 @@ auto_run() {
 	# leads are in its table before its clock starts), only enrichment
 	AUTO_TC=$(now)
 	AUTO_CC=$(cpu_ticks)
-	wait_enriched "$1" $(($1 + $3 - 1))
+	"${4:-wait_enriched}" "$1" $(($1 + $3 - 1))
 	AUTO_T1=$(now)
 	AUTO_C1=$(cpu_ticks)
 }
