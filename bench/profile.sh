@@ -40,9 +40,12 @@ while [ $# -gt 0 ]; do
 		--runs) runs=$2; shift 2 ;;
 		--leads) leads=$2; shift 2 ;;
 		--workers) workers=$2; shift 2 ;;
-		-h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,30p' "$0"; exit 0 ;;
 		*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
+done
+for v in "$runs" "$leads" "$workers"; do
+	[[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "bench/profile.sh: --runs, --leads and --workers take a positive number (see --help)" >&2; exit 2; }
 done
 
 le_deps
