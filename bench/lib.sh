@@ -128,6 +128,16 @@ auto_run() {
 	AUTO_C1=$(cpu_ticks)
 }
 
+# enriched_test FIRST LAST: the SQL test that every lead of the range is
+# done with: none pending outside a batch, no batch in flight, and as many
+# outcomes as leads (total, a variable of the PL/pgSQL block that uses it)
+enriched_test() {
+	echo "NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state WHERE status = 'pending' AND batch_id IS NULL
+		AND lead_id BETWEEN $1 AND $2)
+		AND NOT EXISTS (SELECT 1 FROM lead_enrich.batch)
+		AND (SELECT count(*) FROM lead_enrich.lead_state WHERE lead_id BETWEEN $1 AND $2) >= total"
+}
+
 # wait_enriched FIRST LAST: until every lead of the range has an outcome
 # that is not pending.  One session polls every 20 ms with cheap look-ups
 # (a pending lead not in a batch found through the worker's partial index,
@@ -143,12 +153,7 @@ wait_enriched() {
 		deadline timestamptz := clock_timestamp() + interval '10 minutes';
 	BEGIN
 		LOOP
-			EXIT WHEN NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state
-								  WHERE status = 'pending' AND batch_id IS NULL
-								  AND lead_id BETWEEN $first AND $last)
-				AND NOT EXISTS (SELECT 1 FROM lead_enrich.batch)
-				AND (SELECT count(*) FROM lead_enrich.lead_state
-					 WHERE lead_id BETWEEN $first AND $last) >= total;
+			EXIT WHEN $(enriched_test "$first" "$last");
 			IF clock_timestamp() > deadline THEN
 				RAISE EXCEPTION 'timed out waiting for leads $first..$last';
 			END IF;

@@ -64,7 +64,7 @@ mkdir -p "$out"
 sizes() {
 	PSQL -F ' ' -c "SELECT c.oid::regclass, pg_relation_size(c.oid) + coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE (n.nspname IN ('odoo', 'lead_enrich') OR c.oid IN ('public.leads'::regclass, 'public.leads_pkey'::regclass))
+		WHERE (n.nspname IN ('odoo', 'lead_enrich') OR c.oid IN (to_regclass('public.leads'), to_regclass('public.leads_pkey')))
 		AND c.relkind IN ('r', 'i')"
 }
 wal() { PSQL -F ' ' -c "SELECT wal_bytes, wal_records, wal_fpi FROM pg_stat_wal"; }
@@ -96,12 +96,7 @@ wait_sampled() {
 			k := k + 1;
 			-- every other sample (20 ms), wait_enriched's test
 			IF k % 2 = 0 THEN
-				EXIT WHEN NOT EXISTS (SELECT 1 FROM lead_enrich.lead_state
-									  WHERE status = 'pending' AND batch_id IS NULL
-									  AND lead_id BETWEEN $1 AND $2)
-					AND NOT EXISTS (SELECT 1 FROM lead_enrich.batch)
-					AND (SELECT count(*) FROM lead_enrich.lead_state
-						 WHERE lead_id BETWEEN $1 AND $2) >= total;
+				EXIT WHEN $(enriched_test "$1" "$2");
 				IF clock_timestamp() > deadline THEN
 					RAISE EXCEPTION 'timed out waiting for leads $1..$2';
 				END IF;
