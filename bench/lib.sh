@@ -128,6 +128,18 @@ auto_run() {
 	AUTO_C1=$(cpu_ticks)
 }
 
+# peer_prepare FIRST SET N: the DIY peer's table (public.leads, bench/run.sh
+# makes it) emptied and filled with the first N leads of bench_lead's set
+# SET, ids FIRST + 1 on, then VACUUM ANALYZE and a checkpoint: how each of
+# the peer's runs starts
+peer_prepare() {
+	PSQL -c "TRUNCATE leads; INSERT INTO leads (id, email_from)
+		SELECT $1 + i, email FROM bench_lead WHERE r = $2 AND i <= $3 ORDER BY i" -c "VACUUM ANALYZE leads"
+	settle
+}
+# peer_call: one call of the peer over its table; prints the leads it did
+peer_call() { PSQL -c "SELECT diy_enrich('http://127.0.0.1:$LE_PROVIDER_PORT', 'bench-token')"; }
+
 # enriched_test FIRST LAST: the SQL test that every lead of the range is
 # done with: none pending outside a batch, no batch in flight, and as many
 # outcomes as leads (total, a variable of the PL/pgSQL block that uses it)

@@ -125,21 +125,17 @@ done
 "$LE_PGBIN/pg_waldump" -p "$LE_RUNDIR/pgdata/pg_wal" -s "$(cat "$out/lsn0")" -e "$(cat "$out/lsn1")" \
 	--stats=record >"$out/waldump" 2>"$out/waldump.err" || true
 
-# The peer (bench/run.sh's run_peer): its table emptied and filled with the
-# run's leads, VACUUM ANALYZE and CHECKPOINT, one call.
+# The peer, as bench/run.sh's run_peer starts it (peer_prepare), one call.
 peer_runs=0
 if [ "$(PSQL -c "SELECT to_regproc('public.diy_enrich') IS NOT NULL AND to_regclass('public.leads') IS NOT NULL")" = t ]; then
 	peer_runs=$runs
 	le_log "$runs runs of the DIY peer on $leads leads"
 	for k in $(seq "$runs"); do
-		PSQL -c "TRUNCATE leads; INSERT INTO leads (id, email_from)
-			SELECT $((200000000 + k * leads)) + i, email FROM bench_lead
-			WHERE r = $((2 * ((k - 1) % ${#sets[@]}) + 1)) AND i <= $leads ORDER BY i" -c "VACUUM ANALYZE leads"
-		settle
+		peer_prepare $((200000000 + k * leads)) $((2 * ((k - 1) % ${#sets[@]}) + 1)) "$leads"
 		sizes >"$out/peer_sizes0.$k"
 		wal >"$out/peer_wal0.$k"
 		t0=$(now)
-		n=$(PSQL -c "SELECT diy_enrich('http://127.0.0.1:$LE_PROVIDER_PORT', 'bench-token')")
+		n=$(peer_call)
 		t1=$(now)
 		sizes >"$out/peer_sizes1.$k"
 		wal >"$out/peer_wal1.$k"

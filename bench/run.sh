@@ -198,12 +198,10 @@ run_peer() {
 	local k=$1 off=0 first t0 t1 c0 c1 n rate idle cpu=
 	[ -n "${2:-}" ] && off=$reps
 	first=$((100000000 + (k + off) * leads))
-	PSQL -c "TRUNCATE leads; INSERT INTO leads (id, email_from)
-		SELECT $first + i, email FROM bench_lead WHERE r = $((2 * k - 1)) ORDER BY i" -c "VACUUM ANALYZE leads"
-	settle
+	peer_prepare "$first" $((2 * k - 1)) "$leads"
 	c0=$(cpu_ticks)
 	t0=$(now)
-	n=$(PSQL -c "SELECT diy_enrich('http://127.0.0.1:$LE_PROVIDER_PORT', 'bench-token')")
+	n=$(peer_call)
 	t1=$(now)
 	c1=$(cpu_ticks)
 	[ "$n" = "$leads" ] || echo "the peer processed $n leads of $leads" >&2
