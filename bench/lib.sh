@@ -87,6 +87,23 @@ cpu_us_per_lead() { python3 -c "import sys; t0, i0 = map(int, sys.argv[1].split(
 # in a few met a checkpoint, the others not).
 settle() { PSQL -c "CHECKPOINT"; }
 
+# proc_ticks PID...: the CPU time (user + system, in clock ticks) the processes used, summed
+proc_ticks() { sum_proc stat '{print $14 + $15}' "$@"; }
+# rss_kb PID...: their private memory (RssAnon; VmRSS also counts the
+# shared buffers touched), summed
+rss_kb() { sum_proc status '/RssAnon/ {print $2}' "$@"; }
+# sum_proc FILE AWK PID...: the sum over the processes of what AWK prints
+# of /proc/PID/FILE (0 for a process gone)
+sum_proc() {
+	local f=$1 prog=$2 t=0 p v
+	shift 2
+	for p in "$@"; do
+		v=$(awk "$prog" "/proc/$p/$f" 2>/dev/null)
+		t=$((t + ${v:-0}))
+	done
+	echo $t
+}
+
 # worker_pids: the bench database's workers, once $workers of them run (the
 # launcher starts them after the cluster starts)
 worker_pids() {

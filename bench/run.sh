@@ -74,23 +74,6 @@ record() {
 	printf '%s,%s,%s,"%s"\n' "$1" "$2" "$3" "$4" >>"$csv"
 }
 
-# proc_ticks PID...: the CPU time (user + system, in clock ticks) the processes used, summed
-proc_ticks() { sum_proc stat '{print $14 + $15}' "$@"; }
-# rss_kb PID...: their private memory (RssAnon; VmRSS also counts the
-# shared buffers touched), summed
-rss_kb() { sum_proc status '/RssAnon/ {print $2}' "$@"; }
-# sum_proc FILE AWK PID...: the sum over the processes of what AWK prints
-# of /proc/PID/FILE (0 for a process gone)
-sum_proc() {
-	local f=$1 prog=$2 t=0 p v
-	shift 2
-	for p in "$@"; do
-		v=$(awk "$prog" "/proc/$p/$f" 2>/dev/null)
-		t=$((t + ${v:-0}))
-	done
-	echo $t
-}
-
 le_deps wrk libcurl4-openssl-dev
 le_build
 
@@ -160,6 +143,8 @@ if [ "$peer_ok" = 1 ]; then
 		zip text, street text, phone text, country_code text, reveal_id text, iap_enrich_done bool);
 		CREATE INDEX ON leads (id) WHERE iap_enrich_done IS NOT TRUE"
 	PSQL -f "$peer_sql" >/dev/null
+	# the peer's notes, for the like-for-like figure (disabled until used)
+	PSQL -f "$LE_REPO/bench/peer_notes.sql" >/dev/null
 fi
 
 echo
@@ -192,13 +177,20 @@ run_auto() {
 	printf '  run %d automatic: %s leads/s, %s%% idle, workers busy %s%% of a core; from the INSERT'"'"'s commit (%s s after its start): %s leads/s, %s%% idle, %s µs of CPU a lead\n' \
 		"$k" "${auto_rates[-1]}" "${auto_idles[-1]}" "${auto_busy[-1]}" "${insert_secs[-1]}" "${commit_rates[-1]}" "${commit_idles[-1]}" "${auto_cpu[-1]}"
 }
-# run_peer K [SECOND]: the peer's run K on set r = 2K - 1; with SECOND,
-# its run beside bulk run K, on new ids, recorded apart
+# run_peer K [second|notes]: the peer's run K on set r = 2K - 1; with
+# second, its run beside bulk run K, on new ids, recorded apart; with
+# notes, a run on new ids with Odoo's notes posted (bench/peer_notes.sql's
+# trigger enabled), recorded apart
+peer_notes_rates=() peer_notes_cpu=()
 run_peer() {
-	local k=$1 off=0 first t0 t1 c0 c1 n rate idle cpu=
-	[ -n "${2:-}" ] && off=$reps
+	local k=$1 mode=${2:-} off=0 first t0 t1 c0 c1 n rate idle notes label='' cpu=''
+	case $mode in
+		second) off=$reps label=' (beside bulk)' ;;
+		notes) off=$((2 * reps)) label=' with notes' ;;
+	esac
 	first=$((100000000 + (k + off) * leads))
 	peer_prepare "$first" $((2 * k - 1)) "$leads"
+	[ "$mode" = notes ] && PSQL -c "ALTER TABLE leads ENABLE TRIGGER diy_notes" >/dev/null
 	c0=$(cpu_ticks)
 	t0=$(now)
 	n=$(peer_call)
@@ -207,15 +199,25 @@ run_peer() {
 	[ "$n" = "$leads" ] || echo "the peer processed $n leads of $leads" >&2
 	rate=$(calc "$leads / ($t1 - $t0)")
 	idle=$(idle_pct "$c0" "$c1")
-	if [ -n "${2:-}" ]; then
-		bulk_peer_rates+=("$rate")
-	else
-		peer_rates+=("$rate")
-		peer_idles+=("$idle")
-		peer_cpu+=("$(cpu_us_per_lead "$c0" "$c1" "$leads")")
-		cpu=", ${peer_cpu[-1]} µs of CPU a lead"
-	fi
-	printf '  run %d peer%s: %s leads/s, %s%% idle%s\n' "$k" "${2:+ (beside bulk)}" "$rate" "$idle" "$cpu"
+	case $mode in
+		second) bulk_peer_rates+=("$rate") ;;
+		notes)
+			PSQL -c "ALTER TABLE leads DISABLE TRIGGER diy_notes" >/dev/null
+			notes=$(PSQL -c "SELECT count(*) FROM odoo.mail_message WHERE model = 'crm.lead'
+				AND res_id BETWEEN $((first + 1)) AND $((first + leads))")
+			[ "$notes" = "$leads" ] || echo "the peer's run with notes posted $notes notes for $leads leads" >&2
+			peer_notes_rates+=("$rate")
+			peer_notes_cpu+=("$(cpu_us_per_lead "$c0" "$c1" "$leads")")
+			cpu=", ${peer_notes_cpu[-1]} µs of CPU a lead"
+			;;
+		*)
+			peer_rates+=("$rate")
+			peer_idles+=("$idle")
+			peer_cpu+=("$(cpu_us_per_lead "$c0" "$c1" "$leads")")
+			cpu=", ${peer_cpu[-1]} µs of CPU a lead"
+			;;
+	esac
+	printf '  run %d peer%s: %s leads/s, %s%% idle%s\n' "$k" "$label" "$rate" "$idle" "$cpu"
 }
 # run_quiet K: automatic run K again without Odoo's chatter notes
 # (lead_enrich.odoo_chatter = off), on set r = 2 reps + 1 + K: the same
@@ -238,14 +240,16 @@ run_quiet() {
 	printf '  run %d automatic without notes: %s leads/s, %s%% idle, %s µs of CPU a lead\n' \
 		"$k" "${quiet_rates[-1]}" "$(idle_pct "$AUTO_C0" "$AUTO_C1")" "${quiet_cpu[-1]}"
 }
-# each automatic run beside the peer's; the run without notes before it
-# or after it in turn
+# each automatic run beside the peer's; the run without notes and the
+# peer's run with notes before it or after it in turn
 for k in $(seq "$reps"); do
 	if [ $((k % 2)) = 1 ]; then
 		if [ "$peer_ok" = 1 ]; then run_peer "$k"; fi
 		run_auto "$k"
 		run_quiet "$k"
+		if [ "$peer_ok" = 1 ]; then run_peer "$k" notes; fi
 	else
+		if [ "$peer_ok" = 1 ]; then run_peer "$k" notes; fi
 		run_quiet "$k"
 		run_auto "$k"
 		if [ "$peer_ok" = 1 ]; then run_peer "$k"; fi
@@ -288,6 +292,12 @@ record "e2e_auto_no_notes_cpu_us_per_lead" "$(median "${quiet_cpu[@]}")" "µs" "
 record "ratio_auto_to_auto_no_notes_paired" "$(paired "${auto_rates[*]}" "${quiet_rates[*]}")" "" "each automatic run over the run without notes beside it: the notes' share"
 if [ "$peer_ok" = 1 ]; then
 	record "ratio_auto_no_notes_to_peer_paired" "$(paired "${quiet_rates[*]}" "${peer_rates[*]}")" "" "each run without notes over the peer's run of the same round"
+	# Like for like the other way: the peer with a note a lead too
+	# (bench/peer_notes.sql; shorter notes than lead_enrich's)
+	record "e2e_peer_notes_leads_per_s" "$(median "${peer_notes_rates[@]}")" "leads/s" \
+		"the peer again, posting Odoo's note a lead (bench/peer_notes.sql's trigger), median of ${peer_notes_rates[*]}; not a target's figure"
+	record "e2e_peer_notes_cpu_us_per_lead" "$(median "${peer_notes_cpu[@]}")" "µs" "their CPU a lead, median of ${peer_notes_cpu[*]}"
+	record "ratio_auto_to_peer_notes_paired" "$(paired "${auto_rates[*]}" "${peer_notes_rates[*]}")" "" "each automatic run over the peer's run with notes of the same round: both post Odoo's notes"
 fi
 PSQL -c "SELECT status, count(*) FROM lead_enrich.lead_state WHERE lead_id <= $((reps * leads)) GROUP BY 1 ORDER BY 1" >"$LE_RUNDIR/auto_outcomes.txt"
 
