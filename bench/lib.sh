@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# What bench/run.sh and bench/ab.sh share: the bench's cluster and provider,
-# the arithmetic of the figures, the machine's idle share, and the wait for
-# an automatic run's last lead.  Sources scripts/common.sh, with the bench's
+# What the bench's scripts share: the bench's cluster and provider, the
+# arithmetic of the figures, the machine's idle share, the processes' CPU
+# time and memory, an automatic run and the wait for its last lead, and a
+# run of the DIY peer.  Sources scripts/common.sh, with the bench's
 # own directory and ports unless the environment names others.
 
 LE_RUNDIR=${LE_RUNDIR:-/tmp/lead_enrich-bench}
