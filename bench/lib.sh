@@ -65,6 +65,26 @@ bench_auto_setup() {
 	PSQL -c "SELECT lead_enrich.set_mode('auto')" >/dev/null
 }
 
+# bench_numbers WHO WHAT VALUE...: exit 2 with WHO's message unless every
+# VALUE is a positive number (WHAT names the options they came from)
+bench_numbers() {
+	local who=$1 what=$2 v
+	shift 2
+	for v in "$@"; do
+		[[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "$who: $what take a positive number (see --help)" >&2; exit 2; }
+	done
+}
+
+# bench_script_start WHO WORKERS LEADS: how bench/profile.sh and
+# bench/statements.sh start: what they need installed and built, the
+# cluster and provider stopped when the script exits, bench_auto_setup
+bench_script_start() {
+	le_deps
+	le_build
+	trap le_stop_all EXIT
+	bench_auto_setup "$@"
+}
+
 now() { date +%s.%N; }
 calc() { python3 -c "print(round($1, 3))"; }
 # median of the arguments

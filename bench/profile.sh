@@ -44,14 +44,8 @@ while [ $# -gt 0 ]; do
 		*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
-for v in "$runs" "$leads" "$workers"; do
-	[[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "bench/profile.sh: --runs, --leads and --workers take a positive number (see --help)" >&2; exit 2; }
-done
-
-le_deps
-le_build
-trap le_stop_all EXIT
-bench_auto_setup bench/profile.sh "$workers" "$leads"
+bench_numbers bench/profile.sh "--runs, --leads and --workers" "$runs" "$leads" "$workers"
+bench_script_start bench/profile.sh "$workers" "$leads"
 sets=("${AUTO_SETS[@]}")
 worker_pids >/dev/null
 

@@ -38,14 +38,8 @@ while [ $# -gt 0 ]; do
 		*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
-for v in "$leads" "$workers"; do
-	[[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "bench/statements.sh: --leads and --workers take a positive number (see --help)" >&2; exit 2; }
-done
-
-le_deps
-le_build
-trap le_stop_all EXIT
-bench_auto_setup bench/statements.sh "$workers" "$leads"
+bench_numbers bench/statements.sh "--leads and --workers" "$leads" "$workers"
+bench_script_start bench/statements.sh "$workers" "$leads"
 log=$LE_RUNDIR/postgres.log
 out=$LE_RUNDIR/statements
 mkdir -p "$out"
