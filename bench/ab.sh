@@ -109,7 +109,7 @@ run() {
 		[ -n "$v" ] || { echo "bench/ab.sh: the server has no setting $name" >&2; exit 2; }
 		shown+="${shown:+, }$v"
 	done
-	auto_run $(($(PSQL -c "SELECT coalesce(max(id), 0) FROM odoo.crm_lead") + 1)) "$set" "$leads"
+	auto_run "$(next_lead_id)" "$set" "$leads"
 	rate=$(calc "round($leads / ($AUTO_T1 - $AUTO_T0))")
 	idle=$(idle_pct "$AUTO_C0" "$AUTO_C1")
 	cpu=$(cpu_us_per_lead "$AUTO_CC" "$AUTO_C1" "$leads")

@@ -137,6 +137,11 @@ worker_pids() {
 	echo "$pids"
 }
 
+# next_lead_id: the first id no lead of Odoo's crm_lead has used, where
+# the next automatic run of bench/ab.sh, bench/profile.sh or
+# bench/statements.sh inserts its leads
+next_lead_id() { echo $(($(PSQL -c "SELECT coalesce(max(id), 0) FROM odoo.crm_lead") + 1)); }
+
 # auto_run FIRST SET N [WAIT]: one automatic run as the bench times it:
 # VACUUM ANALYZE (autovacuum is off in the bench's cluster, and the rounds
 # before left dead rows in the queue and its indexes, as the peer's table is

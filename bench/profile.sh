@@ -107,7 +107,7 @@ for k in $(seq "$runs"); do
 	sample_file=$out/samples.$k
 	sizes >"$out/sizes0.$k"
 	wal >"$out/wal0.$k"
-	auto_run $(($(PSQL -c "SELECT coalesce(max(id), 0) FROM odoo.crm_lead") + 1)) \
+	auto_run "$(next_lead_id)" \
 		"${sets[$(((k - 1) % ${#sets[@]}))]}" "$leads" wait_sampled
 	lsn >"$out/lsn1"
 	sizes >"$out/sizes1.$k"

@@ -183,7 +183,7 @@ run_auto() {
 # trigger enabled), recorded apart
 peer_notes_rates=() peer_notes_cpu=()
 run_peer() {
-	local k=$1 mode=${2:-} off=0 first t0 t1 c0 c1 n rate idle notes label='' cpu=''
+	local k=$1 mode=${2:-} off=0 first t0 t1 c0 c1 n rate idle us notes label='' cpu=''
 	case $mode in
 		second) off=$reps label=' (beside bulk)' ;;
 		notes) off=$((2 * reps)) label=' with notes' ;;
@@ -199,6 +199,7 @@ run_peer() {
 	[ "$n" = "$leads" ] || echo "the peer processed $n leads of $leads" >&2
 	rate=$(calc "$leads / ($t1 - $t0)")
 	idle=$(idle_pct "$c0" "$c1")
+	us=$(cpu_us_per_lead "$c0" "$c1" "$leads")
 	case $mode in
 		second) bulk_peer_rates+=("$rate") ;;
 		notes)
@@ -207,16 +208,15 @@ run_peer() {
 				AND res_id BETWEEN $((first + 1)) AND $((first + leads))")
 			[ "$notes" = "$leads" ] || echo "the peer's run with notes posted $notes notes for $leads leads" >&2
 			peer_notes_rates+=("$rate")
-			peer_notes_cpu+=("$(cpu_us_per_lead "$c0" "$c1" "$leads")")
-			cpu=", ${peer_notes_cpu[-1]} µs of CPU a lead"
+			peer_notes_cpu+=("$us")
 			;;
 		*)
 			peer_rates+=("$rate")
 			peer_idles+=("$idle")
-			peer_cpu+=("$(cpu_us_per_lead "$c0" "$c1" "$leads")")
-			cpu=", ${peer_cpu[-1]} µs of CPU a lead"
+			peer_cpu+=("$us")
 			;;
 	esac
+	[ "$mode" = second ] || cpu=", $us µs of CPU a lead"
 	printf '  run %d peer%s: %s leads/s, %s%% idle%s\n' "$k" "$label" "$rate" "$idle" "$cpu"
 }
 # run_quiet K: automatic run K again without Odoo's chatter notes

@@ -43,19 +43,32 @@ bench_script_start bench/statements.sh "$workers" "$leads"
 log=$LE_RUNDIR/postgres.log
 out=$LE_RUNDIR/statements
 mkdir -p "$out"
-first() { echo $(($(PSQL -c "SELECT coalesce(max(id), 0) FROM odoo.crm_lead") + 1)); }
 # warm: 1,000 leads of another set enriched first, after a (re)start: the
 # workers' scan of the table after a restart and their first statements'
 # planning are then behind them
-warm() { auto_run "$(first)" "${AUTO_SETS[1]:-${AUTO_SETS[0]}}" 1000; }
+warm() { auto_run "$(next_lead_id)" "${AUTO_SETS[1]:-${AUTO_SETS[0]}}" 1000; }
+# measured_run WHAT: after warm, the run of $leads leads; sets RUN_OFFSET
+# (the log's size after the warm-up), RUN_WALL (s from the INSERT's
+# commit) and RUN_CPU (the workers' CPU s from its start) and prints the
+# run's rate, WHAT saying which run it was
+measured_run() {
+	local w0 w1
+	warm
+	RUN_OFFSET=$(stat -c %s "$log")
+	w0=$(proc_ticks "${pids[@]}")
+	auto_run "$(next_lead_id)" "${AUTO_SETS[0]}" "$leads"
+	w1=$(proc_ticks "${pids[@]}")
+	RUN_WALL=$(calc "$AUTO_T1 - $AUTO_TC")
+	RUN_CPU=$(calc "($w1 - $w0) / $(getconf CLK_TCK)")
+	printf '  %s: %s leads/s%s, %s s from the INSERT'"'"'s commit\n' "$(date -u +%H:%M:%S)" \
+		"$(calc "round($leads / ($AUTO_T1 - $AUTO_T0))")" "$1" "$RUN_WALL"
+}
 
 # a plain run first: the workers' wall time without the logging
 le_log "one automatic run of $leads leads"
-warm
-auto_run "$(first)" "${AUTO_SETS[0]}" "$leads"
-plain=$(calc "$AUTO_T1 - $AUTO_TC")
-printf '  %s: %s leads/s, %s s from the INSERT'"'"'s commit\n' "$(date -u +%H:%M:%S)" \
-	"$(calc "round($leads / ($AUTO_T1 - $AUTO_T0))")" "$plain"
+read -r -a pids <<<"$(worker_pids)"
+measured_run ""
+plain=$RUN_WALL
 
 # the same cluster, restarted with auto_explain (its settings last: they win)
 bench_start "$workers" 1 "shared_preload_libraries = 'lead_enrich,auto_explain'" \
@@ -63,23 +76,14 @@ bench_start "$workers" 1 "shared_preload_libraries = 'lead_enrich,auto_explain'"
 	"auto_explain.log_nested_statements = off" "auto_explain.log_format = json"
 read -r -a pids <<<"$(worker_pids)"
 [ "${#pids[@]}" -gt 0 ] || { echo "bench/statements.sh: no worker of database bench is running" >&2; exit 1; }
-warm
-offset=$(stat -c %s "$log")
 le_log "the same run again, every statement of the workers logged"
-w0=$(proc_ticks "${pids[@]}")
-auto_run "$(first)" "${AUTO_SETS[0]}" "$leads"
-w1=$(proc_ticks "${pids[@]}")
-# the workers' CPU time from the INSERT's start, in seconds
-cpu=$(calc "($w1 - $w0) / $(getconf CLK_TCK)")
+measured_run " (every statement logged)"
 # what the workers logged last (the outcomes of the last round) is written
 # by now; the log's lines from the run only
 sleep 1
-tail -c +$((offset + 1)) "$log" >"$out/run.log"
-wall=$(calc "$AUTO_T1 - $AUTO_TC")
-printf '  %s: %s leads/s (every statement logged), %s s from the INSERT'"'"'s commit\n' "$(date -u +%H:%M:%S)" \
-	"$(calc "round($leads / ($AUTO_T1 - $AUTO_T0))")" "$wall"
+tail -c +$((RUN_OFFSET + 1)) "$log" >"$out/run.log"
 
-python3 - "$out/run.log" "$leads" "$wall" "$plain" "$cpu" "${pids[@]}" <<'PY'
+python3 - "$out/run.log" "$leads" "$RUN_WALL" "$plain" "$RUN_CPU" "${pids[@]}" <<'PY'
 import collections, json, re, sys
 
 path, leads, wall, plain, cpu = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
